@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`.
+# Both set up .venv in this checkout first (idempotent) and fetch the dataset.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fmnist-installed
+
+.PHONY: setup data run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The dataset: Debian's package when we are root on Debian (no internet needed),
+# else torchvision's download on first use.
+data: setup
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	   [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) || \
+	  echo "note: dataset-fashion-mnist not installed; falling back to download"; \
+	fi
+	$(BIN)/fmnist-train --prepare-data
+
+run: data
+	$(BIN)/fmnist-gui
+
+test: data
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/python -m ruff check fmnist_gui plugins tests benchmarks
+
+bench: data
+	$(BIN)/python benchmarks/bench_epoch.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

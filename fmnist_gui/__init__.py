@@ -1,0 +1,24 @@
+"""fmnist-gui: the PyTorch tutorial "Optimizing Model Parameters" as a desktop app.
+
+Plugin authors need only this module::
+
+    from fmnist_gui import hookimpl, OptimizerSpec, LossSpec, Param
+
+Nothing here imports torch or Qt, so importing the package is cheap.
+"""
+
+from fmnist_gui.hookspecs import hookimpl, hookspec
+from fmnist_gui.specs import LossSpec, OptimizerSpec, Param
+
+__version__ = "0.1.0"
+PROJECT_NAME = "fmnist_gui"
+
+__all__ = [
+    "PROJECT_NAME",
+    "LossSpec",
+    "OptimizerSpec",
+    "Param",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,353 @@
+"""The training engine: the tutorial's train_loop and test_loop, resumable.
+
+No Qt here. ``Trainer.run()`` is a generator of events (``EpochStart``,
+``BatchEnd``, ``EpochEnd``, then one ``RunEnd``); the CLI prints them, the Qt
+worker forwards them to the window. ``request_stop()`` and ``pause()`` may be
+called from any thread: they are flags checked between batches, so the model
+and optimizer are always left at a batch boundary, ready to continue.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from fmnist_gui.config import ConfigError, TrainConfig
+from fmnist_gui.data import BatchLoader, FashionMNISTData
+from fmnist_gui.model import NeuralNetwork
+from fmnist_gui.plugin_manager import PluginHost, UnknownPluginError
+from fmnist_gui.specs import ParamError
+
+RunStatus = Literal["finished", "stopped", "diverged", "failed"]
+
+
+class PluginFailure(RuntimeError):
+    """Code from a plugin raised or misbehaved; ``plugin`` names it."""
+
+    def __init__(self, plugin: str, message: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+# ----- events ------------------------------------------------------------------
+@dataclass(frozen=True)
+class EpochStart:
+    epoch: int  # 1-based
+    num_batches: int
+    resumed_at_batch: int  # 0 unless an interrupted epoch is being continued
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    epoch: int  # 1-based
+    batch: int  # 0-based index within the epoch
+    step: int  # 1-based count of optimizer steps since the start of training
+    loss: float
+    batch_len: int
+    dataset_size: int
+    num_batches: int
+
+    @property
+    def current(self) -> int:
+        """The tutorial's ``current``: samples before this batch (``batch * len(X)``)."""
+        return self.batch * self.batch_len
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int
+    train_loss: float  # mean of the epoch's batch losses
+    test_loss: float
+    test_accuracy: float  # fraction, 0..1
+    train_seconds: float
+    test_seconds: float
+    samples_per_second: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    status: RunStatus
+    message: str = ""
+
+
+Event = EpochStart | BatchEnd | EpochEnd | RunEnd
+
+
+@dataclass
+class History:
+    """Everything the plots need to be redrawn: kept by the engine, saved in checkpoints."""
+
+    batch_losses: list[float] = field(default_factory=list)
+    epochs: list[EpochEnd] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if name == "cuda":
+            raise ConfigError("device cuda was asked for, but CUDA is not available here; "
+                              "use --device cpu or auto")
+        return torch.device("cpu")
+    raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
+
+
+def new_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little")
+
+
+class Trainer:
+    """One model being trained under one ``TrainConfig``.
+
+    Construction validates everything (config, plugin names, hyperparameters)
+    and raises ``ConfigError``/``ParamError``/``UnknownPluginError``/
+    ``PluginFailure`` with a readable message before any training starts.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: FashionMNISTData,
+        plugins: PluginHost,
+        *,
+        initial_state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.device = resolve_device(config.device)
+        self.optimizer_spec = plugins.optimizer(config.optimizer)
+        self.loss_spec = plugins.loss(config.loss)
+        self.optimizer_params = self.optimizer_spec.resolve(config.optimizer_params)
+        self.loss_params = self.loss_spec.resolve(config.loss_params)
+
+        # The seed goes first, as `torch.manual_seed(S)` as the first line of
+        # the tutorial's script: the weights then come out identical to it.
+        self.seed = config.seed if config.seed is not None else new_seed()
+        torch.manual_seed(self.seed)
+        self.model = NeuralNetwork().to(self.device)
+        if initial_state is not None:
+            self.model.load_state_dict(initial_state)
+        self.optimizer = self._build_optimizer()
+        self.loss_fn = self._build_loss()
+
+        self.shuffle_generator = torch.Generator().manual_seed(self.seed)
+        self.train_loader = BatchLoader(
+            data.train, config.batch_size, shuffle=config.shuffle,
+            generator=self.shuffle_generator, device=self.device,
+        )
+        self.test_loader = BatchLoader(data.test, config.batch_size, device=self.device)
+
+        # Position: `epochs_done` full epochs, then `batch_in_epoch` batches of the next.
+        self.epochs_done = 0
+        self.batch_in_epoch = 0
+        self.global_step = 0
+        # Generator state at the start of the current epoch, before its
+        # permutation was drawn: replaying it gives the same order on resume.
+        self.epoch_generator_state: torch.Tensor = self.shuffle_generator.get_state()
+        self.epoch_loss_sum = 0.0
+        self.epoch_train_seconds = 0.0
+        self.history = History()
+
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    # ----- building from plugins ------------------------------------------------
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        spec = self.optimizer_spec
+        try:
+            optimizer = spec.factory(self.model.parameters(), lr=self.config.lr,
+                                     **self.optimizer_params)
+        except (ValueError, TypeError) as exc:
+            raise PluginFailure(spec.plugin, f"optimizer {spec.name!r} (plugin "
+                                f"{spec.plugin!r}) refused its settings: {exc}") from exc
+        except Exception as exc:
+            raise PluginFailure(spec.plugin, f"optimizer {spec.name!r} (plugin "
+                                f"{spec.plugin!r}) failed to build: {exc}") from exc
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise PluginFailure(
+                spec.plugin, f"optimizer {spec.name!r} (plugin {spec.plugin!r}) returned "
+                f"{type(optimizer).__name__}, not a torch.optim.Optimizer",
+            )
+        return optimizer
+
+    def _build_loss(self):
+        spec = self.loss_spec
+        try:
+            loss_fn = spec.factory(**self.loss_params)
+        except Exception as exc:
+            raise PluginFailure(spec.plugin, f"loss {spec.name!r} (plugin {spec.plugin!r}) "
+                                f"failed to build: {exc}") from exc
+        if not callable(loss_fn):
+            raise PluginFailure(spec.plugin, f"loss {spec.name!r} (plugin {spec.plugin!r}) "
+                                f"returned {type(loss_fn).__name__}, not a callable")
+        if isinstance(loss_fn, torch.nn.Module):
+            loss_fn = loss_fn.to(self.device)
+        return loss_fn
+
+    # ----- control (any thread) ------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused loop so it can notice
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def finished(self) -> bool:
+        return self.epochs_done >= self.config.epochs
+
+    # ----- the loops ------------------------------------------------------------
+    def run(self) -> Iterator[Event]:
+        """Train until ``config.epochs`` epochs are done or a stop is requested.
+
+        Calling it again after a stop (or after raising ``config.epochs``)
+        continues exactly where the last call left off.
+        """
+        self._stop.clear()
+        try:
+            while self.epochs_done < self.config.epochs:
+                status = yield from self._train_epoch()
+                if status is not None:
+                    yield status
+                    return
+                yield self._finish_epoch()
+        except PluginFailure as exc:
+            yield RunEnd("failed", str(exc))
+            return
+        yield RunEnd("finished")
+
+    def _train_epoch(self) -> Iterator[Event]:
+        loader = self.train_loader
+        epoch = self.epochs_done + 1
+        if self.batch_in_epoch == 0:
+            self.epoch_generator_state = self.shuffle_generator.get_state()
+            order = loader.epoch_order()
+        else:
+            # Continue an interrupted epoch: replay its permutation.
+            self.shuffle_generator.set_state(self.epoch_generator_state)
+            order = loader.epoch_order()
+        yield EpochStart(epoch, len(loader), self.batch_in_epoch)
+
+        model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
+        model.train()
+        batches = loader.batches(order, start=self.batch_in_epoch)
+        started = time.perf_counter()
+        for X, y in batches:
+            if self._stop.is_set() or not self._running.is_set():
+                self.epoch_train_seconds += time.perf_counter() - started
+                if not self._wait_while_paused():
+                    return RunEnd("stopped", f"stopped at epoch {epoch}, "
+                                  f"batch {self.batch_in_epoch} of {len(loader)}")
+                started = time.perf_counter()
+
+            pred = model(X)
+            loss = loss_fn(pred, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                self.epoch_train_seconds += time.perf_counter() - started
+                return RunEnd(
+                    "diverged",
+                    f"the loss became {value} at epoch {epoch}, batch {self.batch_in_epoch}; "
+                    "the model is kept as of the previous batch. Try a lower learning rate.",
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            self._step_optimizer()
+
+            self.batch_in_epoch += 1
+            self.global_step += 1
+            self.epoch_loss_sum += value
+            self.history.batch_losses.append(value)
+            yield BatchEnd(epoch, self.batch_in_epoch - 1, self.global_step, value,
+                           len(X), loader.dataset_size, len(loader))
+        self.epoch_train_seconds += time.perf_counter() - started
+        return None
+
+    def _step_optimizer(self) -> None:
+        try:
+            self.optimizer.step()
+        except Exception as exc:
+            spec = self.optimizer_spec
+            raise PluginFailure(
+                spec.plugin,
+                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) raised during step(): "
+                f"{type(exc).__name__}: {exc}",
+            ) from exc
+
+    def _wait_while_paused(self) -> bool:
+        """Block while paused; return False when a stop was requested."""
+        while not self._running.wait(0.05):
+            pass
+        return not self._stop.is_set()
+
+    def _finish_epoch(self) -> EpochEnd:
+        test_loss, accuracy, test_seconds = self.evaluate()
+        batches = max(self.batch_in_epoch, 1)
+        seconds = self.epoch_train_seconds
+        result = EpochEnd(
+            epoch=self.epochs_done + 1,
+            train_loss=self.epoch_loss_sum / batches,
+            test_loss=test_loss,
+            test_accuracy=accuracy,
+            train_seconds=seconds,
+            test_seconds=test_seconds,
+            samples_per_second=self.train_loader.dataset_size / seconds if seconds else 0.0,
+        )
+        self.history.epochs.append(result)
+        self.epochs_done += 1
+        self.batch_in_epoch = 0
+        self.epoch_loss_sum = 0.0
+        self.epoch_train_seconds = 0.0
+        return result
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float, float]:
+        """The tutorial's test_loop: (mean batch loss, accuracy fraction, seconds)."""
+        started = time.perf_counter()
+        self.model.eval()
+        loader = self.test_loader
+        # float64 accumulators add exactly as the tutorial's Python floats do.
+        test_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        for X, y in loader.batches():
+            pred = self.model(X)
+            test_loss += self.loss_fn(pred, y).double()
+            correct += (pred.argmax(1) == y).sum()
+        self.model.train()
+        mean_loss = test_loss.item() / len(loader)
+        return mean_loss, correct.item() / loader.dataset_size, time.perf_counter() - started
+
+    # ----- odds and ends ----------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer_spec.name,
+            "optimizer_params": self.optimizer_params,
+            "loss": self.loss_spec.name,
+            "seed": self.seed,
+            "device": str(self.device),
+        }
+
+
+__all__ = [
+    "BatchEnd", "ConfigError", "EpochEnd", "EpochStart", "Event", "History",
+    "ParamError", "PluginFailure", "RunEnd", "Trainer", "UnknownPluginError",
+]

@@ -1,0 +1,117 @@
+"""Shared fixtures. Qt runs offscreen; no test downloads anything."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # tutorial_reference, the yardstick
+
+REAL_DATA_ROOT = Path(os.environ.get("FMNIST_REAL_DATA", ROOT / "data"))
+
+
+def write_idx(path: Path, array, *, gz: bool = False) -> None:
+    """Write a uint8 array in IDX format (images: 3 dims, labels: 1 dim)."""
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    magic = 0x800 | array.ndim
+    payload = struct.pack(f">{array.ndim + 1}I", magic, *array.shape) + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+
+
+def make_tiny_fashion_mnist(root: Path, n_train: int = 256, n_test: int = 128,
+                            seed: int = 0, *, gz: bool = False) -> Path:
+    """Tiny but learnable data in torchvision's ``FashionMNIST/raw`` layout.
+
+    Each class is a noisy bright bar in its own position, so a few steps of
+    SGD visibly lower the loss.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 255
+        return images, labels
+
+    raw = root / "FashionMNIST" / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images, labels = make(n)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images, gz=gz)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, gz=gz)
+    return root
+
+
+@pytest.fixture
+def tiny_root(tmp_path) -> Path:
+    return make_tiny_fashion_mnist(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_data(tiny_root):
+    from fmnist_gui.data import load_dataset
+
+    return load_dataset(tiny_root, allow_download=False)
+
+
+@pytest.fixture
+def plugins(tmp_path):
+    """A fresh plugin host with the built-ins and an empty user plugin folder."""
+    from fmnist_gui.plugin_manager import get_plugin_manager
+
+    return get_plugin_manager([tmp_path / "no-plugins"])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Keep every test away from the real user folders and settings."""
+    monkeypatch.setenv("FMNIST_GUI_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads():
+    """Fail any test that leaves a Python thread or a QThread running (as napari does)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for t in leaked:
+        t.join(timeout=2)
+    leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"test left threads running: {leaked}"
+    if "PySide6.QtCore" in sys.modules:
+        from PySide6.QtCore import QThread
+
+        from fmnist_gui.qt import threads
+
+        running = [t for t in threads.live_threads() if isinstance(t, QThread) and t.isRunning()]
+        assert not running, f"test left QThreads running: {running}"
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> Path:
+    """The real Fashion-MNIST, when present (CI installs it); otherwise skip."""
+    from fmnist_gui.data import DataError, ensure_dataset
+
+    try:
+        ensure_dataset(REAL_DATA_ROOT, allow_download=False)
+    except DataError as exc:
+        pytest.skip(f"real Fashion-MNIST not available: {exc}")
+    return REAL_DATA_ROOT
