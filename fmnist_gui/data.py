@@ -140,13 +140,18 @@ def ensure_dataset(
 ) -> None:
     """Make sure the four raw files are under ``root``, or raise ``DataError``.
 
-    Tries, in order: the files already there; Debian's ``dataset-fashion-mnist``;
+    Tries, in order: the files already there (or their ``.gz``); Debian's
+    ``dataset-fashion-mnist``;
     a download (when allowed). The error names the folder and every fix.
     """
     root = Path(root)
     if not missing_files(root):
         return
     try:
+        # Files the user dropped in still compressed count as present.
+        if system_dataset_available(raw_folder(root)):
+            copy_from_system(root, raw_folder(root))
+            return
         if system_dataset_available(system_dir):
             copy_from_system(root, system_dir)
             return

@@ -225,6 +225,9 @@ class Trainer:
         self._stop.clear()
         try:
             while self.epochs_done < self.config.epochs:
+                if self._stop.is_set():
+                    yield RunEnd("stopped", f"stopped after epoch {self.epochs_done}")
+                    return
                 status = yield from self._train_epoch()
                 if status is not None:
                     yield status
@@ -238,13 +241,11 @@ class Trainer:
     def _train_epoch(self) -> Iterator[Event]:
         loader = self.train_loader
         epoch = self.epochs_done + 1
-        if self.batch_in_epoch == 0:
-            self.epoch_generator_state = self.shuffle_generator.get_state()
-            order = loader.epoch_order()
-        else:
-            # Continue an interrupted epoch: replay its permutation.
-            self.shuffle_generator.set_state(self.epoch_generator_state)
-            order = loader.epoch_order()
+        # Always draw the order from the state saved at the epoch's start, so
+        # an epoch interrupted anywhere (even before its first batch) replays
+        # the same permutation when it is continued.
+        self.shuffle_generator.set_state(self.epoch_generator_state)
+        order = loader.epoch_order()
         yield EpochStart(epoch, len(loader), self.batch_in_epoch)
 
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
@@ -313,6 +314,7 @@ class Trainer:
             samples_per_second=self.train_loader.dataset_size / seconds if seconds else 0.0,
         )
         self.history.epochs.append(result)
+        self.epoch_generator_state = self.shuffle_generator.get_state()
         self.epochs_done += 1
         self.batch_in_epoch = 0
         self.epoch_loss_sum = 0.0

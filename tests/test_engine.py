@@ -1,0 +1,217 @@
+"""The engine against the tutorial's own loop, number for number, plus control flow."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+import tutorial_reference as tut
+from torch import nn
+
+from fmnist_gui.config import ConfigError, TrainConfig
+from fmnist_gui.engine import BatchEnd, EpochEnd, EpochStart, RunEnd, Trainer
+
+
+def events_of(trainer, kind=None):
+    events = list(trainer.run())
+    return [e for e in events if kind is None or isinstance(e, kind)]
+
+
+def tutorial_run(root, epochs, batch_size, lr, seed):
+    """The tutorial's script with torch.manual_seed(seed) first; returns its numbers."""
+    torch.manual_seed(seed)
+    train_dl, test_dl = tut.make_loaders(str(root), batch_size)
+    model = tut.NeuralNetwork()
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses, metrics, lines = [], [], []
+    for _ in range(epochs):
+        tut.train_loop(train_dl, model, loss_fn, optimizer, print_fn=lines.append, losses=losses)
+        metrics.append(tut.test_loop(test_dl, model, loss_fn, print_fn=lines.append))
+    return losses, metrics, model
+
+
+def test_matches_tutorial_loop_bit_for_bit(tiny_root, tiny_data, plugins):
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=7)
+    trainer = Trainer(config, tiny_data, plugins)
+    events = events_of(trainer)
+    ref_losses, ref_metrics, ref_model = tutorial_run(tiny_root, 2, 32, 0.05, 7)
+
+    losses = [e.loss for e in events if isinstance(e, BatchEnd)]
+    assert losses == ref_losses  # exact float equality, every batch
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [(e.test_loss, e.test_accuracy) for e in epochs] == ref_metrics
+    for key, value in ref_model.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+    assert isinstance(events[-1], RunEnd) and events[-1].status == "finished"
+
+
+def test_state_dict_keys_are_the_tutorials(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=1, seed=0), tiny_data, plugins)
+    assert list(trainer.model.state_dict()) == list(tut.NeuralNetwork().state_dict())
+
+
+def test_event_sequence_and_fields(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=2, batch_size=100, seed=1), tiny_data, plugins)
+    events = events_of(trainer)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["EpochStart"] + ["BatchEnd"] * 3 + ["EpochEnd"] \
+        + ["EpochStart"] + ["BatchEnd"] * 3 + ["EpochEnd", "RunEnd"]
+    batches = [e for e in events if isinstance(e, BatchEnd)]
+    assert [e.step for e in batches] == [1, 2, 3, 4, 5, 6]
+    assert [e.batch for e in batches] == [0, 1, 2] * 2
+    assert [e.batch_len for e in batches[:3]] == [100, 100, 56]
+    end = [e for e in events if isinstance(e, EpochEnd)][0]
+    assert end.train_loss == pytest.approx(sum(e.loss for e in batches[:3]) / 3)
+    assert 0 <= end.test_accuracy <= 1 and end.train_seconds > 0 and end.samples_per_second > 0
+    assert trainer.history.batch_losses == [e.loss for e in batches]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("stop_after", [1, 8, 10, 19])
+def test_stop_then_run_again_equals_uninterrupted(tiny_data, plugins, shuffle, optimizer,
+                                                  stop_after):
+    config = dict(epochs=2, batch_size=26, seed=5, shuffle=shuffle, optimizer=optimizer)
+    whole = Trainer(TrainConfig(**config), tiny_data, plugins)
+    expected = events_of(whole)
+
+    parted = Trainer(TrainConfig(**config), tiny_data, plugins)
+    got = []
+    for event in parted.run():
+        got.append(event)
+        if isinstance(event, BatchEnd) and event.step == stop_after:
+            parted.request_stop()
+    assert isinstance(got[-1], RunEnd) and got[-1].status == "stopped"
+    got = got[:-1] + list(parted.run())
+
+    def numbers(events):
+        return [(type(e).__name__, getattr(e, "loss", None), getattr(e, "test_loss", None))
+                for e in events if not isinstance(e, EpochStart)]
+
+    assert numbers(got) == numbers(expected)
+
+
+def test_pause_blocks_between_batches_and_resume_continues(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=16, seed=0), tiny_data, plugins)
+    steps: list[int] = []
+    paused_at = threading.Event()
+
+    def consume():
+        for event in trainer.run():
+            if isinstance(event, BatchEnd):
+                steps.append(event.step)
+                if event.step == 3:
+                    trainer.pause()
+                    paused_at.set()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert paused_at.wait(10)
+    worker.join(0.3)
+    assert worker.is_alive() and steps == [1, 2, 3] and trainer.paused
+    trainer.resume()
+    worker.join(10)
+    assert not worker.is_alive() and steps == list(range(1, 17))
+
+
+def test_stop_while_paused_ends_the_run(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=16, seed=0), tiny_data, plugins)
+    run = trainer.run()
+    next(run), next(run)  # EpochStart, first batch
+    trainer.pause()
+    trainer.request_stop()
+    rest = list(run)
+    assert rest[-1] == RunEnd("stopped", "stopped at epoch 1, batch 1 of 16")
+    assert trainer.batch_in_epoch == 1 and trainer.global_step == 1
+
+
+def test_nan_loss_stops_with_reason_and_keeps_last_good_model(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=3, batch_size=16, lr=1e9, seed=0), tiny_data, plugins)
+    events = events_of(trainer)
+    end = events[-1]
+    assert end.status == "diverged" and "lower learning rate" in end.message
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("lr", -1.0, "learning rate"), ("lr", float("nan"), "learning rate"),
+        ("lr", 0.0, "learning rate"), ("lr", float("inf"), "learning rate"),
+        ("batch_size", 0, "batch size"), ("batch_size", 60001, "batch size"),
+        ("epochs", 0, "epochs"), ("device", "tpu", "device"), ("seed", -3, "seed"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_message(tiny_data, plugins, field, value, words):
+    with pytest.raises(ConfigError, match=words):
+        Trainer(TrainConfig(**{field: value}), tiny_data, plugins)
+
+
+def test_unknown_plugin_names_list_installed_ones(tiny_data, plugins):
+    from fmnist_gui.plugin_manager import UnknownPluginError
+
+    with pytest.raises(UnknownPluginError, match="installed: adam, rmsprop, sgd"):
+        Trainer(TrainConfig(optimizer="lion"), tiny_data, plugins)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll", "mse"])
+def test_each_builtin_loss_trains(tiny_data, plugins, loss):
+    config = TrainConfig(epochs=3, batch_size=32, lr=0.5 if loss == "mse" else 0.1,
+                         loss=loss, seed=0)
+    epochs = events_of(Trainer(config, tiny_data, plugins), EpochEnd)
+    assert epochs[-1].test_loss < epochs[0].test_loss
+
+
+def test_nll_equals_cross_entropy(tiny_data, plugins):
+    """The tutorial: CrossEntropyLoss is LogSoftmax followed by NLLLoss."""
+    a = events_of(Trainer(TrainConfig(epochs=1, loss="nll", seed=2), tiny_data, plugins),
+                  BatchEnd)
+    b = events_of(Trainer(TrainConfig(epochs=1, seed=2), tiny_data, plugins), BatchEnd)
+    assert [e.loss for e in a] == pytest.approx([e.loss for e in b], rel=1e-5)
+
+
+def test_optimizer_params_reach_the_optimizer(tiny_data, plugins):
+    config = TrainConfig(optimizer="sgd", optimizer_params={"momentum": 0.9, "nesterov": True})
+    group = Trainer(config, tiny_data, plugins).optimizer.param_groups[0]
+    assert group["momentum"] == 0.9 and group["nesterov"] is True and group["lr"] == 1e-3
+
+
+def test_optimizer_refusing_its_settings_names_the_plugin(tiny_data, plugins):
+    from fmnist_gui.engine import PluginFailure
+
+    config = TrainConfig(optimizer="sgd", optimizer_params={"nesterov": True})
+    with pytest.raises(PluginFailure, match="builtin_optimizers.*Nesterov"):
+        Trainer(config, tiny_data, plugins)
+
+
+@pytest.mark.realdata
+def test_real_data_first_epoch_matches_tutorial_start(real_data_root, plugins):
+    """One integration run on the real files: the first logged losses of the tutorial."""
+    from fmnist_gui.data import load_dataset
+
+    data = load_dataset(real_data_root, allow_download=False)
+    assert len(data.train) == 60000 and len(data.test) == 10000
+    trainer = Trainer(TrainConfig(epochs=1, seed=0), data, plugins)
+    run = trainer.run()
+    losses = []
+    for event in run:
+        if isinstance(event, BatchEnd):
+            losses.append(event.loss)
+            if event.step == 200:
+                trainer.request_stop()
+    torch.manual_seed(0)
+    train_dl, _ = tut.make_loaders(str(real_data_root))
+    model = tut.NeuralNetwork()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    ref = []
+    for i, (X, y) in enumerate(train_dl):
+        loss = nn.CrossEntropyLoss()(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        ref.append(loss.item())
+        if i == 199:
+            break
+    assert losses == ref
