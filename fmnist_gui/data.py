@@ -35,8 +35,11 @@ RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-# Debian's package "dataset-fashion-mnist" installs the four .gz files here.
-SYSTEM_DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Debian's package "dataset-fashion-mnist" installs the four .gz files here;
+# FMNIST_GUI_SYSTEM_DATASET points elsewhere (tests use it to hide the package).
+SYSTEM_DATASET_DIR = Path(
+    os.environ.get("FMNIST_GUI_SYSTEM_DATASET", "/usr/share/datasets/fashion-mnist")
+)
 _IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
 
 # progress(what, done, total); total is 0 when unknown.
