@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# One intra-op thread per process: tests start many small torch processes, and
+# OpenMP threads spinning against each other on a 2-core machine cost far more
+# than the parallelism gains on tiny tensors. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # tutorial_reference, the yardstick
 
