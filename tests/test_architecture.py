@@ -1,0 +1,65 @@
+"""The layering rules, checked on the source text."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "fmnist_gui"
+QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_engine_imports_no_qt():
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "qt" in path.relative_to(PACKAGE).parts:
+            continue
+        bad = {n for n in _imports(path) if n.split(".")[0] in QT_MODULES}
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = sorted(bad)
+    assert not offenders, f"Qt imported below the window: {offenders}"
+
+
+def test_no_code_outside_plugins_names_an_optimizer_or_loss_class():
+    pattern = re.compile(
+        r"\b(optim\.(SGD|Adam\w*|RMSprop|Adagrad|NAdam|RAdam|Adadelta|Adamax|LBFGS|ASGD|Rprop)"
+        r"|nn\.(CrossEntropyLoss|NLLLoss|MSELoss))\b"
+    )
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, f"optimizer/loss classes named outside plugins/: {offenders}"
+
+
+def test_importing_the_package_does_not_import_torch_or_qt():
+    """Plugin authors import fmnist_gui; the GUI shows its window before torch loads."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fmnist_gui, fmnist_gui.paths, fmnist_gui.config;"
+            "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_checkpoint_loading_is_weights_only():
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for call in re.findall(r"torch\.load\(([^)]*)\)", text):
+            assert "weights_only=True" in call, f"{path}: torch.load({call})"
+        assert "weights_only=False" not in text and "pickle.load" not in text, path
