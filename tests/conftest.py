@@ -19,7 +19,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # tutorial_reference, the yardstick
 
-REAL_DATA_ROOT = Path(os.environ.get("FMNIST_REAL_DATA", ROOT / "data"))
+
+def _real_data_root() -> Path:
+    # Read before any fixture moves FMNIST_GUI_HOME: `make test` prepares the
+    # real data in the user's own data folder, where the app looks for it.
+    from fmnist_gui.paths import default_data_root
+
+    return Path(os.environ.get("FMNIST_REAL_DATA") or default_data_root())
+
+
+REAL_DATA_ROOT = _real_data_root()
 
 
 def write_idx(path: Path, array, *, gz: bool = False) -> None:
