@@ -17,6 +17,7 @@ from typing import TextIO
 from fmnist_gui import __version__
 from fmnist_gui.config import ConfigError, TrainConfig
 from fmnist_gui.paths import default_data_root
+from fmnist_gui.tutorial_log import format_event
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -88,7 +89,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
     # Imports that pull in torch wait until the arguments are known to be sane.
     from fmnist_gui.data import DataError, ensure_dataset, load_dataset, raw_folder
-    from fmnist_gui.engine import BatchEnd, EpochEnd, EpochStart, PluginFailure, RunEnd, Trainer
+    from fmnist_gui.engine import EpochEnd, PluginFailure, RunEnd, Trainer
     from fmnist_gui.plugin_manager import UnknownPluginError, get_plugin_manager
     from fmnist_gui.specs import ParamError
 
@@ -129,21 +130,16 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
     with metrics or contextlib.nullcontext():
         for event in trainer.run():
-            if isinstance(event, EpochStart):
-                print(f"Epoch {event.epoch}\n-------------------------------", file=out)
-            elif isinstance(event, BatchEnd):
-                if event.batch % 100 == 0:
-                    print(f"loss: {event.loss:>7f}  [{event.current:>5d}/"
-                          f"{event.dataset_size:>5d}]", file=out)
-            elif isinstance(event, EpochEnd):
-                print(f"Test Error: \n Accuracy: {(100 * event.test_accuracy):>0.1f}%, "
-                      f"Avg loss: {event.test_loss:>8f} \n", file=out)
+            # The same lines as the desktop app's log panel (fmnist_gui.tutorial_log).
+            line = format_event(event)
+            if line is not None:
+                print(line, file=out)
+            if isinstance(event, EpochEnd):
                 if metrics is not None:
                     metrics.write(json.dumps(event.as_dict()) + "\n")
                     metrics.flush()
             elif isinstance(event, RunEnd):
                 if event.status == "finished":
-                    print("Done!", file=out)
                     return EXIT_OK
                 print(f"fmnist-train: {event.status}: {event.message}", file=sys.stderr)
                 return EXIT_FAILED

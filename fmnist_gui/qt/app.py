@@ -1,0 +1,73 @@
+"""``fmnist-gui``: start the desktop app.
+
+The window is shown before torch (and pyqtgraph) are imported: both take
+seconds to import, so they load after the first paint (``MainWindow.start_loading``)
+while the window already tells the user what it is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+_LAUNCHED = time.perf_counter()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fmnist_gui import __version__
+
+    p = argparse.ArgumentParser(
+        prog="fmnist-gui",
+        description="Train the PyTorch tutorial's Fashion-MNIST network in a desktop app.")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="dataset root (default: the last folder used, else the app's data "
+                   "folder)")
+    p.add_argument("--plugin-dir", type=Path, action="append", default=None, metavar="DIR",
+                   help="load *.py plugins from DIR instead of the user plugin folder")
+    p.add_argument("--version", action="version", version=f"fmnist-gui {__version__}")
+    return p
+
+
+def app_icon():
+    from PySide6.QtGui import QIcon
+
+    return QIcon(str(Path(__file__).resolve().parent.parent / "resources" / "fmnist-gui.svg"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, qt_args = build_parser().parse_known_args(argv)
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from fmnist_gui.qt.main_window import SETTINGS_APP, SETTINGS_ORG, MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    app.setOrganizationName(SETTINGS_ORG)
+    app.setApplicationName(SETTINGS_APP)
+    app.setApplicationDisplayName("Fashion-MNIST Trainer")
+    app.setDesktopFileName("fmnist-gui")
+    app.setWindowIcon(app_icon())
+
+    window = MainWindow(args.data_dir, plugin_dirs=args.plugin_dir)
+    window.show()
+
+    def shown() -> None:
+        # FMNIST_GUI_REPORT_STARTUP: benchmarks/bench_gui.py reads this line.
+        if os.environ.get("FMNIST_GUI_REPORT_STARTUP"):
+            print(f"fmnist-gui: visible after {time.perf_counter() - _LAUNCHED:.3f} s "
+                  f"(torch imported: {'torch' in sys.modules})", flush=True)
+        window.start_loading()
+
+    # After the first paint: the window is on screen before anything slow happens.
+    QTimer.singleShot(0, shown)
+    status = app.exec()
+    window.shutdown()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

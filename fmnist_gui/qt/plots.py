@@ -1,0 +1,271 @@
+"""The live plots of the Training tab (pyqtgraph).
+
+Drawing is driven by the window's frame timer, never by a signal per batch:
+``sync()`` takes whatever losses arrived since the last frame, appends them
+to preallocated buffers, extends the smoothed curve incrementally and calls
+``setData`` once per curve (as pyqtgraph's ``examples/scrollingPlots.py``
+does), with clip-to-view and peak downsampling so long runs stay cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+X_STEPS, X_EPOCHS = "steps", "epochs"
+
+
+def debiased_ema(values: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
+                 ) -> tuple[np.ndarray, tuple[float, int]]:
+    """TensorBoard's smoothing: an exponential moving average divided by ``1 - w**n``.
+
+    The debiasing stops the curve from starting near zero. ``state`` is
+    ``(last, count)`` from a previous call, so a long curve can be extended a
+    few points at a time; the new state is returned with the smoothed values.
+    """
+    last, count = state
+    out = np.empty(len(values), dtype=np.float64)
+    w, one_minus_w = float(weight), 1.0 - float(weight)
+    for i, v in enumerate(values):
+        last = last * w + one_minus_w * v
+        count += 1
+        debias = 1.0 - w ** count if w > 0 else 1.0
+        out[i] = last / debias if debias > 0 else v
+    return out, (last, count)
+
+
+class _Buffer:
+    """A growable float array: appends amortised O(1), views without copies."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.data = np.empty(capacity, dtype=np.float64)
+        self.size = 0
+
+    def extend(self, values: np.ndarray | Sequence[float]) -> None:
+        n = len(values)
+        if self.size + n > len(self.data):
+            grown = np.empty(max(2 * len(self.data), self.size + n), dtype=np.float64)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size: self.size + n] = values
+        self.size += n
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
+
+    def clear(self) -> None:
+        self.size = 0
+
+
+class TrainingPlots(QWidget):
+    """Training loss per batch (raw and smoothed), test loss and test accuracy per epoch."""
+
+    smoothing_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.smoothing = 0.9
+        self.x_mode = X_STEPS
+        self.steps_per_epoch = 1
+        self._losses = _Buffer()
+        self._smoothed = _Buffer()
+        self._ema_state: tuple[float, int] = (0.0, 0)
+        self._epochs: list[Any] = []
+        self._build()
+
+    # ----- building ---------------------------------------------------------------
+    def _build(self) -> None:
+        palette = self.palette()
+        background = palette.color(QPalette.ColorRole.Base)
+        foreground = palette.color(QPalette.ColorRole.Text)
+        dark = background.lightness() < 128
+        self._raw_color = (120, 160, 220, 90) if dark else (70, 110, 190, 70)
+        self._smooth_color = (110, 170, 255) if dark else (31, 87, 180)
+        self._test_color = (255, 150, 60) if dark else (214, 94, 0)
+        self._acc_color = (80, 200, 120) if dark else (0, 140, 70)
+
+        controls = QHBoxLayout()
+        controls.setContentsMargins(4, 0, 4, 0)
+        controls.addWidget(QLabel("Smoothing:"))
+        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing_slider.setRange(0, 999)
+        self.smoothing_slider.setValue(int(self.smoothing * 1000))
+        self.smoothing_slider.setMaximumWidth(220)
+        self.smoothing_slider.setToolTip(
+            "Weight of the exponential moving average drawn over the raw batch losses "
+            "(debiased, as in TensorBoard). 0 draws the raw values."
+        )
+        self.smoothing_label = QLabel(f"{self.smoothing:.3f}")
+        self.smoothing_label.setMinimumWidth(40)
+        self.smoothing_slider.valueChanged.connect(
+            lambda v: self.set_smoothing(v / 1000))
+        controls.addWidget(self.smoothing_slider)
+        controls.addWidget(self.smoothing_label)
+        controls.addSpacing(24)
+        controls.addWidget(QLabel("X axis:"))
+        self.x_axis_combo = QComboBox()
+        self.x_axis_combo.addItem("Steps", X_STEPS)
+        self.x_axis_combo.addItem("Epochs", X_EPOCHS)
+        self.x_axis_combo.setToolTip("Show the training loss against optimizer steps "
+                                     "(batches) or against epochs")
+        self.x_axis_combo.currentIndexChanged.connect(
+            lambda _i: self.set_x_mode(self.x_axis_combo.currentData()))
+        controls.addWidget(self.x_axis_combo)
+        controls.addStretch(1)
+
+        def make_plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
+            widget = pg.PlotWidget(background=background)
+            item = widget.getPlotItem()
+            item.setTitle(title, color=foreground, size="11pt")
+            for name in ("left", "bottom"):
+                axis = item.getAxis(name)
+                axis.setPen(foreground)
+                axis.setTextPen(foreground)
+            item.setLabel("left", left, color=foreground)
+            item.setLabel("bottom", bottom, color=foreground)
+            item.showGrid(x=True, y=True, alpha=0.2)
+            widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+            widget.setMinimumHeight(150)
+            return widget
+
+        self.loss_plot = make_plot("Training loss per batch", "Loss", "Step (batches)")
+        item = self.loss_plot.getPlotItem()
+        legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
+        legend.setBrush(pg.mkBrush(background))
+        item.setClipToView(True)
+        item.setDownsampling(auto=True, mode="peak")
+        self.raw_curve = item.plot(pen=pg.mkPen(self._raw_color, width=1), name="raw")
+        self.smooth_curve = item.plot(pen=pg.mkPen(self._smooth_color, width=2),
+                                      name="smoothed")
+
+        self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch")
+        item = self.test_loss_plot.getPlotItem()
+        legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
+        legend.setBrush(pg.mkBrush(background))
+        self.test_loss_curve = item.plot(
+            pen=pg.mkPen(self._test_color, width=2), symbol="o", symbolSize=6,
+            symbolBrush=self._test_color, symbolPen=None, name="test loss")
+        self.train_epoch_curve = item.plot(
+            pen=pg.mkPen(self._smooth_color, width=2, style=Qt.PenStyle.DashLine),
+            symbol="s", symbolSize=5, symbolBrush=self._smooth_color, symbolPen=None,
+            name="train loss (epoch mean)")
+
+        self.accuracy_plot = make_plot("Test accuracy per epoch", "Accuracy (%)", "Epoch")
+        item = self.accuracy_plot.getPlotItem()
+        legend = item.addLegend(offset=(-10, -10), labelTextColor=foreground)
+        legend.setBrush(pg.mkBrush(background))
+        self.accuracy_curve = item.plot(
+            pen=pg.mkPen(self._acc_color, width=2), symbol="o", symbolSize=6,
+            symbolBrush=self._acc_color, symbolPen=None, name="test accuracy")
+
+        bottom = QHBoxLayout()
+        bottom.setSpacing(6)
+        bottom.addWidget(self.test_loss_plot)
+        bottom.addWidget(self.accuracy_plot)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 6, 4, 4)
+        layout.setSpacing(6)
+        layout.addLayout(controls)
+        layout.addWidget(self.loss_plot, 3)
+        layout.addLayout(bottom, 2)
+
+    # ----- data -------------------------------------------------------------------
+    @property
+    def point_count(self) -> int:
+        """How many batch losses the plot holds."""
+        return self._losses.size
+
+    def sync(self, losses: Sequence[float], epochs: Sequence[Any] = (),
+             steps_per_epoch: int | None = None) -> bool:
+        """Take the losses and epoch results not drawn yet; True when anything changed.
+
+        ``losses`` is the trainer's growing ``history.batch_losses`` (the worker
+        thread appends to it; slicing a list is atomic under the GIL).
+        """
+        if steps_per_epoch and steps_per_epoch != self.steps_per_epoch:
+            self.steps_per_epoch = steps_per_epoch
+            self._redraw_losses()
+        changed = False
+        if len(losses) > self._losses.size:
+            new = losses[self._losses.size:]
+            self._losses.extend(new)
+            smoothed, self._ema_state = debiased_ema(new, self.smoothing, self._ema_state)
+            self._smoothed.extend(smoothed)
+            self._redraw_losses()
+            changed = True
+        if len(epochs) != len(self._epochs):
+            self._epochs = list(epochs)
+            self._redraw_epochs()
+            changed = True
+        return changed
+
+    def clear(self) -> None:
+        self._losses.clear()
+        self._smoothed.clear()
+        self._ema_state = (0.0, 0)
+        self._epochs = []
+        self._redraw_losses()
+        self._redraw_epochs()
+        for plot in (self.loss_plot, self.test_loss_plot, self.accuracy_plot):
+            plot.getPlotItem().enableAutoRange()
+
+    def set_smoothing(self, weight: float) -> None:
+        weight = min(max(float(weight), 0.0), 0.999)
+        self.smoothing = weight
+        self.smoothing_label.setText(f"{weight:.3f}")
+        if self.smoothing_slider.value() != round(weight * 1000):
+            self.smoothing_slider.setValue(round(weight * 1000))
+        smoothed, self._ema_state = debiased_ema(self._losses.view(), weight)
+        self._smoothed.clear()
+        self._smoothed.extend(smoothed)
+        self._redraw_losses()
+        self.smoothing_changed.emit(weight)
+
+    def set_x_mode(self, mode: str) -> None:
+        self.x_mode = X_EPOCHS if mode == X_EPOCHS else X_STEPS
+        index = self.x_axis_combo.findData(self.x_mode)
+        if self.x_axis_combo.currentIndex() != index:
+            self.x_axis_combo.setCurrentIndex(index)
+        label = "Epoch" if self.x_mode == X_EPOCHS else "Step (batches)"
+        self.loss_plot.getPlotItem().setLabel("bottom", label)
+        self._redraw_losses()
+        self.loss_plot.getPlotItem().enableAutoRange()
+
+    def _x(self) -> np.ndarray:
+        steps = np.arange(1, self._losses.size + 1, dtype=np.float64)
+        if self.x_mode == X_EPOCHS:
+            return steps / max(self.steps_per_epoch, 1)
+        return steps
+
+    def _redraw_losses(self) -> None:
+        x = self._x()
+        self.raw_curve.setData(x, self._losses.view())
+        self.smooth_curve.setData(x, self._smoothed.view())
+
+    def _redraw_epochs(self) -> None:
+        epochs = np.array([e.epoch for e in self._epochs], dtype=np.float64)
+        self.test_loss_curve.setData(epochs, [e.test_loss for e in self._epochs])
+        self.train_epoch_curve.setData(epochs, [e.train_loss for e in self._epochs])
+        self.accuracy_curve.setData(epochs, [100 * e.test_accuracy for e in self._epochs])
+        # Whole epochs only while they fit; pyqtgraph's automatic ticks beyond that.
+        for plot in (self.test_loss_plot, self.accuracy_plot):
+            axis = plot.getPlotItem().getAxis("bottom")
+            if len(epochs) <= 12:
+                axis.setTickSpacing(1, 1)
+            else:
+                axis.setTickSpacing()
