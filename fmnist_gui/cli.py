@@ -147,17 +147,24 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
 
 def print_plugins(plugins, out: TextIO) -> None:
-    """The plugin table: one line per plugin, then its error if it failed."""
+    """The plugin table (the manager dialog's columns), then every plugin's problem.
+
+    A failed or untrusted plugin, or one whose optimizer failed the self-test,
+    gets an ``error in plugin NAME (LOCATION): ...`` line; problems not tied
+    to one plugin (an unreadable plugin folder) a ``warning:`` line.
+    """
     rows = [("PLUGIN", "SOURCE", "VERSION", "STATUS", "PROVIDES")]
     for r in plugins.records.values():
-        provides = ", ".join([*(f"optimizer:{n}" for n in r.optimizers),
-                              *(f"loss:{n}" for n in r.losses)]) or "-"
-        rows.append((r.name, r.source, r.version or "-", r.status, provides))
+        status = r.status + (f" ({len(r.rejected)} rejected)" if r.rejected else "")
+        rows.append((r.name, r.source, r.version or "-", status, ", ".join(r.provides) or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4], file=out)
+        cells = "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True))
+        print(f"{cells}  {row[4]}", file=out)
     for r in plugins.errors:
         print(f"error in plugin {r.name} ({r.location}): {r.error}", file=out)
+    for warning in plugins.warnings:
+        print(f"warning: {warning}", file=out)
 
 
 def _open_metrics(path: Path | None):
