@@ -195,6 +195,9 @@ class MainWindow(QMainWindow):
         from fmnist_gui.qt.insight_install import install as install_insight
 
         install_insight(self)  # Predictions, Confusion, Compare and Runs tabs (issue 6)
+        from fmnist_gui.qt.plugin_dialogs import install as install_plugin_menu
+
+        install_plugin_menu(self)  # Plugins menu: manage, install from file/package (issue 5)
 
     # ----- construction -----------------------------------------------------------
     def _build_actions(self) -> None:
