@@ -16,7 +16,6 @@ import torch
 from fmnist_gui.data import CLASS_NAMES, Split
 
 NUM_CLASSES = len(CLASS_NAMES)
-FilterKind = Literal["all", "misclassified", "true", "predicted", "cell"]
 SortKind = Literal["hardest", "random"]
 
 
@@ -90,50 +89,51 @@ def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
 
 @dataclass(frozen=True)
 class GalleryFilter:
-    """Which test images the gallery shows.
+    """Which test images the gallery shows; the conditions combine with "and".
 
-    ``kind`` is ``all``, ``misclassified``, ``true`` (one true class:
-    ``true_class``), ``predicted`` (one predicted class: ``predicted_class``) or
-    ``cell`` (one confusion-matrix cell: both).
+    ``GalleryFilter()`` is all images; ``misclassified=True`` only the wrong
+    ones; ``true_class``/``predicted_class`` pin one class each, and both
+    together are one confusion-matrix cell.
     """
 
-    kind: FilterKind = "all"
     true_class: int | None = None
     predicted_class: int | None = None
+    misclassified: bool = False
 
     def __post_init__(self) -> None:
-        needs_true = self.kind in ("true", "cell")
-        needs_pred = self.kind in ("predicted", "cell")
-        for needed, value, what in ((needs_true, self.true_class, "true_class"),
-                                    (needs_pred, self.predicted_class, "predicted_class")):
-            if needed and (value is None or not 0 <= value < NUM_CLASSES):
-                raise ValueError(f"filter {self.kind!r} needs {what} from 0 to 9, got {value!r}")
+        for value, what in ((self.true_class, "true_class"),
+                            (self.predicted_class, "predicted_class")):
+            if value is not None and not (isinstance(value, int) and 0 <= value < NUM_CLASSES):
+                raise ValueError(f"{what} must be a class index from 0 to 9 or None, "
+                                 f"got {value!r}")
+
+    @classmethod
+    def cell(cls, true_class: int, predicted_class: int) -> GalleryFilter:
+        """The images of one confusion-matrix cell."""
+        return cls(true_class, predicted_class)
 
     def mask(self, predictions: Predictions) -> torch.Tensor:
         """bool (N,): the images this filter lets through."""
         labels, predicted = predictions.labels, predictions.predicted
-        if self.kind == "all":
-            return torch.ones(len(predictions), dtype=torch.bool)
-        if self.kind == "misclassified":
-            return predicted != labels
-        if self.kind == "true":
-            return labels == self.true_class
-        if self.kind == "predicted":
-            return predicted == self.predicted_class
-        return (labels == self.true_class) & (predicted == self.predicted_class)
+        keep = torch.ones(len(predictions), dtype=torch.bool)
+        if self.misclassified:
+            keep &= predicted != labels
+        if self.true_class is not None:
+            keep &= labels == self.true_class
+        if self.predicted_class is not None:
+            keep &= predicted == self.predicted_class
+        return keep
 
     def describe(self) -> str:
         """Words for the gallery's caption."""
-        if self.kind == "all":
-            return "all test images"
-        if self.kind == "misclassified":
-            return "misclassified images"
-        if self.kind == "true":
-            return f"true class {CLASS_NAMES[self.true_class]}"
-        if self.kind == "predicted":
-            return f"predicted as {CLASS_NAMES[self.predicted_class]}"
-        return (f"true {CLASS_NAMES[self.true_class]}, "
-                f"predicted {CLASS_NAMES[self.predicted_class]}")
+        parts = []
+        if self.true_class is not None:
+            parts.append(f"true {CLASS_NAMES[self.true_class]}")
+        if self.predicted_class is not None:
+            parts.append(f"predicted {CLASS_NAMES[self.predicted_class]}")
+        if self.misclassified:
+            parts.append("misclassified")
+        return ", ".join(parts) if parts else "all test images"
 
 
 def select(

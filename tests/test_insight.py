@@ -62,23 +62,25 @@ def test_hardest_first_and_filters():
     ]
     preds = _fake([1, 1, 2, 1], probs)
     assert insight.select(preds) == [1, 0, 2, 3]
-    assert insight.select(preds, GalleryFilter("misclassified")) == [1]
-    assert insight.select(preds, GalleryFilter("true", true_class=1)) == [1, 0, 3]
-    assert insight.select(preds, GalleryFilter("predicted", predicted_class=2)) == [1, 2]
-    assert insight.select(preds, GalleryFilter("cell", 1, 1)) == [0, 3]
+    assert insight.select(preds, GalleryFilter(misclassified=True)) == [1]
+    assert insight.select(preds, GalleryFilter(true_class=1)) == [1, 0, 3]
+    assert insight.select(preds, GalleryFilter(predicted_class=2)) == [1, 2]
+    assert insight.select(preds, GalleryFilter.cell(1, 1)) == [0, 3]
     assert insight.select(preds, limit=2) == [1, 0]
     shuffled = insight.select(preds, sort="random", seed=5)
     assert sorted(shuffled) == [0, 1, 2, 3]
     assert shuffled == insight.select(preds, sort="random", seed=5)
-    assert insight.count(preds, GalleryFilter("true", true_class=1)) == 3
-    assert "Trouser" in GalleryFilter("cell", 1, 2).describe()
+    assert insight.count(preds, GalleryFilter(true_class=1)) == 3
+    assert insight.select(preds, GalleryFilter(true_class=1, misclassified=True)) == [1]
+    assert GalleryFilter.cell(1, 2).describe() == "true Trouser, predicted Pullover"
+    assert GalleryFilter().describe() == "all test images"
 
 
 def test_bad_filters_and_sorts_are_refused():
     with pytest.raises(ValueError, match="true_class"):
-        GalleryFilter("true")
+        GalleryFilter(true_class=10)
     with pytest.raises(ValueError, match="predicted_class"):
-        GalleryFilter("cell", 1, 12)
+        GalleryFilter.cell(1, -1)
     preds = _fake([0], [torch.eye(10)[0].tolist()])
     with pytest.raises(ValueError, match="sort order"):
         insight.select(preds, sort="best")
