@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -65,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make sure the dataset is under the data folder, then exit")
     p.add_argument("--metrics-json", type=Path, default=None, metavar="PATH",
                    help="write one JSON object per epoch (JSON Lines)")
+    p.add_argument("--save", type=Path, default=None, metavar="PATH",
+                   help="save a checkpoint to PATH at each epoch end and when stopped "
+                   "(Ctrl-C then stops at the next batch and saves)")
+    p.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                   help="continue the training saved in PATH: optimizer, loss, their "
+                   "settings and the seed come from it; --epochs is the total")
+    p.add_argument("--init-weights", type=Path, default=None, metavar="PATH",
+                   help="start from the model weights in PATH (a checkpoint, or a file "
+                   "from torch.save(model.state_dict(), PATH))")
     p.add_argument("--plugin-dir", type=Path, action="append", default=None, metavar="DIR",
                    help="load *.py plugins from DIR instead of the user plugin folder")
     p.add_argument("--list-plugins", action="store_true",
@@ -98,17 +109,33 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         print_plugins(plugins, out)
         return EXIT_OK
 
-    try:
-        opt_params = plugins.optimizer(args.optimizer).parse_assignments(args.opt_param)
-        loss_params = plugins.loss(args.loss).parse_assignments(args.loss_param)
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            optimizer=args.optimizer, optimizer_params=opt_params,
-            loss=args.loss, loss_params=loss_params,
-            seed=args.seed, shuffle=args.shuffle, device=args.device,
-        ).validate()
-    except (ConfigError, ParamError, UnknownPluginError) as exc:
-        raise UsageError(str(exc)) from None
+    from fmnist_gui import checkpoint as ckpt
+
+    checkpoint = initial_state = None
+    if args.resume is not None:
+        if args.init_weights is not None:
+            raise UsageError("--resume and --init-weights exclude each other: --resume "
+                             "continues a training, --init-weights starts a new one")
+        checkpoint = _read_resume(args, argv, plugins)
+    else:
+        try:
+            opt_params = plugins.optimizer(args.optimizer).parse_assignments(args.opt_param)
+            loss_params = plugins.loss(args.loss).parse_assignments(args.loss_param)
+            config = TrainConfig(
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                optimizer=args.optimizer, optimizer_params=opt_params,
+                loss=args.loss, loss_params=loss_params,
+                seed=args.seed, shuffle=args.shuffle, device=args.device,
+            ).validate()
+        except (ConfigError, ParamError, UnknownPluginError) as exc:
+            raise UsageError(str(exc)) from None
+        if args.init_weights is not None:
+            try:
+                initial_state = ckpt.load_weights(args.init_weights)
+            except ckpt.CheckpointError as exc:
+                raise UsageError(str(exc)) from None
+    if args.save is not None:
+        _check_save_path(args.save)
 
     data_root = args.data_dir or default_data_root()
     if args.prepare_data:
@@ -124,11 +151,19 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     except DataError as exc:
         raise UsageError(str(exc)) from None
     try:
-        trainer = Trainer(config, data, plugins)
-    except (ConfigError, ParamError, UnknownPluginError, PluginFailure) as exc:
+        if checkpoint is not None:
+            trainer = ckpt.trainer_from_checkpoint(
+                checkpoint, data, plugins, path=args.resume, epochs=_resume_epochs(args, argv,
+                                                                                  checkpoint),
+            )
+        else:
+            trainer = Trainer(config, data, plugins, initial_state=initial_state)
+    except (ConfigError, ParamError, UnknownPluginError, PluginFailure,
+            ckpt.CheckpointError) as exc:
         raise UsageError(str(exc)) from None
 
-    with metrics or contextlib.nullcontext():
+    saver = _Saver(trainer, args.save)
+    with metrics or contextlib.nullcontext(), saver.stop_on_interrupt():
         for event in trainer.run():
             # The same lines as the desktop app's log panel (fmnist_gui.tutorial_log).
             line = format_event(event)
@@ -138,12 +173,149 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 if metrics is not None:
                     metrics.write(json.dumps(event.as_dict()) + "\n")
                     metrics.flush()
+                saver.save()
             elif isinstance(event, RunEnd):
+                if event.status in ("stopped", "diverged"):
+                    saver.save()  # the model is at a batch boundary: resumable
                 if event.status == "finished":
-                    return EXIT_OK
+                    return EXIT_OK if saver.ok else EXIT_FAILED
                 print(f"fmnist-train: {event.status}: {event.message}", file=sys.stderr)
+                if saver.path is not None and saver.ok and event.status != "failed":
+                    print(f"fmnist-train: saved {saver.path}; continue with --resume "
+                          f"{saver.path}", file=sys.stderr)
+                if saver.interrupted:
+                    return EXIT_INTERRUPTED
                 return EXIT_FAILED
     return EXIT_FAILED
+
+
+# ----- checkpoints: --save, --resume -------------------------------------------------
+# Settings that --resume takes from the checkpoint: (option, its dest).
+_RESUMED_OPTIONS = (
+    ("--batch-size", "batch_size"), ("--lr", "lr"), ("--optimizer", "optimizer"),
+    ("--opt-param", "opt_param"), ("--loss", "loss"), ("--loss-param", "loss_param"),
+    ("--seed", "seed"), ("--shuffle", "shuffle"),
+)
+
+
+def _explicit_options(argv: list[str] | None) -> dict:
+    """Only the options given on the command line (no defaults)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def _read_resume(args, argv, plugins) -> dict:
+    """Read the --resume checkpoint; options that contradict it are a usage error."""
+    from fmnist_gui import checkpoint as ckpt
+
+    try:
+        checkpoint = ckpt.read_checkpoint(args.resume)
+    except ckpt.CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    config = checkpoint["config"]
+    saved = {
+        "batch_size": config["batch_size"], "lr": config["lr"],
+        "optimizer": checkpoint["optimizer"]["name"], "loss": checkpoint["loss"]["name"],
+        "seed": checkpoint["position"]["seed"], "shuffle": config["shuffle"],
+    }
+    given = _explicit_options(argv)
+    if "device" in given:  # where to run is not part of the training: may change
+        checkpoint["config"]["device"] = given["device"]
+    for option, dest in _RESUMED_OPTIONS:
+        if dest not in given:
+            continue
+        if dest in ("opt_param", "loss_param"):
+            kind = "optimizer" if dest == "opt_param" else "loss"
+            differs = _params_differ(plugins, kind, checkpoint[kind], given[dest])
+            value = " ".join(given[dest])
+        else:
+            differs = given[dest] != saved[dest]
+            value = f"{given[dest]} (the checkpoint has {saved[dest]})"
+        if differs:
+            raise UsageError(
+                f"{option} {value} differs from the checkpoint {args.resume}; --resume "
+                f"continues that training with its own settings: leave {option} out, or "
+                "start a new training without --resume"
+            )
+    return checkpoint
+
+
+def _params_differ(plugins, kind: str, entry: dict, assignments: list[str]) -> bool:
+    from fmnist_gui.plugin_manager import UnknownPluginError
+    from fmnist_gui.specs import ParamError
+
+    try:
+        spec = getattr(plugins, kind)(entry["name"])
+        given = spec.resolve(spec.parse_assignments(assignments))
+        saved = spec.resolve(entry["params"])
+    except (ParamError, UnknownPluginError):
+        return True
+    return any(given[k] != saved[k] for k in spec.parse_assignments(assignments))
+
+
+def _resume_epochs(args, argv, checkpoint: dict) -> int:
+    """--epochs is the total; without it, the checkpoint's own total."""
+    given = _explicit_options(argv)
+    epochs = given.get("epochs", checkpoint["config"]["epochs"])
+    done = checkpoint["position"]["epochs_done"]
+    if epochs <= done:
+        raise UsageError(
+            f"{args.resume} already holds {done} finished epoch{'s' * (done != 1)}; "
+            f"--epochs is the total, so ask for more: --epochs {done + 1} or more"
+        )
+    return epochs
+
+
+def _check_save_path(path: Path) -> None:
+    """Fail before training, not after it, when --save cannot work."""
+    if path.is_dir():
+        raise UsageError(f"--save {path} is a folder; give a file name, e.g. {path / 'ck.pt'}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--save {path}: the folder {path.parent} does not exist")
+
+
+class _Saver:
+    """Writes the --save checkpoint; a failed save is reported and training goes on."""
+
+    def __init__(self, trainer, path: Path | None) -> None:
+        self.trainer, self.path = trainer, path
+        self.ok = True
+        self.interrupted = False
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        from fmnist_gui.checkpoint import CheckpointError, save_checkpoint
+
+        try:
+            save_checkpoint(self.path, self.trainer.state_dict())
+            self.ok = True
+        except CheckpointError as exc:
+            self.ok = False
+            print(f"fmnist-train: error: {exc}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def stop_on_interrupt(self):
+        """With --save, the first Ctrl-C stops at the next batch so the save is resumable."""
+        if self.path is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.interrupted:
+                raise KeyboardInterrupt  # a second Ctrl-C: quit now, without saving
+            self.interrupted = True
+            self.trainer.request_stop()
+            print(f"fmnist-train: stopping at the next batch to save {self.path} "
+                  "(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def print_plugins(plugins, out: TextIO) -> None:

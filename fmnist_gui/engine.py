@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +27,10 @@ from fmnist_gui.plugin_manager import PluginHost, UnknownPluginError
 from fmnist_gui.specs import ParamError
 
 RunStatus = Literal["finished", "stopped", "diverged", "failed"]
+
+
+class IncompatibleState(ValueError):
+    """A saved training state that does not fit this app, its plugins or this data."""
 
 
 class PluginFailure(RuntimeError):
@@ -130,6 +135,12 @@ class Trainer:
         self.loss_spec = plugins.loss(config.loss)
         self.optimizer_params = self.optimizer_spec.resolve(config.optimizer_params)
         self.loss_params = self.loss_spec.resolve(config.loss_params)
+        # Saved in checkpoints, so a load can say which plugin version wrote it.
+        self.plugin_versions = {
+            name: plugins.records[name].version
+            for name in (self.optimizer_spec.plugin, self.loss_spec.plugin)
+            if name in plugins.records
+        }
 
         # The seed goes first, as `torch.manual_seed(S)` as the first line of
         # the tutorial's script: the weights then come out identical to it.
@@ -158,10 +169,16 @@ class Trainer:
         self.epoch_loss_sum = 0.0
         self.epoch_train_seconds = 0.0
         self.history = History()
+        # perf_counter() when the running stretch of training began, or None:
+        # lets a snapshot taken mid-epoch count the seconds not yet added.
+        self._segment_started: float | None = None
 
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        # Futures for snapshots asked for from other threads (request_snapshot).
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_requests: list[Future] = []
 
     # ----- building from plugins ------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -207,6 +224,40 @@ class Trainer:
     def resume(self) -> None:
         self._running.set()
 
+    def request_snapshot(self) -> Future:
+        """Ask for a ``state_dict()`` taken at the next batch boundary (any thread).
+
+        While ``run()`` is going, the training thread fulfils the future
+        between two batches (or while paused, or when the run ends) and goes
+        on training. When no run is going, the owner calls
+        ``serve_snapshot_requests()`` (or simply ``state_dict()``).
+        """
+        future: Future = Future()
+        with self._snapshot_lock:
+            self._snapshot_requests.append(future)
+        return future
+
+    def serve_snapshot_requests(self) -> None:
+        """Fulfil pending ``request_snapshot()`` futures now; call only at a batch boundary."""
+        with self._snapshot_lock:
+            pending, self._snapshot_requests = self._snapshot_requests, []
+        if not pending:
+            return
+        try:
+            state = self.state_dict()
+        except Exception as exc:  # noqa: BLE001 - handed to whoever asked
+            for future in pending:
+                future.set_exception(exc)
+            return
+        for future in pending:
+            future.set_result(state)
+
+    def _fail_snapshot_requests(self, message: str) -> None:
+        with self._snapshot_lock:
+            pending, self._snapshot_requests = self._snapshot_requests, []
+        for future in pending:
+            future.set_exception(RuntimeError(message))
+
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
@@ -224,18 +275,24 @@ class Trainer:
         """
         self._stop.clear()
         try:
+            self.serve_snapshot_requests()
             while self.epochs_done < self.config.epochs:
                 if self._stop.is_set():
+                    self.serve_snapshot_requests()
                     yield RunEnd("stopped", f"stopped after epoch {self.epochs_done}")
                     return
                 status = yield from self._train_epoch()
                 if status is not None:
+                    self.serve_snapshot_requests()  # stopped or diverged: at a boundary
                     yield status
                     return
                 yield self._finish_epoch()
         except PluginFailure as exc:
+            # The failing step may have left the weights half-updated: no snapshot of that.
+            self._fail_snapshot_requests(f"training failed: {exc}")
             yield RunEnd("failed", str(exc))
             return
+        self.serve_snapshot_requests()
         yield RunEnd("finished")
 
     def _train_epoch(self) -> Iterator[Event]:
@@ -251,20 +308,24 @@ class Trainer:
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         model.train()
         batches = loader.batches(order, start=self.batch_in_epoch)
-        started = time.perf_counter()
+        started = self._segment_started = time.perf_counter()
         for X, y in batches:
+            if self._snapshot_requests:  # a save asked from another thread
+                self.serve_snapshot_requests()
             if self._stop.is_set() or not self._running.is_set():
                 self.epoch_train_seconds += time.perf_counter() - started
+                self._segment_started = None
                 if not self._wait_while_paused():
                     return RunEnd("stopped", f"stopped at epoch {epoch}, "
                                   f"batch {self.batch_in_epoch} of {len(loader)}")
-                started = time.perf_counter()
+                started = self._segment_started = time.perf_counter()
 
             pred = model(X)
             loss = loss_fn(pred, y)
             value = loss.item()
             if not math.isfinite(value):
                 self.epoch_train_seconds += time.perf_counter() - started
+                self._segment_started = None
                 return RunEnd(
                     "diverged",
                     f"the loss became {value} at epoch {epoch}, batch {self.batch_in_epoch}; "
@@ -281,6 +342,7 @@ class Trainer:
             yield BatchEnd(epoch, self.batch_in_epoch - 1, self.global_step, value,
                            len(X), loader.dataset_size, len(loader))
         self.epoch_train_seconds += time.perf_counter() - started
+        self._segment_started = None
         return None
 
     def _step_optimizer(self) -> None:
@@ -297,7 +359,7 @@ class Trainer:
     def _wait_while_paused(self) -> bool:
         """Block while paused; return False when a stop was requested."""
         while not self._running.wait(0.05):
-            pass
+            self.serve_snapshot_requests()  # saving while paused
         return not self._stop.is_set()
 
     def _finish_epoch(self) -> EpochEnd:
@@ -338,6 +400,153 @@ class Trainer:
         mean_loss = test_loss.item() / len(loader)
         return mean_loss, correct.item() / loader.dataset_size, time.perf_counter() - started
 
+    # ----- snapshots (the file format lives in fmnist_gui.checkpoint) ---------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this training bit for bit, as plain data.
+
+        Only tensors (copied to the CPU, so training may go on meanwhile) and
+        Python primitives, so ``torch.load(weights_only=True)`` reads it back
+        with no allowlist. Take it between two events of ``run()``: the
+        generator is then suspended at a batch boundary.
+        """
+        seconds = self.epoch_train_seconds
+        if self._segment_started is not None:  # mid-epoch, in a running stretch
+            seconds += time.perf_counter() - self._segment_started
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
+        return _cpu_copy({
+            "model": self.model.state_dict(),
+            "optimizer": {
+                "name": self.optimizer_spec.name,
+                "plugin": self.optimizer_spec.plugin,
+                "params": _plain(self.optimizer_params),
+                "state_dict": self.optimizer.state_dict(),
+            },
+            "loss": {
+                "name": self.loss_spec.name,
+                "plugin": self.loss_spec.plugin,
+                "params": _plain(self.loss_params),
+            },
+            "config": self.config.to_dict(),
+            "position": {
+                "epochs_done": self.epochs_done,
+                "batch_in_epoch": self.batch_in_epoch,
+                "global_step": self.global_step,
+                "epoch_generator_state": self.epoch_generator_state,
+                # A Python float pickles as its 8 bytes: the sum comes back exactly.
+                "epoch_loss_sum": float(self.epoch_loss_sum),
+                "epoch_train_seconds": float(seconds),
+                "seed": self.seed,
+            },
+            "rng": {
+                "torch_cpu": torch.get_rng_state(),
+                "cuda": list(cuda_rng),
+                "shuffle": self.shuffle_generator.get_state(),
+            },
+            "history": {
+                # float64 holds each float32-valued loss exactly.
+                "batch_losses": torch.tensor(self.history.batch_losses, dtype=torch.float64),
+                "epochs": [e.as_dict() for e in self.history.epochs],
+            },
+            "data": {
+                "train_size": self.train_loader.dataset_size,
+                "test_size": self.test_loader.dataset_size,
+            },
+            "torch_threads": torch.get_num_threads(),
+            "plugins": dict(self.plugin_versions),
+        })
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state: dict[str, Any],
+        data: FashionMNISTData,
+        plugins: PluginHost,
+        *,
+        epochs: int | None = None,
+    ) -> Trainer:
+        """A new Trainer that continues exactly where ``state`` (``state_dict()``) left off.
+
+        ``epochs`` replaces the saved total. Raises ``ConfigError``,
+        ``ParamError``, ``UnknownPluginError``, ``PluginFailure`` or
+        ``IncompatibleState``; on failure torch's global RNG is left as it was.
+        The structure of ``state`` is assumed checked (``fmnist_gui.checkpoint``).
+        """
+        rng_before = torch.get_rng_state()
+        try:
+            return cls._from_state_dict(state, data, plugins, epochs)
+        except BaseException:
+            torch.set_rng_state(rng_before)  # __init__ reseeded it
+            raise
+
+    @classmethod
+    def _from_state_dict(cls, state, data, plugins, epochs) -> Trainer:
+        position = state["position"]
+        config = TrainConfig.from_dict(dict(state["config"]))
+        # The resolved names and hyperparameters, and the seed actually used
+        # (the config's may be None, "pick one").
+        config.optimizer = state["optimizer"]["name"]
+        config.optimizer_params = dict(state["optimizer"]["params"])
+        config.loss = state["loss"]["name"]
+        config.loss_params = dict(state["loss"]["params"])
+        config.seed = position["seed"]
+        if epochs is not None:
+            config.epochs = epochs
+
+        sizes = (len(data.train), len(data.test))
+        saved_sizes = (state["data"]["train_size"], state["data"]["test_size"])
+        if sizes != saved_sizes:
+            raise IncompatibleState(
+                f"it was trained on {saved_sizes[0]} training and {saved_sizes[1]} test "
+                f"images, but the data here has {sizes[0]} and {sizes[1]}"
+            )
+        trainer = cls(config, data, plugins)
+        try:
+            trainer.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise IncompatibleState(f"its weights do not fit this network: {exc}") from None
+        try:
+            trainer.optimizer.load_state_dict(state["optimizer"]["state_dict"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise IncompatibleState(
+                f"its optimizer state does not fit optimizer {config.optimizer!r}: {exc}"
+            ) from None
+
+        batch_in_epoch = position["batch_in_epoch"]
+        if not 0 <= batch_in_epoch <= len(trainer.train_loader):
+            raise IncompatibleState(
+                f"its position (batch {batch_in_epoch}) is beyond the "
+                f"{len(trainer.train_loader)} batches of an epoch"
+            )
+        trainer.epochs_done = position["epochs_done"]
+        trainer.batch_in_epoch = batch_in_epoch
+        trainer.global_step = position["global_step"]
+        trainer.epoch_loss_sum = float(position["epoch_loss_sum"])
+        trainer.epoch_train_seconds = float(position["epoch_train_seconds"])
+        rng = state["rng"]
+        try:
+            trainer.epoch_generator_state = position["epoch_generator_state"].clone()
+            trainer.shuffle_generator.set_state(rng["shuffle"].clone())
+            # Replaying the epoch's start state must be possible too.
+            torch.Generator().set_state(trainer.epoch_generator_state)
+            torch.set_rng_state(rng["torch_cpu"].clone())
+        except (RuntimeError, TypeError) as exc:
+            raise IncompatibleState(f"its random-generator state is damaged: {exc}") from None
+        if trainer.device.type == "cuda" and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.clone() for s in rng["cuda"]])
+
+        history = state["history"]
+        trainer.history = History(
+            batch_losses=history["batch_losses"].tolist(),
+            epochs=[EpochEnd(**{k: e[k] for k in EpochEnd.__dataclass_fields__})
+                    for e in history["epochs"]],
+        )
+        # Matrix products may round differently with another thread count;
+        # use the saved one where this machine has the cores for it.
+        threads = state["torch_threads"]
+        if threads != torch.get_num_threads() and 1 <= threads <= (os.cpu_count() or 1):
+            torch.set_num_threads(threads)
+        return trainer
+
     # ----- odds and ends ----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {
@@ -349,7 +558,26 @@ class Trainer:
         }
 
 
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as weights_only-friendly values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A deep copy with every tensor detached and cloned onto the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_cpu_copy(v) for v in value)
+    return value
+
+
 __all__ = [
     "BatchEnd", "ConfigError", "EpochEnd", "EpochStart", "Event", "History",
-    "ParamError", "PluginFailure", "RunEnd", "Trainer", "UnknownPluginError",
+    "IncompatibleState", "ParamError", "PluginFailure", "RunEnd", "Trainer",
+    "UnknownPluginError",
 ]

@@ -63,7 +63,7 @@ def test_action_states_follow_the_table(window):
     window.unavailable.discard("save")
     window.update_actions()
     assert window.actions["save"].isEnabled()
-    window.set_state("running")
+    window.set_state("loading")
     assert not window.actions["save"].isEnabled()
     window.set_state("idle")
 

@@ -69,11 +69,14 @@ from fmnist_gui.qt.worker import FunctionWorker, Job, TrainingWorker, load_backe
 # Which actions each state allows. ``update_actions`` is the only code that
 # enables or disables them; tests check this table against the window.
 ALWAYS = frozenset({"quit", "about"})
+# Saving while training is allowed: the training thread takes the snapshot at a
+# batch boundary (fmnist_gui.qt.checkpoint_actions).
+_SAVING = frozenset({"save", "save_as", "export_weights"})
 ACTION_STATES: dict[str, frozenset[str]] = {
     "loading": ALWAYS,
-    "idle": ALWAYS | {"start", "reset", "open", "save", "save_as"},
-    "running": ALWAYS | {"pause", "stop"},
-    "paused": ALWAYS | {"pause", "stop", "save", "save_as"},
+    "idle": ALWAYS | _SAVING | {"start", "reset", "open", "open_recent", "import_weights"},
+    "running": ALWAYS | _SAVING | {"pause", "stop"},
+    "paused": ALWAYS | _SAVING | {"pause", "stop"},
     "stopping": ALWAYS,
 }
 STATES = tuple(ACTION_STATES)
@@ -198,6 +201,9 @@ class MainWindow(QMainWindow):
         from fmnist_gui.qt.plugin_dialogs import install as install_plugin_menu
 
         install_plugin_menu(self)  # Plugins menu: manage, install from file/package (issue 5)
+        from fmnist_gui.qt.checkpoint_actions import install as install_checkpoints
+
+        install_checkpoints(self)  # File: Open/Save/Export/Import, autosave (issue 4)
 
     # ----- construction -----------------------------------------------------------
     def _build_actions(self) -> None:
