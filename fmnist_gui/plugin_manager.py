@@ -255,11 +255,12 @@ class PluginHost:
         approved = self.trusted.get(path.name)
         if require_approval and approved != record.sha256:
             record.status = "untrusted"
+            how = ("approve it in the app (Plugins → Manage plugins…) or load its folder "
+                   "with fmnist-train --plugin-dir")
             record.error = (
-                f"{path.name} changed since you approved it; approve the new SHA-256 "
-                f"{record.sha256[:16]}… to load it" if approved else
-                f"{path.name} was not approved yet; approve its SHA-256 "
-                f"{record.sha256[:16]}… to load it"
+                f"{path.name} changed since you approved it (SHA-256 now "
+                f"{record.sha256[:16]}…); {how}" if approved else
+                f"{path.name} was not approved yet (SHA-256 {record.sha256[:16]}…); {how}"
             )
             self._loaders[record.name] = lambda: _import_source(path, data)
             return record

@@ -279,3 +279,22 @@ def test_plugin_optimizer_raising_in_training_names_the_plugin(qtbot, tiny_root,
         assert window.trainer.global_step == 2  # the model is as of the last good step
     finally:
         close_window(qtbot, window)
+
+
+def test_unwritable_plugin_folder_is_explained_not_fatal(window, tmp_path, monkeypatch,
+                                                         questions, warnings_shown):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the app's data folder should be (fails even as root)")
+    monkeypatch.setenv("FMNIST_GUI_HOME", str(blocker / "home"))
+    source = write_plugin(tmp_path / "downloads", "my_adagrad", good_optimizer_source())
+    assert plugin_dialogs.install_from_file(window, source) is None
+    assert "cannot write to the plugin folder" in warnings_shown[0]
+    assert "my_adagrad" not in combo_names(window) and "sgd" in combo_names(window)
+
+
+def test_restart_is_offered_and_declining_keeps_the_window(window, questions):
+    asked, answers = questions
+    answers.append(NO)
+    assert plugin_dialogs.offer_restart(window, "fmnist-nadam was upgraded") is False
+    assert "fmnist-nadam was upgraded" in asked[0] and "Restart" in asked[0]
+    assert window.isVisible()
