@@ -429,13 +429,16 @@ class PluginHost:
     def remove(self, name: str) -> None:
         """Forget plugin ``name`` entirely (the caller deletes its file, if any)."""
         record = self.records[name]
-        self._unload(record)
+        owner = self.records.get(record.name) is record  # not a clash record
         self._forget(name)
-        if record.source == "file":
+        if record.source == "file" and owner:
             sys.modules.pop(FILE_MODULE_PREFIX + record.name, None)
 
     def _unload(self, record: PluginRecord) -> None:
-        self._unregister(record.name)
+        # A clash record ("name (location)") shares its name with the plugin
+        # that pluggy registered: never unregister that one on its behalf.
+        if self.records.get(record.name) is record:
+            self._unregister(record.name)
         for n in record.optimizers:
             self.optimizers.pop(n, None)
         for n in record.losses:
@@ -445,9 +448,8 @@ class PluginHost:
             del self._rejected[key]
 
     def _forget(self, key: str) -> None:
-        record = self.records.pop(key)
-        if key == record.name:
-            self._unload(record)
+        self._unload(self.records[key])
+        del self.records[key]
         self._loaders.pop(key, None)
         self._entry_point_ids.pop(key, None)
 

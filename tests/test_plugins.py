@@ -170,6 +170,9 @@ def test_duplicate_plugin_name_from_two_folders(tmp_path):
     clash = host.records[f"same ({b})"]
     assert clash.status == "failed" and "already loaded" in clash.error
     assert "opt_a" in host.optimizers and "opt_b" not in host.optimizers
+    # Removing the clashing copy leaves the loaded one registered and offered.
+    host.remove(f"same ({b})")
+    assert host.pm.get_plugin("same") is not None and "opt_a" in host.optimizers
 
 
 @pytest.mark.parametrize("returned", ["None", "[object()]", "{'not': 'a list'}"])
