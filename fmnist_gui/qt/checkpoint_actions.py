@@ -282,7 +282,7 @@ class CheckpointActions(QObject):
                 QMessageBox.warning(w, "Could not export the weights", str(exc))
                 return
             w.statusBar().showMessage(f"Exported the weights to {path} (the tutorial's "
-                                      "format: model.load_state_dict(torch.load(path)))")
+                                      "format: torch.load(path, weights_only=True))")
 
         self.with_snapshot(write)
         return True
