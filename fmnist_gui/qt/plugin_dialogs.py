@@ -103,6 +103,7 @@ def ask_about_untrusted(window: Any) -> None:
     host = window.plugins
     if host is None:
         return
+    approved = False
     for name, record in list(host.records.items()):
         if record.status != "untrusted":
             continue
@@ -110,7 +111,9 @@ def ask_about_untrusted(window: Any) -> None:
                     f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. "
                     "Load it?"):
             approve(window, name)
-    _refresh_window(window)
+            approved = True
+    if approved:
+        _refresh_window(window)
 
 
 def _why_untrusted(record: Any) -> str:
