@@ -85,7 +85,11 @@ class TrainingPlots(QWidget):
         self._smoothed = _Buffer()
         self._ema_state: tuple[float, int] = (0.0, 0)
         self._epochs: list[Any] = []
+        self.planned_steps = 0
+        self._fitting = True
         self._build()
+        self.loss_plot.getPlotItem().getViewBox().sigRangeChangedManually.connect(
+            self._on_loss_view_changed_manually)
 
     # ----- building ---------------------------------------------------------------
     def _build(self) -> None:
@@ -127,7 +131,7 @@ class TrainingPlots(QWidget):
         controls.addWidget(self.x_axis_combo)
         controls.addStretch(1)
 
-        def make_plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
+        def make_plot(title: str, left: str, bottom: str, grid: bool) -> pg.PlotWidget:
             widget = pg.PlotWidget(background=background)
             item = widget.getPlotItem()
             item.setTitle(title, color=foreground, size="11pt")
@@ -137,12 +141,17 @@ class TrainingPlots(QWidget):
                 axis.setTextPen(foreground)
             item.setLabel("left", left, color=foreground)
             item.setLabel("bottom", bottom, color=foreground)
-            item.showGrid(x=True, y=True, alpha=0.2)
+            # A grid is drawn by the axes across the whole view, with alpha: on the live
+            # loss plot that repaint held the GIL for 50-100 ms per frame (measured) and
+            # stalled the training thread, so only the per-epoch plots, which change
+            # once an epoch, get one.
+            item.showGrid(x=grid, y=grid, alpha=0.15)
             widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             widget.setMinimumHeight(150)
             return widget
 
-        self.loss_plot = make_plot("Training loss per batch", "Loss", "Step (batches)")
+        self.loss_plot = make_plot("Training loss per batch", "Loss", "Step (batches)",
+                                   grid=False)
         item = self.loss_plot.getPlotItem()
         legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
         legend.setBrush(pg.mkBrush(background))
@@ -152,7 +161,7 @@ class TrainingPlots(QWidget):
         self.smooth_curve = item.plot(pen=pg.mkPen(self._smooth_color, width=2),
                                       name="smoothed")
 
-        self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch")
+        self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch", grid=True)
         item = self.test_loss_plot.getPlotItem()
         legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
         legend.setBrush(pg.mkBrush(background))
@@ -164,7 +173,8 @@ class TrainingPlots(QWidget):
             symbol="s", symbolSize=5, symbolBrush=self._smooth_color, symbolPen=None,
             name="train loss (epoch mean)")
 
-        self.accuracy_plot = make_plot("Test accuracy per epoch", "Accuracy (%)", "Epoch")
+        self.accuracy_plot = make_plot("Test accuracy per epoch", "Accuracy (%)", "Epoch",
+                                       grid=True)
         item = self.accuracy_plot.getPlotItem()
         legend = item.addLegend(offset=(-10, -10), labelTextColor=foreground)
         legend.setBrush(pg.mkBrush(background))
@@ -191,15 +201,18 @@ class TrainingPlots(QWidget):
         return self._losses.size
 
     def sync(self, losses: Sequence[float], epochs: Sequence[Any] = (),
-             steps_per_epoch: int | None = None) -> bool:
+             steps_per_epoch: int | None = None, planned_steps: int = 0) -> bool:
         """Take the losses and epoch results not drawn yet; True when anything changed.
 
         ``losses`` is the trainer's growing ``history.batch_losses`` (the worker
         thread appends to it; slicing a list is atomic under the GIL).
+        ``planned_steps`` (all the steps of the run) fixes the x range while the
+        view is fitted automatically, so the curve grows across a still axis.
         """
         if steps_per_epoch and steps_per_epoch != self.steps_per_epoch:
             self.steps_per_epoch = steps_per_epoch
             self._redraw_losses()
+        self.planned_steps = planned_steps
         changed = False
         if len(losses) > self._losses.size:
             new = losses[self._losses.size:]
@@ -221,8 +234,42 @@ class TrainingPlots(QWidget):
         self._epochs = []
         self._redraw_losses()
         self._redraw_epochs()
-        for plot in (self.loss_plot, self.test_loss_plot, self.accuracy_plot):
+        for plot in (self.test_loss_plot, self.accuracy_plot):
             plot.getPlotItem().enableAutoRange()
+        self._fit_loss_view(force=True)
+
+    # ----- the loss plot's view ---------------------------------------------------
+    # pyqtgraph's auto-range refits the view on every setData: each frame the axes
+    # then regenerate their ticks and labels, the costliest part of a frame, during
+    # which the GUI thread holds the GIL. Instead the x range is the whole run and
+    # the y range grows in steps, so most frames repaint only the curves. A zoom or
+    # pan by the user turns this off; the view's "A" button turns it back on.
+    def _on_loss_view_changed_manually(self, *_args) -> None:
+        self._fitting = False
+
+    def _fit_loss_view(self, force: bool = False) -> None:
+        view = self.loss_plot.getPlotItem().getViewBox()
+        if any(view.autoRangeEnabled()):  # the "A" button, or first use
+            view.disableAutoRange()
+            self._fitting = True
+        if not (self._fitting or force):
+            return
+        self._fitting = True
+        values = self._losses.view()
+        finite = values[np.isfinite(values)] if values.size else values
+        n = self._losses.size
+        steps = max(self.planned_steps, n, 1)
+        x_max = steps / max(self.steps_per_epoch, 1) if self.x_mode == X_EPOCHS else steps
+        (x0, x1), (y0, y1) = view.viewRange()
+        if force or abs(x1 - x_max * 1.01) > 1e-9 * max(x_max, 1) or x0 != 0:
+            view.setXRange(0, x_max * 1.01, padding=0)
+        if finite.size == 0:
+            return
+        low, high = float(finite.min()), float(finite.max())
+        span = max(high - low, 1e-6)
+        # Refit when the data leaves the view or fills less than half of it.
+        if force or low < y0 or high > y1 or (y1 - y0) > 2.5 * span:
+            view.setYRange(low - 0.15 * span, high + 0.05 * span, padding=0)
 
     def set_smoothing(self, weight: float) -> None:
         weight = min(max(float(weight), 0.0), 0.999)
@@ -244,7 +291,7 @@ class TrainingPlots(QWidget):
         label = "Epoch" if self.x_mode == X_EPOCHS else "Step (batches)"
         self.loss_plot.getPlotItem().setLabel("bottom", label)
         self._redraw_losses()
-        self.loss_plot.getPlotItem().enableAutoRange()
+        self._fit_loss_view(force=True)
 
     def _x(self) -> np.ndarray:
         steps = np.arange(1, self._losses.size + 1, dtype=np.float64)
@@ -256,6 +303,7 @@ class TrainingPlots(QWidget):
         x = self._x()
         self.raw_curve.setData(x, self._losses.view())
         self.smooth_curve.setData(x, self._smoothed.view())
+        self._fit_loss_view()
 
     def _redraw_epochs(self) -> None:
         epochs = np.array([e.epoch for e in self._epochs], dtype=np.float64)
