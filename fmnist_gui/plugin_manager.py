@@ -573,7 +573,10 @@ def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     if dist is None:
         return ""
-    name = dist.metadata["Name"] or ""
+    try:
+        name = dist.metadata["Name"] or ""
+    except Exception:  # unreadable METADATA: still load the plugin, just unnamed
+        return ""
     return name.lower().replace("_", "-")
 
 
