@@ -43,9 +43,9 @@ def test_save_then_resume_prints_the_same_epoch_2_lines(capsys, tmp_path, tiny_r
     assert resumed.startswith("Epoch 2\n")
     assert resumed == from_epoch(straight, 2)
     assert "loss: " in resumed and "[  200/  256]" in resumed  # the comparison has content
-    # Without repeating the options, too.
-    code, again, _ = cli(capsys, "--data-dir", tiny_root, "--resume", path, "--epochs", 2)
-    assert code == 0 and again == resumed
+    if "--optimizer" not in options:  # without repeating the options, too (once: slow)
+        code, again, _ = cli(capsys, "--data-dir", tiny_root, "--resume", path, "--epochs", 2)
+        assert code == 0 and again == resumed
 
 
 INTERRUPTING_LOSS = '''
