@@ -6,6 +6,7 @@ patched where the code looks them up; everything else is real.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -210,8 +211,9 @@ def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_p
     project = tmp_path / "src" / "fmnist-nadam"
     shutil.copytree(ROOT / "plugins" / "fmnist-nadam", project,
                     ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+    offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     dialog = PackageInstallDialog(window, extra_pip_args=[
-        "--no-deps", "--no-build-isolation", "--target", str(target)])
+        "--no-deps", *offline, "--target", str(target)])
     qtbot.addWidget(dialog)
     dialog.target_edit.setText(str(project))
     dialog.install_button.click()

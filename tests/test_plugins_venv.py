@@ -18,6 +18,7 @@ build's ``build/`` and ``*.egg-info`` never land in the checkout.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -29,6 +30,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+
+
+def _pip_install(python, target, *, cwd):
+    """``pip install --no-deps`` of a local project, offline when setuptools is here."""
+    # --no-build-isolation reuses this environment's setuptools (no download);
+    # without one (Python >= 3.12 venvs lack it) pip fetches it from the index.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    return _run([python, "-m", "pip", "install", "--no-deps", *isolation,
+                 "--disable-pip-version-check", "--no-input", "-q", target], cwd=cwd)
 
 
 def _run(argv, *, cwd, timeout=300, check=True):
@@ -64,8 +74,7 @@ def fresh_install(tmp_path_factory):
     (site_dir / "_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     source = _copy_sources(ROOT, base / "src",
                            ["pyproject.toml", "README.md", "LICENSE", "fmnist_gui", "plugins"])
-    _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-          "--disable-pip-version-check", "--no-input", "-q", source], cwd=base)
+    _pip_install(python, source, cwd=base)
     return env_dir, base
 
 
@@ -96,8 +105,7 @@ def test_pip_installed_plugin_package_lists_and_trains(fresh_install, tmp_path, 
     env_dir, cwd = fresh_install
     bin_dir = env_dir / "bin"
     package = _copy_sources(ROOT / "plugins", tmp_path / "pkg", ["fmnist-nadam"])
-    _run([bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-          "--disable-pip-version-check", "--no-input", "-q", package / "fmnist-nadam"], cwd=cwd)
+    _pip_install(bin_dir / "python", package / "fmnist-nadam", cwd=cwd)
 
     listing = _run([bin_dir / "fmnist-train", "--list-plugins"], cwd=cwd).stdout
     row = next(line for line in listing.splitlines() if line.startswith("nadam "))
