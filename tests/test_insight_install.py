@@ -79,3 +79,34 @@ def test_closing_during_a_race_stops_it_then_closes(qtbot, window):
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
     assert not race_view.running
     assert {r.status for r in window.insight.runs} == {"stopped"}
+
+
+def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from fmnist_gui import checkpoint as ckpt
+
+    window.panel.epochs_spin.setValue(1)
+    window.panel.batch_spin.setValue(32)
+    window.start()
+    qtbot.waitUntil(lambda: window.job is None and window.state == "idle", timeout=60_000)
+    insight = window.insight
+    insight.race_view.epochs_spin.setValue(1)
+    with qtbot.waitSignal(insight.race_view.race_finished, timeout=60_000):
+        insight.race_view.start()
+    insight.runs.rename(list(insight.runs)[1].id, "my sgd")
+    before = insight.runs.to_state()
+    assert len(before) == 4
+
+    path = tmp_path / "session.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(path), "")))
+    window.actions["save"].trigger()
+    qtbot.waitUntil(path.is_file, timeout=30_000)
+    assert ckpt.read_checkpoint(path)["extra"]["runs"] == before
+
+    insight.runs.clear()
+    assert window.checkpoints.open(path)
+    qtbot.waitUntil(lambda: len(insight.runs) == 4, timeout=30_000)
+    assert insight.runs.to_state() == before  # nothing lost, no duplicate training run
+    assert insight.training_run_id == before[0]["id"]

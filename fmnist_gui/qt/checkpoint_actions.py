@@ -31,6 +31,8 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
+from fmnist_gui.qt.insight_install import checkpoint_extra, restore_checkpoint_extra
+
 RECENT_KEY = "checkpoints/recent"
 FOLDER_KEY = "folders/checkpoints"
 MAX_RECENT = 8
@@ -194,7 +196,8 @@ class CheckpointActions(QObject):
 
         w = self.window
         try:
-            size = ckpt.save_checkpoint(path, state, extra={"log": w.log.toPlainText()})
+            size = ckpt.save_checkpoint(path, state, extra={"log": w.log.toPlainText(),
+                                                            **checkpoint_extra(w)})
         except ckpt.CheckpointError as exc:
             QMessageBox.warning(w, "Could not save the checkpoint", str(exc))
             w.statusBar().showMessage("Not saved; the previous file is unchanged.")
@@ -253,6 +256,7 @@ class CheckpointActions(QObject):
         w = self.window
         log = extra.get("log")
         w.log.setPlainText(log if isinstance(log, str) else rebuild_log(trainer))
+        restore_checkpoint_extra(w, extra)  # the run list (issue 6)
         self.path = path
         self._adopting = True
         try:
@@ -402,7 +406,8 @@ class CheckpointActions(QObject):
 
         try:
             ckpt.autosave(state, extra={"log": self.window.log.toPlainText(),
-                                        "origin": str(self.path or "")})
+                                        "origin": str(self.path or ""),
+                                        **checkpoint_extra(self.window)})
         except (ckpt.CheckpointError, OSError) as exc:
             self.window.statusBar().showMessage(f"Autosave failed: {exc}")
 

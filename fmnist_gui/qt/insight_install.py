@@ -6,7 +6,8 @@ so the window still shows at once. ``window.insight`` is then the
 ``InsightController``; its ``runs`` (a ``fmnist_gui.runs.RunList``) holds the
 main training runs (added automatically as ``trainer_changed`` reports them;
 ``track_trainer()`` adds one by hand) and every race member. A checkpoint can
-store ``window.insight.runs.to_state()`` and give it back with ``load_state()``.
+store ``checkpoint_extra(window)`` in its ``extra`` and give it back with
+``restore_checkpoint_extra(window, extra)`` (``fmnist_gui.qt.checkpoint_actions`` does).
 
 Predictions are computed from a *copy* of the model's weights, in a short
 ``FunctionWorker`` job, and only while the Predictions or Confusion tab is on
@@ -34,6 +35,31 @@ def install(window: Any) -> None:
         build()
     else:
         window.backend_ready.connect(build)
+
+
+def checkpoint_extra(window: Any) -> dict[str, Any]:
+    """What a checkpoint's ``extra`` keeps of the session's runs (plain data only)."""
+    insight = getattr(window, "insight", None)
+    if insight is None:
+        return {}
+    return {"runs": insight.runs.to_state(), "current_run": insight.training_run_id or 0}
+
+
+def restore_checkpoint_extra(window: Any, extra: Any) -> None:
+    """Bring back the run list saved by ``checkpoint_extra``; call before adopting the trainer.
+
+    A checkpoint without runs (or with unreadable ones) leaves the list as it is.
+    """
+    insight = getattr(window, "insight", None)
+    if insight is None or not isinstance(extra, dict) or not isinstance(extra.get("runs"), list):
+        return
+    try:
+        insight.runs.load_state(extra["runs"])
+    except (KeyError, TypeError, ValueError):
+        return
+    # The trainer about to be adopted continues the run that was current at save time.
+    current = extra.get("current_run")
+    insight.resume_run_id = current if isinstance(current, int) and current else None
 
 
 def _predict_snapshot(state: dict, split: Any) -> Any:
@@ -79,6 +105,7 @@ class InsightController(QObject):
             window.tabs.addTab(widget, title)
 
         self.training_run_id: int | None = None
+        self.resume_run_id: int | None = None  # set by restore_checkpoint_extra
         self._tracked: Any = None  # the Trainer behind training_run_id
         self._seen_losses = 0
         self._prediction_job: Any = None
@@ -102,6 +129,12 @@ class InsightController(QObject):
                 self._tracked, self.training_run_id = None, None
             return self.training_run_id
         self._tracked = trainer
+        resumed, self.resume_run_id = self.resume_run_id, None
+        if resumed is not None and any(r.id == resumed for r in self.runs):
+            # Opened from a checkpoint whose run list has this training in it already.
+            self.training_run_id = resumed
+            self._seen_losses = len(trainer.history.batch_losses)
+            return resumed
         spec = trainer.optimizer_spec
         label = name or f"Training: {spec.label} lr={trainer.config.lr:g}"
         run = self.runs.add(label, trainer.config, "training")

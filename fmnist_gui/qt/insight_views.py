@@ -168,6 +168,10 @@ class ImageTile(QWidget):
         painter.setFont(bold)
         painter.setPen(WRONG if not self.correct else palette.color(QPalette.ColorRole.Text))
         metrics = painter.fontMetrics()
+        if metrics.horizontalAdvance(first) > self.width():
+            # A narrow tile drops the confidence before it cuts the class name
+            # (the tooltip and the detail pane still give it).
+            first = first.rsplit(" ", 1)[0]
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter,
                          metrics.elidedText(first, Qt.TextElideMode.ElideRight, self.width()))
         painter.setFont(font)

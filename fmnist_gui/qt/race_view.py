@@ -195,7 +195,7 @@ class RaceView(QWidget):
         left_layout.addWidget(shared)
         left_layout.addLayout(run_buttons)
         left_layout.addWidget(self.status)
-        left.setMinimumWidth(300)
+        left.setMinimumWidth(260)
 
         self.plots = RunPlots(self.runs)
         self.results = QTableWidget(0, 6)
@@ -217,7 +217,7 @@ class RaceView(QWidget):
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([340, 940])
+        splitter.setSizes([290, 990])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
 

@@ -112,11 +112,11 @@ class RunPlots(QWidget):
         self.runs = runs
         self._curves: dict[int, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._drawn: dict[int, tuple[int, int, str, bool]] = {}  # what each curve shows
-        self.loss_plot = self._make_plot("Training loss (smoothed)", "Loss", "Step (batches)",
+        self.loss_plot = self._make_plot("Training loss", "Loss (smoothed)", "Step (batches)",
                                          legend=True)
         # One legend serves both plots (same colours); a second one would always
         # cover some accuracy curve, which can sit anywhere from 10% to 90%.
-        self.accuracy_plot = self._make_plot("Test accuracy per epoch", "Accuracy (%)", "Epoch",
+        self.accuracy_plot = self._make_plot("Test accuracy", "Accuracy (%)", "Epoch",
                                              legend=False)
         self.accuracy_plot.getAxis("bottom").setTickSpacing(1, 1)
         layout = QHBoxLayout(self)
@@ -135,6 +135,7 @@ class RunPlots(QWidget):
         item.setLabel("left", left)
         item.setLabel("bottom", bottom)
         item.showGrid(x=True, y=True, alpha=0.2)
+        item.getViewBox().setDefaultPadding(0.05)  # the last tick label stays inside
         if legend:
             item.addLegend(offset=(-10, 10))
         item.setClipToView(True)
@@ -241,7 +242,9 @@ class RunsView(QWidget):
                                    | QAbstractItemView.EditTrigger.SelectedClicked)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        # Names stay whole; long settings lists give way (elided, full text in the tooltip).
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(False)
         self.table.itemChanged.connect(self._on_item_changed)
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Remove the selected runs from the list and the plots")
@@ -294,6 +297,8 @@ class RunsView(QWidget):
                 ]
                 for column, text in enumerate(cells):
                     item = table_item(self.table, row, column, text)
+                    if column == 4:
+                        item.setToolTip(text)
                     flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
                     if column == 0:
                         flags |= Qt.ItemFlag.ItemIsUserCheckable
