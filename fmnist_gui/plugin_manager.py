@@ -262,7 +262,7 @@ class PluginHost:
                 f"{record.sha256[:16]}…); {how}" if approved else
                 f"{path.name} was not approved yet (SHA-256 {record.sha256[:16]}…); {how}"
             )
-            self._loaders[record.name] = lambda: _import_source(path, data)
+            # No loader is kept: only approve() may ever run this file.
             return record
         self._loaders[record.name] = lambda: _import_source(path, data)
         self._load(record, self._loaders[record.name])
@@ -409,7 +409,9 @@ class PluginHost:
         record = self.records[name]
         self.disabled.discard(name)
         if record.status in ("loaded", "untrusted") or name not in self._loaders:
-            return record  # an untrusted file needs approve(), not enable()
+            if record.source == "file" and name not in self._loaders:
+                record.status = "untrusted"  # it needs approve(), not enable()
+            return record
         self._unload(record)
         record.reset()
         self._load(record, self._loaders[name])

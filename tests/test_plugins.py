@@ -484,6 +484,10 @@ def test_user_plugin_folder_runs_only_approved_files(tmp_path):
     record = host.records["mine"]
     assert record.status == "untrusted" and "not approved" in record.error
     assert not marker.exists() and "my_adagrad" not in host.optimizers
+    # Disabling and enabling is no back door around approval.
+    host.disable("mine")
+    host.enable("mine")
+    assert host.records["mine"].status == "untrusted" and not marker.exists()
 
     host.approve("mine", record.sha256)
     assert host.records["mine"].status == "loaded"
