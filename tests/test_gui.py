@@ -394,3 +394,27 @@ def test_python_m_fmnist_gui_is_the_app():
     out = subprocess.run([sys.executable, "-m", "fmnist_gui", "--version"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("fmnist-gui ")
+
+
+def test_loss_view_follows_the_run_until_the_user_zooms(qtbot):
+    from fmnist_gui.qt.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    losses = list(np.linspace(2.3, 0.5, 150))
+    plots.sync(losses[:50], (), steps_per_epoch=100, planned_steps=1000)
+    view = plots.loss_plot.getPlotItem().getViewBox()
+    (x0, x1), (y0, y1) = view.viewRange()
+    assert x0 == 0 and 100 <= x1 <= 102  # up to the end of the current epoch
+    assert y0 <= min(losses[:50]) and y1 >= max(losses[:50])
+    plots.sync(losses, (), steps_per_epoch=100, planned_steps=1000)
+    assert 200 <= view.viewRange()[0][1] <= 203  # the second epoch: the axis moved once
+    assert view.viewRange()[1][0] <= min(losses)
+    # A zoom by the user is left alone while new points arrive.
+    view.setXRange(10, 20, padding=0)
+    view.sigRangeChangedManually.emit([True, True])
+    plots.sync(losses + [0.4] * 100, (), steps_per_epoch=100, planned_steps=1000)
+    assert view.viewRange()[0] == pytest.approx([10, 20])
+    assert plots.point_count == 250
+    plots.set_x_mode("epochs")
+    assert plots.raw_curve.getData()[0][-1] == pytest.approx(2.5)

@@ -32,6 +32,15 @@ from fmnist_gui.config import DEVICES, MAX_BATCH_SIZE, ConfigError, TrainConfig
 from fmnist_gui.specs import Param, ParamError
 
 INVALID_STYLE = "border: 2px solid #d9534f; border-radius: 3px;"
+# One label column width for every form in the panel, so their fields line up.
+LABEL_WIDTH = 108
+
+
+def form_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setMinimumWidth(LABEL_WIDTH)
+    label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return label
 # Characters a number (or a comma-separated list of them) can contain; the
 # real check is Param.parse, this only stops letters from being typed.
 _NUMBER_CHARS = r"[-+0-9.,eE \s()infaINFA]*"
@@ -95,7 +104,7 @@ class ParamForm(QGroupBox):
                 field.textEdited.connect(self.edited)
             field.setToolTip(tip)
             field.setObjectName(f"param_{param.name}")
-            label = QLabel(param.name.replace("_", " ") + ":")
+            label = form_label(param.name.replace("_", " ") + ":")
             label.setToolTip(tip)
             self.layout_.addRow(label, field)
             self.fields[param.name] = field
@@ -173,9 +182,10 @@ class ControlPanel(QWidget):
         self.seed_edit.setToolTip("Seeds torch first, as torch.manual_seed(S) at the top of the "
                                   "tutorial: the same seed gives the same weights and losses. "
                                   "Empty: a new random seed each reset.")
-        self.shuffle_check = QCheckBox("Shuffle training set each epoch")
+        self.shuffle_check = QCheckBox("each epoch")
         self.shuffle_check.setObjectName("shuffle")
-        self.shuffle_check.setToolTip("The tutorial does not shuffle.")
+        self.shuffle_check.setToolTip("Shuffle the training images at the start of each "
+                                      "epoch. The tutorial does not shuffle.")
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("device")
         for name in DEVICES:
@@ -193,14 +203,11 @@ class ControlPanel(QWidget):
         form = QFormLayout(training)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow("Optimizer:", self.optimizer_combo)
-        form.addRow("Loss:", self.loss_combo)
-        form.addRow("Learning rate:", self.lr_edit)
-        form.addRow("Epochs:", self.epochs_spin)
-        form.addRow("Batch size:", self.batch_spin)
-        form.addRow("Seed:", self.seed_edit)
-        form.addRow("Device:", self.device_combo)
-        form.addRow("", self.shuffle_check)
+        for text, field in (("Optimizer:", self.optimizer_combo), ("Loss:", self.loss_combo),
+                            ("Learning rate:", self.lr_edit), ("Epochs:", self.epochs_spin),
+                            ("Batch size:", self.batch_spin), ("Seed:", self.seed_edit),
+                            ("Device:", self.device_combo), ("Shuffle:", self.shuffle_check)):
+            form.addRow(form_label(text), field)
         self.training_form = form
 
         self.optimizer_form = ParamForm("Optimizer hyperparameters")
@@ -234,7 +241,7 @@ class ControlPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        self.setMinimumWidth(290)
+        self.setMinimumWidth(320)
 
     # ----- plugins ----------------------------------------------------------------
     def set_plugins(self, plugins: Any) -> None:

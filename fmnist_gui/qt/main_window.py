@@ -138,11 +138,11 @@ class ProgressPanel(QGroupBox):
         """``batch`` batches of epoch ``epoch`` (1-based) are done."""
         num_batches = max(num_batches, 1)
         self.epoch_bar.setValue(int(1000 * batch / num_batches))
-        self.epoch_bar.setFormat(f"Epoch {epoch}: batch {batch}/{num_batches}")
+        self.epoch_bar.setFormat(f"{epoch}: {batch}/{num_batches} batches")
         total = max(total_epochs, 1) * num_batches
         done = epochs_done * num_batches + (batch if epoch > epochs_done else 0)
         self.run_bar.setValue(int(1000 * min(done, total) / total))
-        self.run_bar.setFormat(f"{epochs_done}/{total_epochs} epochs  ({100 * done / total:.0f}%)")
+        self.run_bar.setFormat(f"{epochs_done}/{total_epochs} epochs ({100 * done / total:.0f}%)")
 
 
 class MainWindow(QMainWindow):
@@ -313,7 +313,7 @@ class MainWindow(QMainWindow):
         splitter.addWidget(centre)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([330, 950])
+        splitter.setSizes([345, 935])
         splitter.setChildrenCollapsible(False)
         self.main_splitter = splitter
         self.setCentralWidget(splitter)

@@ -139,6 +139,8 @@ class TrainingPlots(QWidget):
                 axis = item.getAxis(name)
                 axis.setPen(foreground)
                 axis.setTextPen(foreground)
+                # Losses of 0.42 read as 0.42, not "420 (x0.001)".
+                axis.enableAutoSIPrefix(False)
             item.setLabel("left", left, color=foreground)
             item.setLabel("bottom", bottom, color=foreground)
             # A grid is drawn by the axes across the whole view, with alpha: on the live
@@ -241,8 +243,8 @@ class TrainingPlots(QWidget):
     # ----- the loss plot's view ---------------------------------------------------
     # pyqtgraph's auto-range refits the view on every setData: each frame the axes
     # then regenerate their ticks and labels, the costliest part of a frame, during
-    # which the GUI thread holds the GIL. Instead the x range is the whole run and
-    # the y range grows in steps, so most frames repaint only the curves. A zoom or
+    # which the GUI thread holds the GIL. Instead the x range ends with the current
+    # epoch and the y range changes in steps, so most frames repaint only the curves. A zoom or
     # pan by the user turns this off; the view's "A" button turns it back on.
     def _on_loss_view_changed_manually(self, *_args) -> None:
         self._fitting = False
@@ -258,8 +260,13 @@ class TrainingPlots(QWidget):
         values = self._losses.view()
         finite = values[np.isfinite(values)] if values.size else values
         n = self._losses.size
-        steps = max(self.planned_steps, n, 1)
-        x_max = steps / max(self.steps_per_epoch, 1) if self.x_mode == X_EPOCHS else steps
+        # Up to the end of the current epoch: the axis moves once an epoch, and the
+        # curve fills the plot from the first epoch on.
+        per_epoch = max(self.steps_per_epoch, 1)
+        steps = max(per_epoch * (n // per_epoch + 1), 1)
+        if self.planned_steps:
+            steps = min(steps, max(self.planned_steps, n))
+        x_max = steps / per_epoch if self.x_mode == X_EPOCHS else steps
         (x0, x1), (y0, y1) = view.viewRange()
         if force or abs(x1 - x_max * 1.01) > 1e-9 * max(x_max, 1) or x0 != 0:
             view.setXRange(0, x_max * 1.01, padding=0)
