@@ -18,6 +18,7 @@ the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
@@ -32,7 +33,7 @@ from typing import Any, NoReturn
 import torch
 
 from fmnist_gui import __version__
-from fmnist_gui.config import ConfigError
+from fmnist_gui.config import ConfigError, TrainConfig
 from fmnist_gui.data import FashionMNISTData
 from fmnist_gui.engine import IncompatibleState, PluginFailure, Trainer
 from fmnist_gui.fileio import write_atomically
@@ -151,25 +152,11 @@ def _serialize(path: Path, obj: Any) -> bytes:
 def _write_bytes(path: Path, data: bytes) -> None:
     if path.is_dir():
         raise CheckpointError(path, "is a folder", "choose a file name inside it")
-    mode = _mode_for(path)
-
-    def write(out) -> None:
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; keep the usual file mode
-            os.fchmod(out.fileno(), mode)
-        out.write(data)
-
     try:
-        write_atomically(path, write)
+        write_atomically(path, lambda out: out.write(data))
     except OSError as exc:
         raise CheckpointError(path, f"cannot be saved: {_os_reason(exc, path)}",
                               _os_fix(exc) + "; any previous file there is unchanged") from None
-
-
-def _mode_for(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return 0o644
 
 
 def _os_reason(exc: OSError, path: Path) -> str:
@@ -396,7 +383,20 @@ def check_checkpoint(path: Path | str, obj: Any) -> None:
         _damaged(path, "position.seed", "a seed from 0 to 2^63-1")
     if not 1 <= obj["torch_threads"] <= 4096:
         _damaged(path, "torch_threads", "a thread count")
+    _check_config(path, obj["config"])
     check_model_state(path, obj["model"])
+
+
+def _check_config(path: Path, config: Mapping[str, Any]) -> None:
+    # Every setting must be there: a default filled in for a missing one
+    # (batch 64, say) would silently break the exact resume.
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in config:
+            _damaged(path, f"config.{f.name}", "present", missing=True)
+    try:
+        TrainConfig.from_dict(dict(config)).validate()
+    except (ConfigError, TypeError, ValueError) as exc:
+        _damaged(path, "config", f"a valid training config ({exc})")
 
 
 def _check_version(path: Path, obj: Mapping[str, Any]) -> None:

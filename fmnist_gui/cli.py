@@ -145,7 +145,6 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             raise UsageError(str(exc)) from None
         print(f"Fashion-MNIST is ready in {raw_folder(data_root)}", file=out)
         return EXIT_OK
-    metrics = _open_metrics(args.metrics_json)
     try:
         data = load_dataset(data_root, allow_download=not args.no_download)
     except DataError as exc:
@@ -162,6 +161,8 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             ckpt.CheckpointError) as exc:
         raise UsageError(str(exc)) from None
 
+    # Opened (and truncated) only once the run is sure to start.
+    metrics = _open_metrics(args.metrics_json)
     saver = _Saver(trainer, args.save)
     with metrics or contextlib.nullcontext(), saver.stop_on_interrupt():
         for event in trainer.run():
@@ -175,12 +176,14 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                     metrics.flush()
                 saver.save()
             elif isinstance(event, RunEnd):
-                if event.status in ("stopped", "diverged"):
-                    saver.save()  # the model is at a batch boundary: resumable
+                if event.status == "stopped":
+                    # At a batch boundary: resumable. Not after a divergence, which
+                    # would replace the last good checkpoint with broken weights.
+                    saver.save()
                 if event.status == "finished":
                     return EXIT_OK if saver.ok else EXIT_FAILED
                 print(f"fmnist-train: {event.status}: {event.message}", file=sys.stderr)
-                if saver.path is not None and saver.ok and event.status != "failed":
+                if saver.path is not None and saver.ok and event.status == "stopped":
                     print(f"fmnist-train: saved {saver.path}; continue with --resume "
                           f"{saver.path}", file=sys.stderr)
                 if saver.interrupted:

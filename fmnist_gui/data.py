@@ -17,6 +17,7 @@ import shutil
 import struct
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,12 @@ RAW_FILES = (
 )
 # Debian's package "dataset-fashion-mnist" installs the four .gz files here;
 # FMNIST_GUI_SYSTEM_DATASET points elsewhere (tests use it to hide the package).
-SYSTEM_DATASET_DIR = Path(
-    os.environ.get("FMNIST_GUI_SYSTEM_DATASET", "/usr/share/datasets/fashion-mnist")
-)
+SYSTEM_DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def system_dataset_dir() -> Path:
+    """Where Debian's package puts the files, unless FMNIST_GUI_SYSTEM_DATASET says otherwise."""
+    return Path(os.environ.get("FMNIST_GUI_SYSTEM_DATASET") or SYSTEM_DATASET_DIR)
 _IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
 
 # progress(what, done, total); total is 0 when unknown.
@@ -64,18 +68,26 @@ def missing_files(root: Path) -> list[str]:
     return [name for name in RAW_FILES if not (folder / name).is_file()]
 
 
-def system_dataset_available(system_dir: Path = SYSTEM_DATASET_DIR) -> bool:
+def system_dataset_available(system_dir: Path | None = None) -> bool:
+    system_dir = system_dataset_dir() if system_dir is None else system_dir
     return all((Path(system_dir) / f"{name}.gz").is_file() for name in RAW_FILES)
 
 
-def copy_from_system(root: Path, system_dir: Path = SYSTEM_DATASET_DIR) -> None:
+def copy_from_system(root: Path, system_dir: Path | None = None) -> None:
     """Decompress the Debian package's files into ``root`` (atomically, file by file)."""
+    system_dir = system_dataset_dir() if system_dir is None else system_dir
     folder = raw_folder(root)
     folder.mkdir(parents=True, exist_ok=True)
     for name in missing_files(root):
         source = Path(system_dir) / f"{name}.gz"
-        with gzip.open(source, "rb") as src:
-            write_atomically(folder / name, lambda out, src=src: shutil.copyfileobj(src, out))
+        try:
+            with gzip.open(source, "rb") as src:
+                write_atomically(folder / name, lambda out, src=src: shutil.copyfileobj(src, out))
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(
+                f"{source} is damaged ({exc or type(exc).__name__}): delete it or "
+                "reinstall it, and fetch the data again"
+            ) from None
 
 
 def download(
@@ -139,7 +151,7 @@ def ensure_dataset(
     *,
     allow_download: bool = True,
     progress: ProgressFn | None = None,
-    system_dir: Path = SYSTEM_DATASET_DIR,
+    system_dir: Path | None = None,
 ) -> None:
     """Make sure the four raw files are under ``root``, or raise ``DataError``.
 
@@ -200,6 +212,8 @@ def check_idx_file(path: Path, expect_magic: int) -> int:
         )
     if n_dims == 3 and dims[1:] != [28, 28]:
         raise DataError(f"{path} holds {dims[1]}x{dims[2]} images, expected 28x28")
+    if dims[0] == 0:
+        raise DataError(f"{path} holds no items: delete it and fetch the data again")
     expected = 4 * (n_dims + 1) + math.prod(dims)
     if size != expected:
         state = "truncated" if size < expected else "longer than its header says"

@@ -9,6 +9,7 @@ and optimizer are always left at a batch boundary, ready to continue.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -94,6 +95,20 @@ class History:
 
     batch_losses: list[float] = field(default_factory=list)
     epochs: list[EpochEnd] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _blame(spec, kind: str, during: str) -> Iterator[None]:
+    """Turn an exception from plugin code into a ``PluginFailure`` naming the plugin."""
+    try:
+        yield
+    except PluginFailure:
+        raise
+    except Exception as exc:
+        raise PluginFailure(
+            spec.plugin, f"{kind} {spec.name!r} (plugin {spec.plugin!r}) raised during "
+            f"{during}: {type(exc).__name__}: {exc}",
+        ) from exc
 
 
 def resolve_device(name: str) -> torch.device:
@@ -321,18 +336,21 @@ class Trainer:
                 started = self._segment_started = time.perf_counter()
 
             pred = model(X)
-            loss = loss_fn(pred, y)
-            value = loss.item()
+            with _blame(self.loss_spec, "loss", "training"):
+                loss = loss_fn(pred, y)
+                value = loss.item()
             if not math.isfinite(value):
                 self.epoch_train_seconds += time.perf_counter() - started
                 self._segment_started = None
                 return RunEnd(
                     "diverged",
-                    f"the loss became {value} at epoch {epoch}, batch {self.batch_in_epoch}; "
-                    "the model is kept as of the previous batch. Try a lower learning rate.",
+                    f"the loss became {value} at epoch {epoch}, batch {self.batch_in_epoch}, "
+                    "so this batch was not applied; the weights are probably already "
+                    "unusable. Reset and try a lower learning rate.",
                 )
             optimizer.zero_grad()
-            loss.backward()
+            with _blame(self.loss_spec, "loss", "backward()"):
+                loss.backward()
             self._step_optimizer()
 
             self.batch_in_epoch += 1
@@ -346,15 +364,8 @@ class Trainer:
         return None
 
     def _step_optimizer(self) -> None:
-        try:
+        with _blame(self.optimizer_spec, "optimizer", "step()"):
             self.optimizer.step()
-        except Exception as exc:
-            spec = self.optimizer_spec
-            raise PluginFailure(
-                spec.plugin,
-                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) raised during step(): "
-                f"{type(exc).__name__}: {exc}",
-            ) from exc
 
     def _wait_while_paused(self) -> bool:
         """Block while paused; return False when a stop was requested."""
@@ -394,7 +405,8 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for X, y in loader.batches():
             pred = self.model(X)
-            test_loss += self.loss_fn(pred, y).double()
+            with _blame(self.loss_spec, "loss", "testing"):
+                test_loss += self.loss_fn(pred, y).double()
             correct += (pred.argmax(1) == y).sum()
         self.model.train()
         mean_loss = test_loss.item() / len(loader)

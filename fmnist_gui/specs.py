@@ -91,7 +91,12 @@ class Param:
             return value
         if not isinstance(value, (tuple, list)) or not value:
             raise ParamError(f"{self.name}: expected numbers separated by commas, got {value!r}")
-        values = tuple(float(v) for v in value)
+        try:
+            values = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ParamError(
+                f"{self.name}: expected numbers separated by commas, got {value!r}"
+            ) from None
         default = getattr(self, "default", None)
         if isinstance(default, tuple) and len(values) != len(default):
             raise ParamError(

@@ -240,6 +240,13 @@ def test_damaged_structure_is_named(saved):
     damaged = rewrite(path, lambda o: o["rng"].update(shuffle=torch.zeros(3)))
     with pytest.raises(ckpt.CheckpointError, match="'rng.shuffle' is not a random-generator"):
         ckpt.read_checkpoint(damaged)
+    # A missing setting is not filled in with a default: that would break exact resume.
+    damaged = rewrite(path, lambda o: o["config"].pop("batch_size"))
+    with pytest.raises(ckpt.CheckpointError, match="'config.batch_size' is missing"):
+        ckpt.read_checkpoint(damaged)
+    damaged = rewrite(path, lambda o: o["config"].update(epochs="x"))
+    with pytest.raises(ckpt.CheckpointError, match="'config' is not a valid training config"):
+        ckpt.read_checkpoint(damaged)
 
 
 def test_plugin_not_installed_names_it_and_weights_still_load(tmp_path, tiny_data):

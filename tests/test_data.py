@@ -140,3 +140,21 @@ def test_gzip_files_dropped_in_the_raw_folder_are_used(tmp_path):
     ensure_dataset(tmp_path / "root", allow_download=False, system_dir=tmp_path / "none")
     assert fdata.missing_files(tmp_path / "root") == []
     assert len(load_dataset(tmp_path / "root", allow_download=False).test) == 128
+
+
+def test_damaged_gz_is_named(tmp_path):
+    make_tiny_fashion_mnist(tmp_path / "root", gz=True)
+    gz = raw_folder(tmp_path / "root") / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:200])
+    with pytest.raises(DataError, match="is damaged") as err:
+        ensure_dataset(tmp_path / "root", allow_download=False, system_dir=tmp_path / "none")
+    assert str(gz) in str(err.value)
+
+
+def test_idx_file_with_no_items_is_refused(tiny_root):
+    from conftest import write_idx
+    import numpy as np
+
+    write_idx(raw_folder(tiny_root) / "t10k-labels-idx1-ubyte", np.zeros(0))
+    with pytest.raises(DataError, match="holds no items"):
+        load_dataset(tiny_root, allow_download=False)

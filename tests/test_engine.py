@@ -214,3 +214,31 @@ def test_real_data_first_epoch_matches_tutorial_start(real_data_root, plugins):
         if i == 199:
             break
     assert losses == ref
+
+
+def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
+    from fmnist_gui.plugin_manager import get_plugin_manager
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "bad_loss.py").write_text(
+        "from fmnist_gui import LossSpec, hookimpl\n"
+        "calls = []\n"
+        "def make():\n"
+        "    def loss_fn(logits, targets):\n"
+        "        calls.append(1)\n"
+        "        if len(calls) > 12:\n"
+        "            raise RuntimeError('boom')\n"
+        "        return logits.logsumexp(1).mean() - logits.gather(1, targets[:, None]).mean()\n"
+        "    return loss_fn\n"
+        "@hookimpl\n"
+        "def fmnist_register_losses():\n"
+        "    return [LossSpec(name='flaky', label='Flaky', factory=make)]\n"
+    )
+    host = get_plugin_manager([folder])
+    assert "flaky" in host.losses, host.records["bad_loss"].error
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=16, loss="flaky", seed=0), tiny_data, host)
+    end = events_of(trainer)[-1]
+    assert end.status == "failed"
+    assert "loss 'flaky' (plugin 'bad_loss') raised during " in end.message
+    assert end.message.endswith("RuntimeError: boom")
