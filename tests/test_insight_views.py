@@ -122,11 +122,19 @@ def test_images_are_magnified_crisply(tiny_data):
             assert big.pixelColor(x, y).red() == int(image[y // 3, x // 3])
 
 
-def test_contact_sheet_and_readable_cell_text(views, tmp_path):
+def test_contact_sheet_and_readable_cell_text(views, tmp_path, monkeypatch):
+    from PySide6.QtGui import QImage
+
+    from fmnist_gui.qt import insight_views
+
     gallery, confusion, _ = views
-    path = tmp_path / "sheet.png"
-    gallery.save_contact_sheet(str(path))
-    assert path.stat().st_size > 1000
+    path = tmp_path / "sheet"
+    monkeypatch.setattr(insight_views.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(path), "")))
+    assert gallery.sheet_button.isEnabled()
+    gallery.sheet_button.click()
+    saved = QImage(str(tmp_path / "sheet.png"))  # the suffix is added
+    assert (saved.width(), saved.height()) == (6 * (28 * 3 + 16), 28 + 6 * (28 * 3 + 12 + 34))
     sheet = gallery.contact_sheet()
     assert sheet.width() == 6 * (28 * 3 + 16)
     for t in range(10):

@@ -21,9 +21,11 @@ from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSizePolicy,
     QSplitter,
@@ -318,6 +320,9 @@ class PredictionsView(QWidget):
         self.refresh_button.clicked.connect(self._on_refresh)
         self.caption = QLabel()
         self.caption.setWordWrap(True)
+        self.sheet_button = QPushButton("Save contact sheet\u2026")
+        self.sheet_button.setToolTip("Save the images shown here, captioned, as one PNG")
+        self.sheet_button.clicked.connect(self.save_contact_sheet_dialog)
 
         controls = QHBoxLayout()
         for widget in (QLabel("True:"), self.true_combo, QLabel("Predicted:"),
@@ -344,7 +349,10 @@ class PredictionsView(QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(controls)
-        left_layout.addWidget(self.caption)
+        caption_row = QHBoxLayout()
+        caption_row.addWidget(self.caption, 1)
+        caption_row.addWidget(self.sheet_button)
+        left_layout.addLayout(caption_row)
         left_layout.addWidget(grid_widget, 1)
         self.detail = ImageDetail()
         splitter = QSplitter()
@@ -428,6 +436,7 @@ class PredictionsView(QWidget):
             self.empty_label.setText("No predictions yet: train a model (or load a checkpoint)"
                                      " and the test images appear here.")
             self.empty_label.show()
+            self.sheet_button.setEnabled(False)
             return
         self._shown = insight.select(predictions, self._filter, self.sort_order(),
                                      limit=len(self.tiles), seed=self._seed)
@@ -449,6 +458,7 @@ class PredictionsView(QWidget):
             f"Test accuracy {predictions.accuracy:.1%}.")
         self.empty_label.setText("No test image matches this filter." if not self._shown else "")
         self.empty_label.setVisible(not self._shown)
+        self.sheet_button.setEnabled(bool(self._shown))
 
     def show_detail(self, index: int) -> None:
         """Show test image ``index`` large, with its class probabilities."""
@@ -499,6 +509,19 @@ class PredictionsView(QWidget):
                              second)
         painter.end()
         return sheet
+
+    def save_contact_sheet_dialog(self) -> None:
+        """Ask for a file name (the dialog is looked up here, so tests can patch it) and save."""
+        path, _ = QFileDialog.getSaveFileName(self, "Save contact sheet", "predictions.png",
+                                              "PNG image (*.png)")
+        if not path:
+            return
+        if not path.lower().endswith(".png"):
+            path += ".png"
+        try:
+            self.save_contact_sheet(path)
+        except OSError as exc:
+            QMessageBox.warning(self, "Could not save the contact sheet", str(exc))
 
     def save_contact_sheet(self, path: str) -> None:
         """Write the contact sheet as PNG; raises ``OSError`` naming the path on failure."""
