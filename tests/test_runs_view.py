@@ -79,3 +79,19 @@ def test_plots_export_to_png_and_svg(tmp_path, views):
     assert [p.name for p in written] == ["all-1.svg", "all-2.svg"]
     with pytest.raises(ValueError, match=r"\.png or \.svg"):
         export_plot(plots.loss_plot, tmp_path / "loss.jpg")
+
+
+def test_loss_curve_is_smoothed_incrementally_as_tensorboard_does(qtbot, views):
+    import numpy as np
+
+    from fmnist_gui.qt.plots import debiased_ema
+
+    runs, plots, _ = views
+    run = list(runs)[0]
+    for chunk in ([1.5, 1.2], [0.9, 1.1, 0.7]):  # losses arriving frame by frame
+        runs.record(run.id, batch_losses=chunk)
+        plots.redraw()
+    x, y = plots._curves[run.id][0].getData()
+    expected, _ = debiased_ema(run.batch_losses, runs_view.SMOOTHING)
+    assert list(x) == list(range(1, len(run.batch_losses) + 1))
+    assert np.allclose(y, expected)

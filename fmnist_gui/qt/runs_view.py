@@ -112,6 +112,9 @@ class RunPlots(QWidget):
         self.runs = runs
         self._curves: dict[int, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._drawn: dict[int, tuple[int, int, str, bool]] = {}  # what each curve shows
+        # run id -> (losses smoothed so far, EMA state, smoothed values): each new
+        # frame smooths only the losses that arrived since the last one.
+        self._smoothed: dict[int, tuple[int, tuple[float, int], np.ndarray]] = {}
         self.loss_plot = self._make_plot("Training loss", "Loss (smoothed)", "Step (batches)",
                                          legend=True)
         # One legend serves both plots (same colours); a second one would always
@@ -186,13 +189,31 @@ class RunPlots(QWidget):
             self.accuracy_plot.getPlotItem().removeItem(curves[1])
         self._drawn.pop(run_id, None)
 
+    def _smooth(self, run: Run) -> np.ndarray:
+        done, state, values = self._smoothed.get(run.id, (0, (0.0, 0), np.empty(0)))
+        if len(run.batch_losses) < done:  # cannot happen today; start over if it does
+            done, state, values = 0, (0.0, 0), np.empty(0)
+        if len(run.batch_losses) > done:
+            new, state = debiased_ema(run.batch_losses[done:], SMOOTHING, state)
+            values = np.concatenate([values, new])
+            self._smoothed[run.id] = (len(run.batch_losses), state, values)
+        return values
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.redraw()  # changes that came while hidden were not drawn
+
     def redraw(self) -> None:
         """Bring the curves up to date with the run list (only changed runs are redrawn)."""
+        if not self.isVisible():
+            return
         dark = is_dark(self)
         shown = {run.id: run for run in self.runs.visible()}
         for run_id in list(self._curves):
             if run_id not in shown:
                 self._remove_curves(run_id)
+        for run_id in set(self._smoothed) - {r.id for r in self.runs}:
+            del self._smoothed[run_id]
         for run in shown.values():
             signature = (len(run.batch_losses), len(run.epochs), run.name, dark)
             drawn = self._drawn.get(run.id)
@@ -211,7 +232,7 @@ class RunPlots(QWidget):
                 )
             loss_curve, acc_curve = self._curves[run.id]
             if run.batch_losses:
-                smoothed, _ = debiased_ema(run.batch_losses, SMOOTHING)
+                smoothed = self._smooth(run)
                 loss_curve.setData(np.arange(1, len(smoothed) + 1), smoothed)
             else:
                 loss_curve.setData([], [])
@@ -280,7 +301,13 @@ class RunsView(QWidget):
                 return row
         raise RunError(f"run {run_id} is not in the table")
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.refill()
+
     def refill(self) -> None:
+        if not self.isVisible():
+            return  # showEvent refills
         self._filling = True
         try:
             self.table.setRowCount(len(self.runs))
