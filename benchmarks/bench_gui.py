@@ -229,6 +229,10 @@ def main() -> int:
     print(f"Epoch (train+test), median of {args.repeats}: headless {h:.2f} s, "
           f"GUI {g:.2f} s  ->  ratio GUI/headless {g / h:.3f}  (goal <= 1.10)")
     print(f"Headless in a plain thread, median {ht:.2f} s  ->  ratio GUI/threaded {g / ht:.3f}")
+    # Paired within each round (the three ran back to back): robust to load drifting.
+    paired = [b / a for a, b in zip(threaded, gui, strict=True)]
+    print(f"Per-round ratio GUI/threaded: {', '.join(f'{r:.3f}' for r in paired)}; "
+          f"median {statistics.median(paired):.3f}")
     print(f"  headless: {', '.join(f'{x:.2f}' for x in headless)}")
     print(f"  threaded: {', '.join(f'{x:.2f}' for x in threaded)}")
     print(f"  GUI:      {', '.join(f'{x:.2f}' for x in gui)}")

@@ -165,7 +165,8 @@ class TrainingPlots(QWidget):
 
         self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch", grid=True)
         item = self.test_loss_plot.getPlotItem()
-        legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
+        # One row, top right: falling loss curves leave that corner free.
+        legend = item.addLegend(offset=(-10, 4), labelTextColor=foreground, colCount=2)
         legend.setBrush(pg.mkBrush(background))
         self.test_loss_curve = item.plot(
             pen=pg.mkPen(self._test_color, width=2), symbol="o", symbolSize=6,
@@ -173,7 +174,7 @@ class TrainingPlots(QWidget):
         self.train_epoch_curve = item.plot(
             pen=pg.mkPen(self._smooth_color, width=2, style=Qt.PenStyle.DashLine),
             symbol="s", symbolSize=5, symbolBrush=self._smooth_color, symbolPen=None,
-            name="train loss (epoch mean)")
+            name="train loss (mean)")
 
         self.accuracy_plot = make_plot("Test accuracy per epoch", "Accuracy (%)", "Epoch",
                                        grid=True)
