@@ -286,9 +286,15 @@ class Trainer:
         """Train until ``config.epochs`` epochs are done or a stop is requested.
 
         Calling it again after a stop (or after raising ``config.epochs``)
-        continues exactly where the last call left off.
+        continues exactly where the last call left off. A stop requested before
+        the call is honoured at once; the request is used up when the call ends.
         """
-        self._stop.clear()
+        try:
+            yield from self._run()
+        finally:
+            self._stop.clear()
+
+    def _run(self) -> Iterator[Event]:
         try:
             self.serve_snapshot_requests()
             while self.epochs_done < self.config.epochs:

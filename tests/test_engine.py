@@ -242,3 +242,12 @@ def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
     assert end.status == "failed"
     assert "loss 'flaky' (plugin 'bad_loss') raised during " in end.message
     assert end.message.endswith("RuntimeError: boom")
+
+
+def test_stop_requested_before_run_is_honoured_then_used_up(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=64, seed=0), tiny_data, plugins)
+    trainer.request_stop()
+    assert [type(e).__name__ for e in trainer.run()] == ["RunEnd"]
+    assert trainer.global_step == 0
+    events = events_of(trainer)
+    assert events[-1].status == "finished" and trainer.global_step == 4
