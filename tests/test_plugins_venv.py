@@ -73,7 +73,8 @@ def fresh_install(tmp_path_factory):
                                         "['purelib'])"], cwd=base).stdout.strip())
     (site_dir / "_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     source = _copy_sources(ROOT, base / "src",
-                           ["pyproject.toml", "README.md", "LICENSE", "fmnist_gui", "plugins"])
+                           ["pyproject.toml", "README.md", "LICENSE", "fmnist_gui", "plugins",
+                            "resources"])
     _pip_install(python, source, cwd=base)
     return env_dir, base
 
@@ -83,9 +84,11 @@ def test_non_editable_install_runs_both_commands_with_builtins(fresh_install):
     bin_dir = env_dir / "bin"
     where = _run([bin_dir / "python", "-I", "-c",
                   "import fmnist_gui, fmnist_builtins, fmnist_gui.qt.main_window, pathlib;"
+                  "from importlib.resources import files;"
                   "p = pathlib.Path(fmnist_gui.__file__).parent;"
                   "print(p); print(fmnist_builtins.__file__);"
-                  "print((p / 'resources' / 'fmnist-gui.svg').is_file())"], cwd=cwd)
+                  "print((files('fmnist_gui.resources') / 'fmnist-gui.svg').is_file())"],
+                 cwd=cwd)
     package, builtins, icon = where.stdout.split()
     assert package.startswith(str(env_dir)) and builtins.startswith(str(env_dir))
     assert icon == "True"

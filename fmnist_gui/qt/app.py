@@ -65,9 +65,12 @@ class _FirstPaint:
 
 
 def app_icon():
+    from importlib.resources import as_file, files
+
     from PySide6.QtGui import QIcon
 
-    return QIcon(str(Path(__file__).resolve().parent.parent / "resources" / "fmnist-gui.svg"))
+    with as_file(files("fmnist_gui.resources") / "fmnist-gui.svg") as path:
+        return QIcon(str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
