@@ -133,11 +133,14 @@ class CheckpointActions(QObject):
         self.update_title()
 
     # ----- snapshots ----------------------------------------------------------------
-    def with_snapshot(self, callback: Callable[[Snapshot], object]) -> None:
+    def with_snapshot(self, callback: Callable[[Snapshot], object],
+                      quiet: bool = False) -> None:
         """Call ``callback(state)`` in the GUI thread with a batch-boundary snapshot.
 
         Idle: taken at once. Training: the training thread takes it between two
-        batches and carries on.
+        batches and carries on. When no snapshot can be taken (the training
+        failed meanwhile), a user's save says so in a dialog; a ``quiet`` one
+        (autosave) only in the status bar, since the failure has its own dialog.
         """
         trainer = self.window.trainer
         if trainer is None:
@@ -146,15 +149,18 @@ class CheckpointActions(QObject):
             callback(trainer.state_dict())
             return
         future = trainer.request_snapshot()
-        future.add_done_callback(lambda f: self._snapshot_done.emit(f, callback))
+        future.add_done_callback(lambda f: self._snapshot_done.emit(f, (callback, quiet)))
 
     @Slot(object, object)
-    def _on_snapshot_done(self, future: Future, callback: Callable) -> None:
+    def _on_snapshot_done(self, future: Future, how: tuple[Callable, bool]) -> None:
+        callback, quiet = how
         exc = future.exception()
-        if exc is not None:
+        if exc is None:
+            callback(future.result())
+        elif quiet:
+            self.window.statusBar().showMessage(f"Autosave skipped: {exc}")
+        else:
             QMessageBox.warning(self.window, "Cannot save", f"No snapshot was taken: {exc}")
-            return
-        callback(future.result())
 
     # ----- save -------------------------------------------------------------------
     def save(self) -> bool:
@@ -399,7 +405,7 @@ class CheckpointActions(QObject):
     # ----- autosave and recovery ------------------------------------------------------
     @Slot(object)
     def _on_epoch_finished(self, _event: Any) -> None:
-        self.with_snapshot(self._autosave)
+        self.with_snapshot(self._autosave, quiet=True)
 
     def _autosave(self, state: Snapshot) -> None:
         from fmnist_gui import checkpoint as ckpt
