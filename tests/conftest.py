@@ -100,6 +100,27 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _no_unpatched_dialogs(monkeypatch):
+    """A modal dialog nobody answers would hang the suite: make it fail the test instead.
+
+    Tests patch the dialog functions they expect (pytest-qt's advice); their
+    monkeypatch comes later and wins over this one.
+    """
+    if "PySide6.QtWidgets" not in sys.modules:
+        yield
+        return
+    from PySide6.QtWidgets import QMessageBox
+
+    def refuse(*args, **kwargs):
+        text = " / ".join(str(a) for a in args[1:3])
+        raise AssertionError(f"an unpatched modal dialog was shown: {text}")
+
+    for name in ("warning", "critical", "information", "question"):
+        monkeypatch.setattr(QMessageBox, name, staticmethod(refuse))
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _no_leaked_threads():
     """Fail any test that leaves a Python thread or a QThread running (as napari does)."""
     before = set(threading.enumerate())
