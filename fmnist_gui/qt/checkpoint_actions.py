@@ -162,6 +162,18 @@ class CheckpointActions(QObject):
         else:
             QMessageBox.warning(self.window, "Cannot save", f"No snapshot was taken: {exc}")
 
+    def _file_to_load(self, path: str | Path | None, what: str, title: str, filters: str,
+                      *, confirm: bool) -> Path | None:
+        """The file to load (asked for when ``path`` is None), once loading is allowed."""
+        w = self.window
+        if w.state != "idle" or (confirm and not self.confirm_discard(what)):
+            return None
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(w, title, self._folder(), filters)
+            if not path:
+                return None
+        return Path(path) if w.ensure_data() else None
+
     # ----- save -------------------------------------------------------------------
     def save(self) -> bool:
         """Save to the current file, or ask for one (Save As) the first time."""
@@ -225,16 +237,9 @@ class CheckpointActions(QObject):
         from fmnist_gui import checkpoint as ckpt
 
         w = self.window
-        if w.state != "idle" or not self.confirm_discard("Open a checkpoint"):
-            return False
+        path = self._file_to_load(path, "Open a checkpoint", "Open Checkpoint",
+                                  ckpt.FILE_FILTER, confirm=True)
         if path is None:
-            chosen, _ = QFileDialog.getOpenFileName(w, "Open Checkpoint", self._folder(),
-                                                    ckpt.FILE_FILTER)
-            if not chosen:
-                return False
-            path = chosen
-        path = Path(path)
-        if not w.ensure_data():
             return False
         try:
             checkpoint = ckpt.read_checkpoint(path)
@@ -303,16 +308,9 @@ class CheckpointActions(QObject):
         from fmnist_gui.engine import Trainer
 
         w = self.window
-        if w.state != "idle" or (confirm and not self.confirm_discard("Import weights")):
-            return False
+        path = self._file_to_load(path, "Import weights", "Import Weights",
+                                  ckpt.WEIGHTS_FILTER, confirm=confirm)
         if path is None:
-            chosen, _ = QFileDialog.getOpenFileName(w, "Import Weights", self._folder(),
-                                                    ckpt.WEIGHTS_FILTER)
-            if not chosen:
-                return False
-            path = chosen
-        path = Path(path)
-        if not w.ensure_data():
             return False
         try:
             weights = ckpt.load_weights(path)
