@@ -16,6 +16,7 @@ import tutorial_reference as tut
 from plugin_fixtures import good_optimizer_source, write_plugin
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+from qt_helpers import close_window, open_window
 
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.config import TrainConfig
@@ -32,15 +33,6 @@ def settings(tmp_path):
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
-def open_window(qtbot, root, plugins, settings) -> MainWindow:
-    window = MainWindow(root, plugins=plugins, settings=settings)
-    qtbot.addWidget(window)
-    window.show()
-    window.start_loading()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=60_000)
-    return window
-
-
 @pytest.fixture
 def window(qtbot, tiny_root, plugins, settings):
     w = open_window(qtbot, tiny_root, plugins, settings)
@@ -48,8 +40,7 @@ def window(qtbot, tiny_root, plugins, settings):
     w.panel.epochs_spin.setValue(200)
     w.panel.seed_edit.setText("1")
     yield w
-    w.shutdown(30_000)
-    qtbot.waitUntil(lambda: w.job is None and w._loader is None, timeout=30_000)
+    close_window(qtbot, w)
 
 
 def train_some(qtbot, w: MainWindow, steps: int = 5) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
+from qt_helpers import close_window, open_window
 
 from fmnist_gui.qt import main_window as mw
 from fmnist_gui.qt import threads
@@ -24,15 +25,6 @@ def settings(tmp_path):
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
-def open_window(qtbot, root, plugins, settings, **kwargs) -> MainWindow:
-    window = MainWindow(root, plugins=plugins, settings=settings, **kwargs)
-    qtbot.addWidget(window)
-    window.show()
-    window.start_loading()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=30_000)
-    return window
-
-
 @pytest.fixture
 def window(qtbot, tiny_root, plugins, settings):
     w = open_window(qtbot, tiny_root, plugins, settings)
@@ -41,13 +33,7 @@ def window(qtbot, tiny_root, plugins, settings):
     w.panel.epochs_spin.setValue(200)
     w.panel.seed_edit.setText("1")
     yield w
-    finish(qtbot, w)
-
-
-def finish(qtbot, w: MainWindow) -> None:
-    """Stop whatever runs and wait for the thread to end (the leak fixture checks)."""
-    w.shutdown(30_000)
-    qtbot.waitUntil(lambda: w.job is None and w._loader is None, timeout=30_000)
+    close_window(qtbot, w)
 
 
 def enabled_actions(w: MainWindow) -> set[str]:

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import qt_helpers
 from plugin_fixtures import good_optimizer_source, write_plugin
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+from qt_helpers import close_window
 
 from fmnist_gui.installer import PluginSettings
 from fmnist_gui.paths import user_plugin_dir
@@ -63,17 +65,7 @@ def warnings_shown(monkeypatch):
 
 def open_window(qtbot, tiny_root, tmp_path, host) -> MainWindow:
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(tiny_root, plugins=host, settings=settings)
-    qtbot.addWidget(window)
-    window.show()
-    window.start_loading()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=60_000)
-    return window
-
-
-def close_window(qtbot, window: MainWindow) -> None:
-    window.shutdown(30_000)
-    qtbot.waitUntil(lambda: window.job is None and window._loader is None, timeout=30_000)
+    return qt_helpers.open_window(qtbot, tiny_root, host, settings)
 
 
 @pytest.fixture
