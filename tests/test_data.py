@@ -152,8 +152,8 @@ def test_damaged_gz_is_named(tmp_path):
 
 
 def test_idx_file_with_no_items_is_refused(tiny_root):
-    from conftest import write_idx
     import numpy as np
+    from conftest import write_idx
 
     write_idx(raw_folder(tiny_root) / "t10k-labels-idx1-ubyte", np.zeros(0))
     with pytest.raises(DataError, match="holds no items"):
