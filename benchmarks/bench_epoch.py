@@ -85,7 +85,7 @@ def main() -> None:
         floor_times.append(gemm_floor(len(data.train)))
         print(f"round {r + 1}: tutorial {tutorial_times[-1]:.2f} s, engine "
               f"{engine_times[-1]:.2f} s, GEMM floor {floor_times[-1]:.2f} s", flush=True)
-    ratios = [t / e for t, e in zip(tutorial_times, engine_times)]
+    ratios = [t / e for t, e in zip(tutorial_times, engine_times, strict=True)]
     t, e, f = (statistics.median(x) for x in (tutorial_times, engine_times, floor_times))
     print(f"median epoch: tutorial {t:.2f} s, engine {e:.2f} s, GEMM floor {f:.2f} s")
     print(f"median speed-up (tutorial / engine, per round): {statistics.median(ratios):.2f}x")
