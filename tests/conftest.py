@@ -139,6 +139,43 @@ def _no_leaked_threads():
         assert not running, f"test left QThreads running: {running}"
 
 
+@pytest.fixture
+def settings(tmp_path):
+    """QSettings in a file of the test's own, never the user's."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, tiny_root, plugins, settings):
+    """A real MainWindow on tiny data, set for long runs that a test can stop."""
+    from qt_helpers import close_window, open_window
+
+    w = open_window(qtbot, tiny_root, plugins, settings)
+    # Small batches: many steps per epoch, so a run lasts long enough to stop it.
+    w.panel.batch_spin.setValue(4)
+    w.panel.epochs_spin.setValue(200)
+    w.panel.seed_edit.setText("1")
+    yield w
+    close_window(qtbot, w)
+
+
+def run_stopping_after(trainer, batches: int):
+    """Run, asking to stop once ``batches`` batches are done; return the ``RunEnd``."""
+    from fmnist_gui.engine import BatchEnd, RunEnd
+
+    seen = 0
+    for event in trainer.run():
+        if isinstance(event, BatchEnd):
+            seen += 1
+            if seen == batches:
+                trainer.request_stop()
+        if isinstance(event, RunEnd):
+            return event
+    raise AssertionError("run() ended without RunEnd")
+
+
 @pytest.fixture(scope="session")
 def real_data_root() -> Path:
     """The real Fashion-MNIST, when present (CI installs it); otherwise skip."""

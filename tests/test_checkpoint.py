@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import tutorial_reference as tut
-from conftest import make_tiny_fashion_mnist
+from conftest import make_tiny_fashion_mnist, run_stopping_after
 from plugin_fixtures import good_optimizer_source, write_plugin
 
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui import fileio
 from fmnist_gui.config import TrainConfig
 from fmnist_gui.data import load_dataset
-from fmnist_gui.engine import BatchEnd, Trainer
+from fmnist_gui.engine import Trainer
 from fmnist_gui.plugin_manager import get_plugin_manager
 
 
@@ -28,12 +28,7 @@ def trained(data, plugins, *, batches=3, **settings) -> Trainer:
     """A Trainer stopped after ``batches`` batches of its first epoch."""
     config = TrainConfig(**{"epochs": 2, "batch_size": 32, "lr": 0.01, "seed": 5, **settings})
     trainer = Trainer(config, data, plugins)
-    seen = 0
-    for event in trainer.run():
-        if isinstance(event, BatchEnd):
-            seen += 1
-            if seen == batches:
-                trainer.request_stop()
+    run_stopping_after(trainer, batches)
     return trainer
 
 

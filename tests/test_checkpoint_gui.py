@@ -14,9 +14,8 @@ import pytest
 import torch
 import tutorial_reference as tut
 from plugin_fixtures import good_optimizer_source, write_plugin
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMessageBox
-from qt_helpers import close_window, open_window
+from qt_helpers import open_window
 
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.config import TrainConfig
@@ -26,21 +25,6 @@ from fmnist_gui.qt.main_window import ACTION_STATES, MainWindow
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Buttons = QMessageBox.StandardButton
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, tiny_root, plugins, settings):
-    w = open_window(qtbot, tiny_root, plugins, settings)
-    w.panel.batch_spin.setValue(4)
-    w.panel.epochs_spin.setValue(200)
-    w.panel.seed_edit.setText("1")
-    yield w
-    close_window(qtbot, w)
 
 
 def train_some(qtbot, w: MainWindow, steps: int = 5) -> None:

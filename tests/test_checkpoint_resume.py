@@ -19,10 +19,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import run_stopping_after
 
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.config import TrainConfig
-from fmnist_gui.engine import BatchEnd, EpochEnd, RunEnd, Trainer
+from fmnist_gui.engine import BatchEnd, EpochEnd, Trainer
 
 BATCHES_PER_EPOCH = 8  # 256 tiny training images / 32
 
@@ -45,17 +46,6 @@ def assert_same_training(resumed: Trainer, reference: Trainer) -> None:
         assert torch.equal(resumed.model.state_dict()[key], value), key
 
 
-def run_stopping_after(trainer: Trainer, batches: int) -> RunEnd:
-    """Run, asking to stop once ``batches`` batches are done (the stop lands on the next)."""
-    seen = 0
-    for event in trainer.run():
-        if isinstance(event, BatchEnd):
-            seen += 1
-            if seen == batches:
-                trainer.request_stop()
-        if isinstance(event, RunEnd):
-            return event
-    raise AssertionError("run() ended without RunEnd")
 
 
 @pytest.fixture

@@ -9,31 +9,14 @@ import textwrap
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
-from qt_helpers import close_window, open_window
+from qt_helpers import open_window
 
 from fmnist_gui.qt import main_window as mw
 from fmnist_gui.qt import threads
 from fmnist_gui.qt.main_window import ACTION_STATES, MainWindow
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, tiny_root, plugins, settings):
-    w = open_window(qtbot, tiny_root, plugins, settings)
-    # Small batches: many steps per epoch, so a run lasts long enough to stop it.
-    w.panel.batch_spin.setValue(4)
-    w.panel.epochs_spin.setValue(200)
-    w.panel.seed_edit.setText("1")
-    yield w
-    close_window(qtbot, w)
 
 
 def enabled_actions(w: MainWindow) -> set[str]:
