@@ -64,6 +64,7 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui import __version__
+from fmnist_gui.openmp import release_thread_pool
 from fmnist_gui.qt.control_panel import ControlPanel
 from fmnist_gui.qt.worker import FunctionWorker, Job, TrainingWorker, load_backend
 
@@ -657,6 +658,8 @@ class MainWindow(QMainWindow):
         trainer = self.trainer
         if trainer is None:
             return
+        if self.job is not None:
+            release_thread_pool()  # after any torch work this thread did: see openmp.py
         worker = self.worker
         last = worker.last_batch if worker is not None else None
         num_batches = last.num_batches if last is not None else len(trainer.train_loader)

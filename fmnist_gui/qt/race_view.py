@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from fmnist_gui.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
 from fmnist_gui.engine import BatchEnd, EpochEnd, RunEnd
+from fmnist_gui.openmp import release_thread_pool
 from fmnist_gui.qt.control_panel import ParamForm
 from fmnist_gui.qt.runs_view import RunPlots, is_dark, run_color, table_item
 from fmnist_gui.qt.worker import Job
@@ -455,6 +456,7 @@ class RaceView(QWidget):
         race, worker = self.race, self.worker
         if race is None:
             return
+        release_thread_pool()  # after any torch work this thread did: see openmp.py
         for i, member in enumerate(race.members):
             losses = member.trainer.history.batch_losses
             seen = self._seen_losses[i]

@@ -22,6 +22,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from fmnist_gui.openmp import release_thread_pool
 from fmnist_gui.qt import threads
 
 
@@ -151,6 +152,9 @@ class Job(QObject):
 
     def start(self) -> Job:
         assert self.thread is not None
+        # The GUI thread's idle OpenMP pool would slow every parallel region of
+        # the worker by ~13% on a small machine: see fmnist_gui/openmp.py.
+        release_thread_pool()
         self.thread.start()
         return self
 
