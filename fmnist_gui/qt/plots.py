@@ -162,6 +162,12 @@ class TrainingPlots(QWidget):
         self.raw_curve = item.plot(pen=pg.mkPen(self._raw_color, width=1), name="raw")
         self.smooth_curve = item.plot(pen=pg.mkPen(self._smooth_color, width=2),
                                       name="smoothed")
+        # A 2 px line was most of a frame's cost (Qt strokes each wide segment). The
+        # smoothed curve barely moves from one batch to the next, so one vertex per
+        # 2 px of plot, each the mean of the batches it covers, draws the same line
+        # at half the frame time; zooming in (clip-to-view) brings every point back.
+        self.smooth_curve.opts["autoDownsampleFactor"] = 0.5
+        self.smooth_curve.setDownsampling(auto=True, method="mean")
 
         self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch", grid=True)
         item = self.test_loss_plot.getPlotItem()
