@@ -66,6 +66,7 @@ from PySide6.QtWidgets import (
 from fmnist_gui import __version__
 from fmnist_gui.openmp import release_thread_pool
 from fmnist_gui.qt.control_panel import ControlPanel
+from fmnist_gui.qt.pacing import FramePacer
 from fmnist_gui.qt.worker import FunctionWorker, Job, TrainingWorker, load_backend
 
 # Which actions each state allows. ``update_actions`` is the only code that
@@ -82,10 +83,9 @@ ACTION_STATES: dict[str, frozenset[str]] = {
     "stopping": ALWAYS,
 }
 STATES = tuple(ACTION_STATES)
-# 10 frames per second: a loss curve looks live at that rate, and every frame's
-# painting holds the GIL that the training thread needs (measured: benchmarks/bench_gui.py).
-FRAME_MS = 100
-TEXT_EVERY = 3  # progress texts every 3rd frame (~3 Hz): a changed label re-lays out the panel
+# The frame timer's rate follows what a frame costs (see pacing.py): every frame's
+# painting holds the GIL that the training thread needs (benchmarks/bench_gui.py).
+TEXT_SECONDS = 0.5  # progress texts twice a second: a changed label re-lays out the panel
 # While training, a thread that wants the GIL back (the worker, after each torch op)
 # waits at most this long for the GUI thread to hand it over (CPython's default: 5 ms).
 TRAINING_SWITCH_INTERVAL = 0.0005
@@ -138,12 +138,22 @@ class ProgressPanel(QGroupBox):
                       total_epochs: int) -> None:
         """``batch`` batches of epoch ``epoch`` (1-based) are done."""
         num_batches = max(num_batches, 1)
-        self.epoch_bar.setValue(int(1000 * batch / num_batches))
-        self.epoch_bar.setFormat(f"{epoch}: {batch}/{num_batches} batches")
         total = max(total_epochs, 1) * num_batches
         done = epochs_done * num_batches + (batch if epoch > epochs_done else 0)
-        self.run_bar.setValue(int(1000 * min(done, total) / total))
-        self.run_bar.setFormat(f"{epochs_done}/{total_epochs} epochs ({100 * done / total:.0f}%)")
+        self._set_bar(self.epoch_bar, int(1000 * batch / num_batches),
+                      f"{epoch}: {batch}/{num_batches} batches")
+        self._set_bar(self.run_bar, int(1000 * min(done, total) / total),
+                      f"{epochs_done}/{total_epochs} epochs ({100 * done / total:.0f}%)")
+
+    @staticmethod
+    def _set_bar(bar: QProgressBar, value: int, text: str) -> None:
+        # QProgressBar.setValue repaints at once, synchronously (a round trip to
+        # the display server, ~1 ms each); with updates off, the change is drawn
+        # with the rest of the window in the next paint instead.
+        bar.setUpdatesEnabled(False)
+        bar.setValue(value)
+        bar.setFormat(text)
+        bar.setUpdatesEnabled(True)
 
 
 class MainWindow(QMainWindow):
@@ -192,7 +202,7 @@ class MainWindow(QMainWindow):
         self._run_elapsed = 0.0
         self._run_first_step = 0
         self._last_status_step: Any = None
-        self._frames = 0
+        self._last_text_time = 0.0
         self._saved_switch_interval = sys.getswitchinterval()
 
         self.setWindowTitle("Fashion-MNIST Trainer")
@@ -201,8 +211,8 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_status_bar()
         self.frame_timer = QTimer(self)
-        self.frame_timer.setInterval(FRAME_MS)
         self.frame_timer.timeout.connect(self.refresh)
+        self.pacer = FramePacer(self.frame_timer)
         self._restore_geometry()
         self.update_actions()
         from fmnist_gui.qt.insight_install import install as install_insight
@@ -518,6 +528,7 @@ class MainWindow(QMainWindow):
         self.set_state("running")
         self.statusBar().showMessage("Training…")
         self.job.start()
+        self.pacer.restart()
         self.frame_timer.start()
 
     @Slot()
@@ -659,6 +670,7 @@ class MainWindow(QMainWindow):
         if trainer is None:
             return
         if self.job is not None:
+            self.pacer.frame()
             release_thread_pool()  # after any torch work this thread did: see openmp.py
         worker = self.worker
         last = worker.last_batch if worker is not None else None
@@ -666,8 +678,9 @@ class MainWindow(QMainWindow):
         if self.plots is not None:
             self.plots.sync(trainer.history.batch_losses, trainer.history.epochs, num_batches,
                             planned_steps=trainer.config.epochs * num_batches)
-        self._frames += 1
-        if self._frames % TEXT_EVERY == 0 or self.state == "idle":
+        now = time.monotonic()
+        if now - self._last_text_time >= TEXT_SECONDS or self.state == "idle":
+            self._last_text_time = now
             self._show_trainer_position(num_batches)
 
     def _show_trainer_position(self, num_batches: int | None = None) -> None:

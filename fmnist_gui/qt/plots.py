@@ -281,9 +281,15 @@ class TrainingPlots(QWidget):
             return
         low, high = float(finite.min()), float(finite.max())
         span = max(high - low, 1e-6)
-        # Refit when the data leaves the view or fills less than half of it.
+        # Refit when the data leaves the view or fills less than 40% of it. A falling
+        # loss would cross a tight bottom edge every frame, and each refit redraws both
+        # axes (the costliest part of a frame): so the bottom gets room for the curve
+        # to fall by half its span again, down to 0 for a loss that is never negative.
         if force or low < y0 or high > y1 or (y1 - y0) > 2.5 * span:
-            view.setYRange(low - 0.15 * span, high + 0.05 * span, padding=0)
+            bottom = low - 0.5 * span
+            if low >= 0:
+                bottom = max(bottom, 0.0)
+            view.setYRange(bottom, high + 0.05 * span, padding=0)
 
     def set_smoothing(self, weight: float) -> None:
         weight = min(max(float(weight), 0.0), 0.999)

@@ -41,6 +41,7 @@ from fmnist_gui.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
 from fmnist_gui.engine import BatchEnd, EpochEnd, RunEnd
 from fmnist_gui.openmp import release_thread_pool
 from fmnist_gui.qt.control_panel import ParamForm
+from fmnist_gui.qt.pacing import FramePacer
 from fmnist_gui.qt.runs_view import RunPlots, is_dark, run_color, table_item
 from fmnist_gui.qt.worker import Job
 from fmnist_gui.race import (
@@ -54,8 +55,6 @@ from fmnist_gui.race import (
 )
 from fmnist_gui.runs import RunList
 from fmnist_gui.specs import ParamError
-
-FRAME_MS = 33  # at most 30 pulls per second
 
 
 class RaceWorker(QObject):
@@ -118,8 +117,9 @@ class RaceView(QWidget):
         self.blocked_reason = ""  # e.g. the main training is running
         self._loading_editor = False
         self._build()
-        self.timer = QTimer(self, interval=FRAME_MS)
+        self.timer = QTimer(self)
         self.timer.timeout.connect(self.pull)
+        self.pacer = FramePacer(self.timer)  # as often as drawing can afford: pacing.py
         if plugins is not None:
             self.set_plugins(plugins)
         self._update_buttons()
@@ -412,6 +412,7 @@ class RaceView(QWidget):
         self.show_status(f"Racing {len(race.members)} optimizers from the same weights "
                          f"(seed {race.seed})\u2026")
         self.job.start()
+        self.pacer.restart()
         self.timer.start()
         self.race_started.emit(race)
         return True
@@ -456,6 +457,8 @@ class RaceView(QWidget):
         race, worker = self.race, self.worker
         if race is None:
             return
+        if self.running:
+            self.pacer.frame()
         release_thread_pool()  # after any torch work this thread did: see openmp.py
         for i, member in enumerate(race.members):
             losses = member.trainer.history.batch_losses
