@@ -171,8 +171,9 @@ class TrainingPlots(QWidget):
 
         self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch", grid=True)
         item = self.test_loss_plot.getPlotItem()
-        # One row, top right: falling loss curves leave that corner free.
-        legend = item.addLegend(offset=(-10, 4), labelTextColor=foreground, colCount=2)
+        # One row, bottom left: a falling loss starts high on the left and ends low on
+        # the right, so that corner stays free (the top right is crossed mid-run).
+        legend = item.addLegend(offset=(10, -4), labelTextColor=foreground, colCount=2)
         legend.setBrush(pg.mkBrush(background))
         self.test_loss_curve = item.plot(
             pen=pg.mkPen(self._test_color, width=2), symbol="o", symbolSize=6,
