@@ -81,6 +81,27 @@ def test_closing_during_a_race_stops_it_then_closes(qtbot, window):
     assert {r.status for r in window.insight.runs} == {"stopped"}
 
 
+def test_start_waits_while_a_race_runs(qtbot, window):
+    race_view = window.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()
+    start = window.actions["start"]
+    assert not start.isEnabled()
+    assert "race" in start.statusTip()
+    window.start()  # F5 from a shortcut elsewhere: refused, with the reason
+    assert window.job is None and window.trainer is None
+    assert "race" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
+        race_view.stop()
+    assert start.isEnabled()
+    window.start()
+    assert window.job is not None
+    window.stop()
+    qtbot.waitUntil(lambda: window.job is None, timeout=30_000)
+    window.dirty = False
+
+
 def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 

@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
         self.state = "loading"
         self.dirty = False
         self.unavailable: set[str] = {"open", "save", "save_as"}
+        self.start_blocked = ""  # why Start is disabled whatever the state, e.g. a race runs
         self.actions: dict[str, QAction] = {}
         self.menus: dict[str, QMenu] = {}
         self.plots: Any = None  # TrainingPlots, built once pyqtgraph is imported
@@ -435,7 +436,15 @@ class MainWindow(QMainWindow):
         self.actions["start"].setText("&Continue" if continuing else "&Start")
         self.actions["start"].setStatusTip(
             "Continue training the same model" if continuing else "Start training a new model")
+        if self.start_blocked:
+            self.actions["start"].setEnabled(False)
+            self.actions["start"].setStatusTip(self.start_blocked)
         self._lock_form()
+
+    def block_start(self, reason: str) -> None:
+        """Keep Start disabled while ``reason`` holds (empty: allowed again), e.g. a race runs."""
+        self.start_blocked = reason
+        self.update_actions()
 
     def _lock_form(self) -> None:
         busy = self.state != "idle"
@@ -447,6 +456,9 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         """Start a new model, or continue the live one where it stopped."""
         if self.state != "idle" or self.job is not None:
+            return
+        if self.start_blocked:
+            self.statusBar().showMessage(self.start_blocked, 8000)
             return
         if not self.ensure_data():
             return
