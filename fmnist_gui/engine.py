@@ -370,8 +370,22 @@ class Trainer:
         return None
 
     def _step_optimizer(self) -> None:
-        with _blame(self.optimizer_spec, "optimizer", "step()"):
-            self.optimizer.step()
+        # Every in-place write bumps a tensor's version counter: if the step raises,
+        # the counters tell whether it had already changed weights (no copy needed).
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        versions = [p._version for p in params]
+        try:
+            with _blame(self.optimizer_spec, "optimizer", "step()"):
+                self.optimizer.step()
+        except PluginFailure as exc:
+            changed = sum(p._version != v for p, v in zip(params, versions, strict=True))
+            if not changed:
+                raise  # the weights are still those after the last completed batch
+            raise PluginFailure(
+                exc.plugin, f"{exc}; it had already changed {changed} of the "
+                f"{len(params)} weight tensors, so this model is no longer as it was after "
+                "the last completed batch: press Reset, or open your last saved checkpoint.",
+            ) from exc.__cause__
 
     def _wait_while_paused(self) -> bool:
         """Block while paused; return False when a stop was requested."""

@@ -244,6 +244,49 @@ def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
     assert end.message.endswith("RuntimeError: boom")
 
 
+@pytest.mark.parametrize(("writes_first", "told"), [
+    (False, None),  # raised before touching a weight: the model is as after the last batch
+    (True, "it had already changed 1 of the 6 weight tensors"),
+])
+def test_optimizer_raising_in_step_says_whether_it_changed_weights(
+        tiny_data, tmp_path, writes_first, told):
+    from fmnist_gui.plugin_manager import get_plugin_manager
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "half_step.py").write_text(
+        "import torch\n"
+        "from fmnist_gui import OptimizerSpec, hookimpl\n"
+        f"WRITES_FIRST = {writes_first}\n"
+        "class HalfStep(torch.optim.SGD):\n"
+        "    calls = 0\n"
+        "    def step(self, closure=None):\n"
+        "        self.calls += 1\n"
+        "        if self.calls > 12:  # after the self-test's 8 steps\n"
+        "            if WRITES_FIRST:\n"
+        "                with torch.no_grad():\n"
+        "                    self.param_groups[0]['params'][0].add_(1.0)\n"
+        "            raise RuntimeError('half done')\n"
+        "        return super().step(closure)\n"
+        "@hookimpl\n"
+        "def fmnist_register_optimizers():\n"
+        "    return [OptimizerSpec(name='half', label='Half',\n"
+        "                          factory=lambda params, lr: HalfStep(params, lr=lr))]\n"
+    )
+    host = get_plugin_manager([folder])
+    assert "half" in host.optimizers, host.records["half_step"].error
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=16, optimizer="half", seed=0),
+                      tiny_data, host)
+    end = events_of(trainer)[-1]
+    assert end.status == "failed"
+    assert "optimizer 'half' (plugin 'half_step') raised during step(): " \
+           "RuntimeError: half done" in end.message
+    if told is None:
+        assert "already changed" not in end.message
+    else:
+        assert told in end.message
+
+
 def test_stop_requested_before_run_is_honoured_then_used_up(tiny_data, plugins):
     trainer = Trainer(TrainConfig(epochs=1, batch_size=64, seed=0), tiny_data, plugins)
     trainer.request_stop()
