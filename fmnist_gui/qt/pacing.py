@@ -9,9 +9,10 @@ the next, painting and everything else included) and sets the timer's
 interval so that this stays near ``duty`` of the wall time, between 30
 frames per second and 4.
 
-On a fast machine a frame costs ~1 ms and the plots run at 30 fps; on the
-2-core machine of ``benchmarks/bench_gui.py`` a frame costs ~4 ms and they
-run at ~5 fps, which is what keeps a GUI epoch within 10% of a headless one.
+A frame that costs 1 ms of GUI-thread CPU gets 25 fps. On the 2-core
+machine where ``benchmarks/bench_gui.py`` was run, a frame (with the window's
+other work between frames) costs 6-7 ms, so the plots run at 4 fps there;
+that is what brought a GUI epoch from 1.09x to 1.03x a headless one.
 """
 
 from __future__ import annotations
