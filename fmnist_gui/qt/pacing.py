@@ -11,8 +11,9 @@ frames per second and 4.
 
 A frame that costs 1 ms of GUI-thread CPU gets 25 fps. On the 2-core
 machine where ``benchmarks/bench_gui.py`` was run, a frame (with the window's
-other work between frames) costs 6-7 ms, so the plots run at 4 fps there;
-that is what brought a GUI epoch from 1.09x to 1.03x a headless one.
+other work between frames) costs 6-7 ms, so the plots run at 4 fps there.
+With a fixed 10 fps a GUI epoch took 1.12x a headless one there; with this
+pacing and the cheaper frames of ``plots.py``, 1.03x (medians, same bench).
 """
 
 from __future__ import annotations
