@@ -387,3 +387,14 @@ def test_loss_view_follows_the_run_until_the_user_zooms(qtbot):
     assert plots.point_count == 250
     plots.set_x_mode("epochs")
     assert plots.raw_curve.getData()[0][-1] == pytest.approx(2.5)
+
+
+def test_progress_shows_the_finished_position_when_a_run_ends(qtbot, window):
+    window.panel.batch_spin.setValue(1)  # 256 batches, ~1 s: texts update every 0.5 s
+    window.panel.epochs_spin.setValue(1)
+    window.start()
+    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=30_000)
+    assert window.progress.run_bar.format() == "1/1 epochs (100%)"
+    assert window.progress.run_bar.value() == 1000
+    assert window.progress.epoch_bar.format() == "1: 256/256 batches"
+    window.dirty = False

@@ -102,6 +102,30 @@ def test_start_waits_while_a_race_runs(qtbot, window):
     window.dirty = False
 
 
+def test_resume_waits_while_a_race_runs(qtbot, window):
+    window.panel.epochs_spin.setValue(50)
+    window.start()
+    qtbot.waitUntil(lambda: window.trainer.global_step >= 2, timeout=30_000)
+    window.toggle_pause()
+    assert window.state == "paused"
+    race_view = window.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()  # allowed while the training is paused
+    assert not window.actions["pause"].isEnabled()  # Resume
+    window.toggle_pause()  # from a shortcut elsewhere: refused, with the reason
+    assert window.state == "paused"
+    assert "race" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
+        race_view.stop()
+    assert window.actions["pause"].isEnabled()
+    window.toggle_pause()
+    assert window.state == "running"
+    window.stop()
+    qtbot.waitUntil(lambda: window.job is None, timeout=30_000)
+    window.dirty = False
+
+
 def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 

@@ -92,9 +92,10 @@ class InsightController(QObject):
         self.predictions_view.refresh_requested.connect(lambda: self.refresh_predictions(True))
         self.race_view = RaceView(window.plugins, window.data, self.runs)
         self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
-        self.race_view.race_started.connect(
-            lambda _race: window.block_start("A race is running in the Compare tab: stop it "
-                                             "there or let it finish, then start training."))
+        window.training_blockers.append(
+            lambda: "A race is running in the Compare tab: stop it there or let it finish, "
+                    "then train." if self.race_view.running else "")
+        self.race_view.race_started.connect(lambda _race: window.update_actions())
         self.race_view.race_finished.connect(self._on_race_finished)
         self.runs_view = RunsView(self.runs, plots=self.export_targets)
         self.runs_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
@@ -249,7 +250,7 @@ class InsightController(QObject):
         return plots
 
     def _on_race_finished(self, race: Any) -> None:
-        self.window.block_start("")
+        self.window.update_actions()
         if self._close_after_race:
             self.window.close()
 

@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self.state = "loading"
         self.dirty = False
         self.unavailable: set[str] = {"open", "save", "save_as"}
-        self.start_blocked = ""  # why Start is disabled whatever the state, e.g. a race runs
+        self.training_blockers: list[Callable[[], str]] = []  # see training_blocked()
         self.actions: dict[str, QAction] = {}
         self.menus: dict[str, QMenu] = {}
         self.plots: Any = None  # TrainingPlots, built once pyqtgraph is imported
@@ -436,15 +436,29 @@ class MainWindow(QMainWindow):
         self.actions["start"].setText("&Continue" if continuing else "&Start")
         self.actions["start"].setStatusTip(
             "Continue training the same model" if continuing else "Start training a new model")
-        if self.start_blocked:
+        blocked = self.training_blocked()
+        if blocked:
             self.actions["start"].setEnabled(False)
-            self.actions["start"].setStatusTip(self.start_blocked)
+            self.actions["start"].setStatusTip(blocked)
+            if paused:  # Resume would train too
+                self.actions["pause"].setEnabled(False)
+                self.actions["pause"].setStatusTip(blocked)
+        else:
+            self.actions["pause"].setStatusTip("Pause training, or resume it")
         self._lock_form()
 
-    def block_start(self, reason: str) -> None:
-        """Keep Start disabled while ``reason`` holds (empty: allowed again), e.g. a race runs."""
-        self.start_blocked = reason
-        self.update_actions()
+    def training_blocked(self) -> str:
+        """Why training may not start or resume now ("" when it may), e.g. a race runs.
+
+        Asked afresh each time from ``training_blockers`` (callables returning a
+        reason or ""), so a block ends when its cause does, not when someone
+        remembers to lift it.
+        """
+        for blocker in self.training_blockers:
+            reason = blocker()
+            if reason:
+                return reason
+        return ""
 
     def _lock_form(self) -> None:
         busy = self.state != "idle"
@@ -457,8 +471,9 @@ class MainWindow(QMainWindow):
         """Start a new model, or continue the live one where it stopped."""
         if self.state != "idle" or self.job is not None:
             return
-        if self.start_blocked:
-            self.statusBar().showMessage(self.start_blocked, 8000)
+        blocked = self.training_blocked()
+        if blocked:
+            self.statusBar().showMessage(blocked, 8000)
             return
         if not self.ensure_data():
             return
@@ -546,6 +561,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def toggle_pause(self) -> None:
         if self.trainer is None:
+            return
+        blocked = self.training_blocked()
+        if self.state == "paused" and blocked:
+            self.statusBar().showMessage(blocked, 8000)
             return
         if self.state == "running":
             self.trainer.pause()
@@ -647,6 +666,7 @@ class MainWindow(QMainWindow):
         sys.setswitchinterval(self._saved_switch_interval)
         if self.state == "running":
             self._run_elapsed += time.monotonic() - self._run_started
+        self._last_text_time = 0.0  # the last position is shown, whatever the text rate
         self.refresh()
         end, self._run_end = self._run_end, None
         self.set_state("idle")

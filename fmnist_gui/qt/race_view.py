@@ -437,20 +437,24 @@ class RaceView(QWidget):
     @Slot()
     def _on_done(self) -> None:
         self.timer.stop()
-        self.pull()
-        self.job = None
-        self.worker = None
-        self._update_buttons()
-        if self.race is not None:
-            best = max((r for r in self.race.results() if r.test_accuracy is not None),
-                       key=lambda r: r.test_accuracy, default=None)
-            stopped = self.race.stop_requested
-            text = "Race stopped." if stopped else "Race finished."
-            if best is not None:
-                text += f" Best test accuracy: {best.name}, {best.test_accuracy:.1%}."
-            if not self.status.text().startswith("The race failed"):
-                self.show_status(text)
-            self.race_finished.emit(self.race)
+        self.job = None  # not running any more, whatever the summary below does
+        try:
+            self.pull()
+            self.worker = None
+            self._update_buttons()
+            if self.race is not None:
+                best = max((r for r in self.race.results() if r.test_accuracy is not None),
+                           key=lambda r: r.test_accuracy, default=None)
+                stopped = self.race.stop_requested
+                text = "Race stopped." if stopped else "Race finished."
+                if best is not None:
+                    text += f" Best test accuracy: {best.name}, {best.test_accuracy:.1%}."
+                if not self.status.text().startswith("The race failed"):
+                    self.show_status(text)
+        finally:
+            self.worker = None
+            if self.race is not None:
+                self.race_finished.emit(self.race)
 
     def pull(self) -> None:
         """Move what the worker produced into the run list and the table (timer, GUI thread)."""
