@@ -31,42 +31,54 @@ import sys
 
 OMP_PAUSE_SOFT = 1  # omp_pause_resource_t; libgomp treats soft and hard alike
 
-_pause = None  # the C function, once found
-_looked = False  # True once torch was loaded and the search ran
+_pauses: list = []  # omp_pause_resource_all of each libgomp in the process
+_looked = False  # True once torch's native part was loaded and the search ran
 
 
-def _find_pause():
-    """``omp_pause_resource_all`` from the libgomp already loaded by torch, or None."""
+def loaded_libgomps() -> list[str]:
+    """Paths of the libgomp copies mapped into this process (Linux), torch's first."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = {line.split()[-1] for line in maps if "libgomp" in line}
+            # address perms offset dev inode path: the path may contain spaces
+            fields = (line.rstrip("\n").split(maxsplit=5) for line in maps)
+            paths = {f[5].removesuffix(" (deleted)") for f in fields
+                     if len(f) == 6 and "libgomp" in os.path.basename(f[5])}
     except OSError:  # not Linux
-        return None
-    for path in sorted(paths):
+        return []
+    # Another package (scikit-learn, say) may bring its own copy: each keeps pools
+    # of its own, so each is released; torch's, the one that trains, comes first.
+    return sorted(paths, key=lambda p: ("/torch/" not in p, p))
+
+
+def _find_pauses() -> list:
+    found = []
+    for path in loaded_libgomps():
         try:
             # RTLD_NOLOAD: the copy already in the process, never a second one.
-            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
-            fn = lib.omp_pause_resource_all
-        except (OSError, AttributeError):
+            fn = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY).omp_pause_resource_all
+        except (OSError, AttributeError):  # gone, or a libgomp older than OpenMP 5.0
             continue
         fn.argtypes = [ctypes.c_int]
         fn.restype = ctypes.c_int
-        return fn
-    return None
+        found.append(fn)
+    return found
 
 
 def release_thread_pool() -> bool:
     """Free the calling thread's idle OpenMP helper threads; True when done.
 
     Safe at any time outside a parallel region (libgomp refuses, returning an
-    error, inside one); a no-op when the thread has no pool.
+    error, inside one); a no-op when the thread has no pool. Other threads'
+    pools, and their parallel regions in flight, are not touched.
     """
-    global _pause, _looked
+    global _pauses, _looked
     if not _looked:
-        if "torch" not in sys.modules:
-            return False  # libgomp arrives with torch; look again later
+        # torch._C is registered only once its library (which needs libgomp) is
+        # loaded: earlier, as while torch is being imported in another thread, the
+        # search would miss and remember the miss.
+        if "torch._C" not in sys.modules:
+            return False
         _looked = True
-        _pause = _find_pause()
-    if _pause is None:
-        return False
-    return _pause(OMP_PAUSE_SOFT) == 0
+        _pauses = _find_pauses()
+    done = [pause(OMP_PAUSE_SOFT) == 0 for pause in _pauses]
+    return bool(done) and all(done)

@@ -398,3 +398,21 @@ def test_progress_shows_the_finished_position_when_a_run_ends(qtbot, window):
     assert window.progress.run_bar.value() == 1000
     assert window.progress.epoch_bar.format() == "1: 256/256 batches"
     window.dirty = False
+
+
+def test_smoothed_line_reaches_the_newest_batch_though_downsampled(qtbot):
+    from fmnist_gui.qt.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(700, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    losses = list(np.linspace(2.3, 0.4, 9380) + 0.05 * np.sin(np.arange(9380)))
+    plots.sync(losses, (), steps_per_epoch=938, planned_steps=9380)
+    qtbot.wait(50)
+    drawn = plots.smooth_curve.getData()[0]
+    assert len(drawn) < len(losses) // 4  # downsampled: a vertex per ~2 px
+    assert drawn[-1] < len(losses)  # pyqtgraph drops the last, partial bucket...
+    assert plots.smooth_tail.getData()[0][-1] == len(losses)  # ...the tail reaches the end
+    assert plots.smooth_tail.getData()[0][0] <= drawn[-1]  # and joins the line
