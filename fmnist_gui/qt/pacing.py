@@ -7,7 +7,11 @@ takes a core from it. So the frame rate is not a constant: ``FramePacer``
 measures what the GUI thread really spent (its CPU time from one frame to
 the next, painting and everything else included) and sets the timer's
 interval so that this stays near ``duty`` of the wall time, between 30
-frames per second and 4.
+frames per second and 4. Everything the GUI thread does between two frames
+counts, not only drawing: while the user hovers a plot, or a second paced
+view (a race) draws too, the frames slow down, since the budget is the
+thread's. The measurement is smoothed over frames, which also evens out a
+coarse ``thread_time`` clock (15.6 ms steps on Windows).
 
 A frame that costs 1 ms of GUI-thread CPU gets 25 fps. On the 2-core
 machine where ``benchmarks/bench_gui.py`` was run, a frame (with the window's
