@@ -400,7 +400,7 @@ def test_progress_shows_the_finished_position_when_a_run_ends(qtbot, window):
     window.dirty = False
 
 
-def test_smoothed_line_reaches_the_newest_batch_though_downsampled(qtbot):
+def test_smoothed_line_is_downsampled_and_ends_within_3_px_of_the_newest_batch(qtbot):
     from fmnist_gui.qt.plots import TrainingPlots
 
     plots = TrainingPlots()
@@ -413,6 +413,8 @@ def test_smoothed_line_reaches_the_newest_batch_though_downsampled(qtbot):
     qtbot.wait(50)
     drawn = plots.smooth_curve.getData()[0]
     assert len(drawn) < len(losses) // 4  # downsampled: a vertex per ~2 px
-    assert drawn[-1] < len(losses)  # pyqtgraph drops the last, partial bucket...
-    assert plots.smooth_tail.getData()[0][-1] == len(losses)  # ...the tail reaches the end
-    assert plots.smooth_tail.getData()[0][0] <= drawn[-1]  # and joins the line
+    view = plots.loss_plot.getPlotItem().getViewBox()
+    (x0, x1), _ = view.viewRange()
+    px_per_step = view.width() / (x1 - x0)
+    # pyqtgraph drops the last, partial bucket: a gap, but too short to see
+    assert 0 <= (len(losses) - drawn[-1]) * px_per_step <= 3
