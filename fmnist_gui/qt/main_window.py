@@ -85,6 +85,7 @@ ACTION_STATES: dict[str, frozenset[str]] = {
 STATES = tuple(ACTION_STATES)
 # The frame timer's rate follows what a frame costs (see pacing.py): every frame's
 # painting holds the GIL that the training thread needs (benchmarks/bench_gui.py).
+PAUSE_TIP = "Pause training; press again to resume"
 TEXT_SECONDS = 0.5  # progress texts twice a second: a changed label re-lays out the panel
 # While training, a thread that wants the GIL back (the worker, after each torch op)
 # waits at most this long for the GUI thread to hand it over (CPython's default: 5 ms).
@@ -244,7 +245,7 @@ class MainWindow(QMainWindow):
             return action
 
         add("start", "&Start", self.start, "F5", "Start or continue training")
-        add("pause", "&Pause", self.toggle_pause, "F6", "Pause training; press again to resume")
+        add("pause", "&Pause", self.toggle_pause, "F6", PAUSE_TIP)
         add("stop", "S&top", self.stop, "Shift+F5",
             "Stop after the current batch; Start continues the same model")
         add("reset", "&Reset", self.reset, None,
@@ -444,7 +445,7 @@ class MainWindow(QMainWindow):
                 self.actions["pause"].setEnabled(False)
                 self.actions["pause"].setStatusTip(blocked)
         else:
-            self.actions["pause"].setStatusTip("Pause training, or resume it")
+            self.actions["pause"].setStatusTip(PAUSE_TIP)
         self._lock_form()
 
     def training_blocked(self) -> str:
