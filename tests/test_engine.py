@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 import tutorial_reference as tut
+from plugin_fixtures import write_plugin
 from torch import nn
 
 from fmnist_gui.config import ConfigError, TrainConfig
@@ -216,12 +217,17 @@ def test_real_data_first_epoch_matches_tutorial_start(real_data_root, plugins):
     assert losses == ref
 
 
-def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
+def host_with_plugin(tmp_path, name: str, source: str):
+    """A plugin host that loaded the one-file plugin ``name`` from a folder of the test's."""
     from fmnist_gui.plugin_manager import get_plugin_manager
 
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "bad_loss.py").write_text(
+    write_plugin(tmp_path / "plugins", name, source)
+    return get_plugin_manager([tmp_path / "plugins"])
+
+
+def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
+    host = host_with_plugin(
+        tmp_path, "bad_loss",
         "from fmnist_gui import LossSpec, hookimpl\n"
         "calls = []\n"
         "def make():\n"
@@ -233,9 +239,7 @@ def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
         "    return loss_fn\n"
         "@hookimpl\n"
         "def fmnist_register_losses():\n"
-        "    return [LossSpec(name='flaky', label='Flaky', factory=make)]\n"
-    )
-    host = get_plugin_manager([folder])
+        "    return [LossSpec(name='flaky', label='Flaky', factory=make)]\n")
     assert "flaky" in host.losses, host.records["bad_loss"].error
     trainer = Trainer(TrainConfig(epochs=1, batch_size=16, loss="flaky", seed=0), tiny_data, host)
     end = events_of(trainer)[-1]
@@ -250,11 +254,8 @@ def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
 ])
 def test_optimizer_raising_in_step_says_whether_it_changed_weights(
         tiny_data, tmp_path, writes_first, told):
-    from fmnist_gui.plugin_manager import get_plugin_manager
-
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "half_step.py").write_text(
+    host = host_with_plugin(
+        tmp_path, "half_step",
         "import torch\n"
         "from fmnist_gui import OptimizerSpec, hookimpl\n"
         f"WRITES_FIRST = {writes_first}\n"
@@ -271,9 +272,7 @@ def test_optimizer_raising_in_step_says_whether_it_changed_weights(
         "@hookimpl\n"
         "def fmnist_register_optimizers():\n"
         "    return [OptimizerSpec(name='half', label='Half',\n"
-        "                          factory=lambda params, lr: HalfStep(params, lr=lr))]\n"
-    )
-    host = get_plugin_manager([folder])
+        "                          factory=lambda params, lr: HalfStep(params, lr=lr))]\n")
     assert "half" in host.optimizers, host.records["half_step"].error
     trainer = Trainer(TrainConfig(epochs=1, batch_size=16, optimizer="half", seed=0),
                       tiny_data, host)
