@@ -100,12 +100,12 @@ def main() -> int:
     from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from fmnist_gui.config import TrainConfig
-    from fmnist_gui.data import FashionMNISTData, Split, load_dataset
-    from fmnist_gui.engine import EpochEnd, Trainer
-    from fmnist_gui.openmp import release_thread_pool
-    from fmnist_gui.plugin_manager import get_plugin_manager
-    from fmnist_gui.qt.main_window import MainWindow
+    from fmnist_gui.plugins.host import get_plugin_manager
+    from fmnist_gui.qt.shell.main_window import MainWindow
+    from fmnist_gui.system.openmp import release_thread_pool
+    from fmnist_gui.training.config import TrainConfig
+    from fmnist_gui.training.data import FashionMNISTData, Split, load_dataset
+    from fmnist_gui.training.trainer import EpochEnd, Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -7,8 +7,8 @@ Plugin authors need only this module::
 Nothing here imports torch or Qt, so importing the package is cheap.
 """
 
-from fmnist_gui.hookspecs import hookimpl, hookspec
-from fmnist_gui.specs import LossSpec, OptimizerSpec, Param
+from fmnist_gui.plugins.hookspecs import hookimpl, hookspec
+from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec, Param
 
 __version__ = "0.1.0"
 PROJECT_NAME = "fmnist_gui"

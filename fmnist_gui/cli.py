@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TextIO
 
 from fmnist_gui import __version__
-from fmnist_gui.config import ConfigError, TrainConfig
-from fmnist_gui.paths import default_data_root
-from fmnist_gui.tutorial_log import format_event
+from fmnist_gui.system.paths import default_data_root
+from fmnist_gui.training.config import ConfigError, TrainConfig
+from fmnist_gui.training.tutorial_log import format_event
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -99,10 +99,10 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     args = build_parser().parse_args(argv)
 
     # Imports that pull in torch wait until the arguments are known to be sane.
-    from fmnist_gui.data import DataError, ensure_dataset, load_dataset, raw_folder
-    from fmnist_gui.engine import EpochEnd, PluginFailure, RunEnd, Trainer
-    from fmnist_gui.plugin_manager import UnknownPluginError, get_plugin_manager
-    from fmnist_gui.specs import ParamError
+    from fmnist_gui.plugins.host import UnknownPluginError, get_plugin_manager
+    from fmnist_gui.plugins.specs import ParamError
+    from fmnist_gui.training.data import DataError, ensure_dataset, load_dataset, raw_folder
+    from fmnist_gui.training.trainer import EpochEnd, PluginFailure, RunEnd, Trainer
 
     plugins = get_plugin_manager(args.plugin_dir)
     if args.list_plugins:
@@ -166,7 +166,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     saver = _Saver(trainer, args.save)
     with metrics or contextlib.nullcontext(), saver.stop_on_interrupt():
         for event in trainer.run():
-            # The same lines as the desktop app's log panel (fmnist_gui.tutorial_log).
+            # The same lines as the desktop app's log panel (fmnist_gui.training.tutorial_log).
             line = format_event(event)
             if line is not None:
                 print(line, file=out)
@@ -246,8 +246,8 @@ def _read_resume(args, argv, plugins) -> dict:
 
 
 def _params_differ(plugins, kind: str, entry: dict, assignments: list[str]) -> bool:
-    from fmnist_gui.plugin_manager import UnknownPluginError
-    from fmnist_gui.specs import ParamError
+    from fmnist_gui.plugins.host import UnknownPluginError
+    from fmnist_gui.plugins.specs import ParamError
 
     try:
         spec = getattr(plugins, kind)(entry["name"])

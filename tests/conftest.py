@@ -17,13 +17,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # than the parallelism gains on tiny tensors. Set before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # tutorial_reference, the yardstick
 
 
 def _real_data_root() -> Path:
     # Read before any fixture moves FMNIST_GUI_HOME: `make test` prepares the
     # real data in the user's own data folder, where the app looks for it.
-    from fmnist_gui.paths import default_data_root
+    from fmnist_gui.system.paths import default_data_root
 
     return Path(os.environ.get("FMNIST_REAL_DATA") or default_data_root())
 
@@ -79,7 +78,7 @@ def tiny_root(tmp_path) -> Path:
 
 @pytest.fixture
 def tiny_data(tiny_root):
-    from fmnist_gui.data import load_dataset
+    from fmnist_gui.training.data import load_dataset
 
     return load_dataset(tiny_root, allow_download=False)
 
@@ -87,7 +86,7 @@ def tiny_data(tiny_root):
 @pytest.fixture
 def plugins(tmp_path):
     """A fresh plugin host with the built-ins and an empty user plugin folder."""
-    from fmnist_gui.plugin_manager import get_plugin_manager
+    from fmnist_gui.plugins.host import get_plugin_manager
 
     return get_plugin_manager([tmp_path / "no-plugins"])
 
@@ -133,7 +132,7 @@ def _no_leaked_threads():
     if "PySide6.QtCore" in sys.modules:
         from PySide6.QtCore import QThread
 
-        from fmnist_gui.qt import threads
+        from fmnist_gui.qt.infra import threads
 
         running = [t for t in threads.live_threads() if isinstance(t, QThread) and t.isRunning()]
         assert not running, f"test left QThreads running: {running}"
@@ -150,7 +149,7 @@ def settings(tmp_path):
 @pytest.fixture
 def window(qtbot, tiny_root, plugins, settings):
     """A real MainWindow on tiny data, set for long runs that a test can stop."""
-    from qt_helpers import close_window, open_window
+    from tests.support.qt_helpers import close_window, open_window
 
     w = open_window(qtbot, tiny_root, plugins, settings)
     # Small batches: many steps per epoch, so a run lasts long enough to stop it.
@@ -163,7 +162,7 @@ def window(qtbot, tiny_root, plugins, settings):
 
 def run_stopping_after(trainer, batches: int):
     """Run, asking to stop once ``batches`` batches are done; return the ``RunEnd``."""
-    from fmnist_gui.engine import BatchEnd, RunEnd
+    from fmnist_gui.training.trainer import BatchEnd, RunEnd
 
     seen = 0
     for event in trainer.run():
@@ -179,7 +178,7 @@ def run_stopping_after(trainer, batches: int):
 @pytest.fixture(scope="session")
 def real_data_root() -> Path:
     """The real Fashion-MNIST, when present (CI installs it); otherwise skip."""
-    from fmnist_gui.data import DataError, ensure_dataset
+    from fmnist_gui.training.data import DataError, ensure_dataset
 
     try:
         ensure_dataset(REAL_DATA_ROOT, allow_download=False)

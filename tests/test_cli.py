@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import torch
-import tutorial_reference as tut
 from torch import nn
+
+from tests.support import tutorial_reference as tut
 
 CLI = [sys.executable, "-m", "fmnist_gui.cli"]
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from fmnist_gui.qt.main_window import SETTINGS_APP, SETTINGS_ORG, MainWindow
+    from fmnist_gui.qt.shell.main_window import SETTINGS_APP, SETTINGS_ORG, MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setOrganizationName(SETTINGS_ORG)

@@ -3,8 +3,8 @@
 import fmnist_nadam
 import pytest
 
-from fmnist_gui.plugin_manager import PluginHost
-from fmnist_gui.selftest import check_optimizer
+from fmnist_gui.plugins.host import PluginHost
+from fmnist_gui.plugins.selftest import check_optimizer
 
 
 @pytest.fixture

@@ -1,0 +1,215 @@
+"""The session's run list: every training run and race member, with its config and metrics.
+
+No Qt here. A ``RunList`` holds ``Run`` records (name, config, per-epoch
+metrics, batch losses, shown/hidden); views subscribe to changes. It exports
+the metrics of the shown runs to CSV (one row per epoch per run, with the
+config columns) and turns into plain lists and dicts (``to_state``) that a
+checkpoint can store and ``torch.load(weights_only=True)`` can read back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fmnist_gui.system.fileio import write_atomically
+from fmnist_gui.training.config import TrainConfig
+
+RunSource = Literal["training", "race"]
+ChangeKind = Literal["added", "changed", "removed"]
+Listener = Callable[[ChangeKind, "Run"], None]
+
+METRIC_COLUMNS = (
+    "train_loss", "test_loss", "test_accuracy", "train_seconds", "test_seconds",
+    "samples_per_second",
+)
+CONFIG_COLUMNS = (
+    "optimizer", "optimizer_params", "lr", "batch_size", "epochs", "loss", "loss_params",
+    "seed", "shuffle", "device",
+)
+CSV_COLUMNS = ("run_id", "run_name", "source", "status", "epoch", *METRIC_COLUMNS,
+               *CONFIG_COLUMNS)
+
+
+class RunError(ValueError):
+    """A run-list request that cannot be done (unknown run, empty name); the message says why."""
+
+
+@dataclass
+class Run:
+    """One run as the session remembers it."""
+
+    id: int
+    name: str
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    source: RunSource = "training"
+    visible: bool = True
+    status: str = "running"
+    epochs: list[dict[str, float]] = field(default_factory=list)  # EpochEnd.as_dict()
+    batch_losses: list[float] = field(default_factory=list)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "config": dict(self.config),
+            "source": self.source, "visible": self.visible, "status": self.status,
+            "epochs": [dict(e) for e in self.epochs],
+            "batch_losses": list(self.batch_losses),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Run:
+        return cls(
+            id=int(state["id"]), name=str(state["name"]), config=dict(state["config"]),
+            source=state.get("source", "training"), visible=bool(state.get("visible", True)),
+            status=str(state.get("status", "finished")),
+            epochs=[dict(e) for e in state.get("epochs", [])],
+            batch_losses=[float(v) for v in state.get("batch_losses", [])],
+        )
+
+
+class RunList:
+    """An ordered list of runs with stable ids; listeners hear of every change."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, Run] = {}
+        self._next_id = 1
+        self._listeners: list[Listener] = []
+
+    # ----- reading ------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Run]:
+        return iter(list(self._runs.values()))
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, run_id: int) -> Run:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunError(f"there is no run with id {run_id}; it may have been removed") from None
+
+    def visible(self) -> list[Run]:
+        return [r for r in self._runs.values() if r.visible]
+
+    # ----- changing -----------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(kind, run)`` after each add/change/remove."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def add(self, name: str, config: TrainConfig | Mapping[str, Any],
+            source: RunSource = "training") -> Run:
+        """Add a run; the name is made unique so legends and CSV rows never clash."""
+        config_dict = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+        run = Run(self._next_id, self._unique_name(name.strip() or "run"), config_dict, source)
+        self._next_id += 1
+        self._runs[run.id] = run
+        self._notify("added", run)
+        return run
+
+    def rename(self, run_id: int, name: str) -> Run:
+        run = self.get(run_id)
+        name = name.strip()
+        if not name:
+            raise RunError("a run name cannot be empty; type at least one character")
+        if name != run.name:
+            run.name = self._unique_name(name, exclude=run_id)
+            self._notify("changed", run)
+        return run
+
+    def remove(self, run_id: int) -> Run:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            raise RunError(f"there is no run with id {run_id}; it may have been removed")
+        self._notify("removed", run)
+        return run
+
+    def set_visible(self, run_id: int, visible: bool) -> Run:
+        run = self.get(run_id)
+        if run.visible != visible:
+            run.visible = visible
+            self._notify("changed", run)
+        return run
+
+    def record(self, run_id: int, *, epoch: Mapping[str, float] | None = None,
+               batch_losses: Iterable[float] = (), status: str | None = None) -> Run:
+        """Append what a run produced since the last call (the views call it from their timer)."""
+        run = self.get(run_id)
+        run.batch_losses.extend(float(v) for v in batch_losses)
+        if epoch is not None:
+            run.epochs.append({k: float(epoch[k]) for k in ("epoch", *METRIC_COLUMNS)})
+        if status is not None:
+            run.status = status
+        self._notify("changed", run)
+        return run
+
+    def clear(self) -> None:
+        for run_id in list(self._runs):
+            self.remove(run_id)
+
+    def _unique_name(self, name: str, exclude: int | None = None) -> str:
+        taken = {r.name for r in self._runs.values() if r.id != exclude}
+        candidate, n = name, 2
+        while candidate in taken:
+            candidate, n = f"{name} ({n})", n + 1
+        return candidate
+
+    def _notify(self, kind: ChangeKind, run: Run) -> None:
+        for listener in list(self._listeners):
+            listener(kind, run)
+
+    # ----- persistence and export --------------------------------------------------------
+    def to_state(self) -> list[dict[str, Any]]:
+        """Plain lists/dicts/str/float only: safe inside a ``weights_only`` checkpoint."""
+        return [r.to_state() for r in self._runs.values()]
+
+    def load_state(self, state: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the list with runs saved by ``to_state``.
+
+        All are parsed first, so bad state changes nothing.
+        """
+        runs = [Run.from_state(s) for s in state]
+        self.clear()
+        for run in runs:
+            self._runs[run.id] = run
+            self._next_id = max(self._next_id, run.id + 1)
+            self._notify("added", run)
+
+    def csv_text(self, runs: Iterable[Run] | None = None) -> str:
+        """CSV of ``runs`` (default: the shown ones): one row per epoch per run."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for run in self.visible() if runs is None else runs:
+            config = [_csv_value(run.config.get(key, "")) for key in CONFIG_COLUMNS]
+            for epoch in run.epochs:
+                metrics = [repr(float(epoch[key])) for key in METRIC_COLUMNS]
+                writer.writerow([run.id, run.name, run.source, run.status,
+                                 int(epoch["epoch"]), *metrics, *config])
+        return out.getvalue()
+
+    def export_csv(self, path: Path, runs: Iterable[Run] | None = None) -> int:
+        """Write ``csv_text`` atomically to ``path``; return the number of data rows."""
+        text = self.csv_text(runs)
+        write_atomically(Path(path), lambda f: f.write(text.encode("utf-8")))
+        return text.count("\n") - 1
+
+
+def _csv_value(value: Any) -> str:
+    # Dicts (optimizer_params) as JSON so one cell round-trips; None as empty.
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return ""
+    return str(value)
+
+
+__all__ = ["CONFIG_COLUMNS", "CSV_COLUMNS", "METRIC_COLUMNS", "Run", "RunError", "RunList"]

@@ -1,0 +1,610 @@
+"""Plugin discovery and the registry of optimizers and losses.
+
+Three ways in, in this order (earlier wins a name clash):
+
+1. built-ins: the ``fmnist_gui`` entry points of this very distribution
+   (``plugins/fmnist_builtins``), found exactly like a third party's;
+2. packages: ``fmnist_gui`` entry points of any other installed distribution;
+3. files: ``*.py`` files in the user plugin folder (or folders passed in).
+
+Each plugin is imported, registered, validated (``check_pending()``), asked
+for its specs and self-tested (``fmnist_gui.plugins.selftest``) on its own. Whatever
+goes wrong is recorded on that plugin's ``PluginRecord`` (message and
+traceback) and the rest carry on: a broken plugin never takes the app down,
+as in npe2.
+
+Files in the user plugin folder run only once the user approved their SHA-256
+(``PluginSettings.trusted_files``, see ``fmnist_gui.plugins.installer``); a file that
+changed since is left ``untrusted`` until approved again. Folders passed in
+explicitly (tests, ``fmnist-train --plugin-dir``) count as chosen by the user.
+
+``rescan()`` finds packages pip installed after start-up, without a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import importlib.metadata
+import os
+import site
+import sys
+import sysconfig
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import pluggy
+
+from fmnist_gui.plugins import hookspecs
+from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
+from fmnist_gui.system.paths import user_plugin_dir
+
+PROJECT = "fmnist_gui"
+ENTRY_POINT_GROUP = "fmnist_gui"
+OWN_DISTRIBUTION = "fmnist-gui"
+FILE_MODULE_PREFIX = "fmnist_gui_user_plugin_"
+
+Source = Literal["built-in", "package", "file"]
+Status = Literal["loaded", "failed", "disabled", "untrusted"]
+
+# hook name -> (spec class, registry attribute on PluginHost, kind word)
+_SPEC_HOOKS: dict[str, tuple[type, str, str]] = {
+    "fmnist_register_optimizers": (OptimizerSpec, "optimizers", "optimizer"),
+    "fmnist_register_losses": (LossSpec, "losses", "loss"),
+}
+
+
+class UnknownPluginError(LookupError):
+    """A name that no loaded plugin registered; the message lists the known ones."""
+
+
+@dataclass
+class PluginRecord:
+    """What the host knows about one plugin, loaded or not.
+
+    ``error`` is one line for tables; ``traceback`` the full story. A plugin
+    whose specs partly failed the self-test stays ``loaded`` with the
+    rejected ones in ``rejected`` (spec name -> reason) and in ``error``.
+    """
+
+    name: str
+    source: Source
+    location: str
+    version: str = ""
+    status: Status = "loaded"
+    error: str = ""
+    traceback: str = ""
+    optimizers: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)
+    sha256: str = ""
+    rejected: dict[str, str] = field(default_factory=dict)
+    selftest_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def provides(self) -> list[str]:
+        """``optimizer:NAME`` / ``loss:NAME`` for everything it offers."""
+        return [*(f"optimizer:{n}" for n in self.optimizers),
+                *(f"loss:{n}" for n in self.losses)]
+
+    @property
+    def removable(self) -> bool:
+        """Only plugin files can be removed from inside the app; packages via pip."""
+        return self.source == "file"
+
+    def fail(self, message: str, exc: BaseException | None = None) -> None:
+        self.status = "failed"
+        self.error = " ".join(message.split())  # one line for tables and the CLI
+        self.traceback = "".join(traceback.format_exception(exc)) if exc is not None else message
+        self.optimizers.clear()
+        self.losses.clear()
+
+    def reset(self) -> None:
+        self.status, self.error, self.traceback = "loaded", "", ""
+        self.optimizers.clear()
+        self.losses.clear()
+        self.rejected.clear()
+        self.selftest_seconds.clear()
+
+
+@dataclass
+class RescanReport:
+    """What ``rescan()`` found: new plugins, and changes only a restart can apply."""
+
+    loaded: list[PluginRecord] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
+    new_paths: list[str] = field(default_factory=list)
+
+
+class PluginHost:
+    """A pluggy ``PluginManager`` plus the specs its plugins registered.
+
+    Make one with ``get_plugin_manager()``; there is no global instance.
+    ``trusted`` maps plugin file names to approved SHA-256s for folders loaded
+    with ``load_directory(..., require_approval=True)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        selftest: bool = True,
+        disabled: Iterable[str] = (),
+        trusted: Mapping[str, str] | None = None,
+    ) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.selftest = selftest
+        self.disabled: set[str] = set(disabled)
+        self.trusted: dict[str, str] = dict(trusted or {})
+        self.records: dict[str, PluginRecord] = {}
+        self.optimizers: dict[str, OptimizerSpec] = {}
+        self.losses: dict[str, LossSpec] = {}
+        #: Problems not tied to one plugin (an unreadable plugin folder, say).
+        self.warnings: list[str] = []
+        self._loaders: dict[str, Callable[[], object]] = {}
+        self._entry_point_ids: dict[str, tuple[str, str, str]] = {}
+        self._rejected: dict[tuple[str, str], str] = {}
+
+    # ----- lookups ---------------------------------------------------------
+    @property
+    def errors(self) -> list[PluginRecord]:
+        """Records with something to show: failed, untrusted, or with rejected specs."""
+        return [r for r in self.records.values() if r.error]
+
+    def optimizer(self, name: str) -> OptimizerSpec:
+        return self._lookup(self.optimizers, "optimizer", name)
+
+    def loss(self, name: str) -> LossSpec:
+        return self._lookup(self.losses, "loss", name)
+
+    def _lookup(self, table: dict, kind: str, name: str):
+        try:
+            return table[name]
+        except KeyError:
+            if (kind, name) in self._rejected:
+                raise UnknownPluginError(
+                    f"{kind} {name!r} is not offered: {self._rejected[kind, name]}"
+                ) from None
+            known = ", ".join(sorted(table)) or "none loaded"
+            raise UnknownPluginError(f"unknown {kind} {name!r} (installed: {known})") from None
+
+    # ----- loading ---------------------------------------------------------
+    def load_entry_points(self, disabled: Iterable[str] = ()) -> list[PluginRecord]:
+        """Register every plugin of the ``fmnist_gui`` entry-point group not loaded yet.
+
+        Returns the records it added. Safe to call again after a ``pip install``
+        (``rescan()`` does): known entry points are skipped, failed ones retried.
+        """
+        self.disabled |= set(disabled)
+        try:
+            eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        except Exception as exc:  # a distribution with broken metadata
+            self.warnings.append(f"could not list installed packages' plugins: "
+                                 f"{type(exc).__name__}: {exc}")
+            return []
+        # Our own distribution's built-ins first, so they keep their names;
+        # then the others by name, so a clash always resolves the same way.
+        eps.sort(key=lambda ep: (_dist_name(ep) != OWN_DISTRIBUTION, ep.name, _dist_name(ep)))
+        added = []
+        for ep in eps:
+            dist = _dist_name(ep)
+            identity = (ep.name, dist, ep.value)
+            known = [k for k, ident in self._entry_point_ids.items() if ident == identity]
+            if known:
+                record = self.records[known[0]]
+                if record.status != "failed" or record.error.startswith("a plugin named"):
+                    continue
+                self._forget(known[0])  # retry: pip may have installed what it lacked
+            record = PluginRecord(
+                name=ep.name,
+                source="built-in" if dist == OWN_DISTRIBUTION else "package",
+                location=f"{dist} ({ep.value})" if dist else ep.value,
+                version=_dist_version(ep),
+            )
+            key = self._add_record(record)
+            self._entry_point_ids[key] = identity
+            if key == record.name:
+                self._loaders[key] = ep.load
+                self._load(record, ep.load)
+            added.append(record)
+        return added
+
+    def load_directory(self, folder: Path, disabled: Iterable[str] = (), *,
+                       require_approval: bool = False) -> list[PluginRecord]:
+        """Register every ``*.py`` file in ``folder`` (a missing folder is no error).
+
+        With ``require_approval``, a file runs only if its SHA-256 is in
+        ``self.trusted``; otherwise its record is ``untrusted``.
+        """
+        self.disabled |= set(disabled)
+        folder = Path(folder)
+        try:
+            files = sorted(p for p in folder.iterdir() if p.suffix == ".py")
+        except FileNotFoundError:
+            return []  # no plugin installed yet; the installer creates it
+        except OSError as exc:
+            self.warnings.append(f"plugin folder {folder} cannot be read: "
+                                 f"{exc.strerror or exc}; its plugins were not loaded")
+            return []
+        return [self.load_file(p, require_approval=require_approval)
+                for p in files if not p.name.startswith("_")]
+
+    def load_file(self, path: Path, disabled: Iterable[str] = (), *,
+                  require_approval: bool = False) -> PluginRecord:
+        """Import one plugin file and register it; the plugin's name is the file stem.
+
+        The code run is compiled from the very bytes that were hashed, so an
+        approved hash always matches what executes.
+        """
+        self.disabled |= set(disabled)
+        path = Path(path)
+        record = PluginRecord(name=path.stem, source="file", location=str(path))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            record.fail(f"cannot read {path}: {exc.strerror or exc}", exc)
+            self._add_record(record)
+            return record
+        record.sha256 = hashlib.sha256(data).hexdigest()
+        if self._add_record(record) != record.name:
+            return record
+        approved = self.trusted.get(path.name)
+        if require_approval and approved != record.sha256:
+            record.status = "untrusted"
+            how = ("approve it in the app (Plugins → Manage plugins…) or load its folder "
+                   "with fmnist-train --plugin-dir")
+            record.error = (
+                f"{path.name} changed since you approved it (SHA-256 now "
+                f"{record.sha256[:16]}…); {how}" if approved else
+                f"{path.name} was not approved yet (SHA-256 {record.sha256[:16]}…); {how}"
+            )
+            # No loader is kept: only approve() may ever run this file.
+            return record
+        self._loaders[record.name] = lambda: _import_source(path, data)
+        self._load(record, self._loaders[record.name])
+        return record
+
+    def load_plugin(self, plugin: object, name: str, *, source: Source = "package",
+                    location: str = "", version: str = "") -> PluginRecord:
+        """Register an already imported plugin object (a module, a class instance).
+
+        Handy in a plugin's own tests: ``host.load_plugin(my_module, "mine")``.
+        """
+        record = PluginRecord(name=name, source=source, location=location or repr(plugin),
+                              version=version)
+        if self._add_record(record) == name:
+            self._loaders[name] = lambda: plugin
+            self._load(record, self._loaders[name])
+        return record
+
+    def _add_record(self, record: PluginRecord) -> str:
+        """Store ``record``; on a name clash fail it and store it under a distinct key."""
+        if record.name not in self.records:
+            self.records[record.name] = record
+            return record.name
+        owner = self.records[record.name]
+        record.fail(f"a plugin named {record.name!r} is already loaded from {owner.location}; "
+                    "rename this one")
+        key = f"{record.name} ({record.location})"
+        self.records[key] = record
+        return key
+
+    def _load(self, record: PluginRecord, importer: Callable[[], object]) -> None:
+        if record.name in self.disabled:
+            record.status = "disabled"
+            return
+        try:
+            plugin = importer()
+        except BaseException as exc:  # SyntaxError, SystemExit, anything
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            record.fail(f"import failed: {type(exc).__name__}: {exc}", exc)
+            return
+        try:
+            self.pm.register(plugin, name=record.name)
+        except pluggy.PluginValidationError as exc:
+            record.fail(f"bad hook implementation: {exc}", exc)
+            return
+        except ValueError as exc:  # the same module registered under another name
+            record.fail(f"cannot register: {exc}", exc)
+            return
+        try:
+            # An unknown fmnist_* hook (a typo) is only caught here.
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=record.name)
+            record.fail(f"bad hook implementation: {exc}", exc)
+            return
+        if not self.pm.get_hookcallers(plugin):
+            self.pm.unregister(name=record.name)
+            record.fail("defines no hook implementation: decorate its fmnist_register_* "
+                        "functions with @hookimpl (from fmnist_gui import hookimpl)")
+            return
+        if record.version == "":
+            record.version = str(getattr(plugin, "__version__", ""))
+        self._collect(record)
+
+    def _collect(self, record: PluginRecord) -> None:
+        """Ask one plugin for its specs, check them, and add those that pass."""
+        accepted: list[tuple[str, str, Any]] = []
+        for hook_name, (spec_cls, attr, kind) in _SPEC_HOOKS.items():
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+            mine = [i for i in impls if i.plugin_name == record.name]
+            # Called one plugin at a time (not through pm.hook) so that one
+            # plugin raising cannot hide the others' registrations.
+            try:
+                specs = [s for impl in mine for s in _as_list(impl.function())]
+            except Exception as exc:
+                self._withdraw(record, f"{hook_name}() raised {type(exc).__name__}: {exc}", exc)
+                return
+            table = getattr(self, attr)
+            for spec in specs:
+                if not isinstance(spec, spec_cls):
+                    self._withdraw(record, f"{hook_name}() returned {type(spec).__name__}, "
+                                           f"expected {spec_cls.__name__}")
+                    return
+                clash = spec.name in table or any(
+                    a == attr and s.name == spec.name for a, _, s in accepted
+                )
+                if clash:
+                    owner = table[spec.name].plugin if spec.name in table else record.name
+                    self._withdraw(record, f"{kind} name {spec.name!r} is already registered "
+                                           f"by plugin {owner!r}; rename it")
+                    return
+                accepted.append((attr, kind, dataclasses.replace(spec, plugin=record.name)))
+        for attr, kind, spec in accepted:
+            reason = self._selftest(record, kind, spec)
+            if reason:
+                record.rejected[spec.name] = reason
+                self._rejected[kind, spec.name] = f"plugin {record.name!r}: {reason}"
+                continue
+            getattr(self, attr)[spec.name] = spec
+            getattr(record, attr).append(spec.name)
+        if record.rejected:
+            message = "; ".join(f"{n}: {r}" for n, r in record.rejected.items())
+            if record.optimizers or record.losses:
+                record.error = " ".join(f"not offered (self-test failed): {message}".split())
+                record.traceback = record.error
+            else:
+                self._withdraw(record, f"self-test failed: {message}")
+
+    def _selftest(self, record: PluginRecord, kind: str, spec: Any) -> str:
+        """Empty when ``spec`` passes (or self-tests are off), else the reason."""
+        if not self.selftest:
+            return ""
+        from fmnist_gui.plugins import selftest
+
+        check = selftest.check_optimizer if kind == "optimizer" else selftest.check_loss
+        try:
+            result = check(spec)
+        except Exception as exc:  # the check itself must never take the host down
+            return f"self-test crashed: {type(exc).__name__}: {exc}"
+        record.selftest_seconds[spec.name] = result.seconds
+        return "" if result.ok else f"{kind} {spec.name!r}: {result.reason}"
+
+    def _withdraw(self, record: PluginRecord, message: str, exc=None) -> None:
+        self._unregister(record.name)
+        record.fail(message, exc)
+
+    def _unregister(self, name: str) -> None:
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+
+    # ----- changing what is loaded (the plugin manager dialog) ---------------
+    def disable(self, name: str) -> PluginRecord:
+        """Stop offering plugin ``name``'s specs now; its code stays imported."""
+        record = self.records[name]
+        self._unload(record)
+        record.reset()
+        record.status = "disabled"
+        self.disabled.add(name)
+        return record
+
+    def enable(self, name: str) -> PluginRecord:
+        """Load a disabled (or failed) plugin now, no restart."""
+        record = self.records[name]
+        self.disabled.discard(name)
+        if record.status in ("loaded", "untrusted") or name not in self._loaders:
+            if record.source == "file" and name not in self._loaders:
+                record.status = "untrusted"  # it needs approve(), not enable()
+            return record
+        self._unload(record)
+        record.reset()
+        self._load(record, self._loaders[name])
+        return record
+
+    def approve(self, name: str, sha256: str) -> PluginRecord:
+        """Trust file plugin ``name`` at ``sha256`` (the hash the user was shown) and load it.
+
+        The file is read again; if its hash is no longer ``sha256``, it stays untrusted.
+        """
+        record = self.records[name]
+        path = Path(record.location)
+        self.trusted[path.name] = sha256
+        self.remove(name)
+        return self.load_file(path, require_approval=True)
+
+    def remove(self, name: str) -> None:
+        """Forget plugin ``name`` entirely (the caller deletes its file, if any)."""
+        record = self.records[name]
+        owner = self.records.get(record.name) is record  # not a clash record
+        self._forget(name)
+        if record.source == "file" and owner:
+            sys.modules.pop(FILE_MODULE_PREFIX + record.name, None)
+
+    def _unload(self, record: PluginRecord) -> None:
+        # A clash record ("name (location)") shares its name with the plugin
+        # that pluggy registered: never unregister that one on its behalf.
+        if self.records.get(record.name) is record:
+            self._unregister(record.name)
+        for n in record.optimizers:
+            self.optimizers.pop(n, None)
+        for n in record.losses:
+            self.losses.pop(n, None)
+        mine = f"plugin {record.name!r}"
+        for key in [k for k, why in self._rejected.items() if why.startswith(mine)]:
+            del self._rejected[key]
+
+    def _forget(self, key: str) -> None:
+        self._unload(self.records[key])
+        del self.records[key]
+        self._loaders.pop(key, None)
+        self._entry_point_ids.pop(key, None)
+
+    # ----- after a pip install -------------------------------------------------
+    def rescan(self) -> RescanReport:
+        """Find plugins installed since start-up, without a restart.
+
+        Makes new site-packages entries importable (``.pth`` files, a user
+        site folder that did not exist), clears importlib's caches, then loads
+        new entry points. A package that was upgraded or replaced while its old
+        code is imported cannot be swapped in-process: ``restart_needed`` says so.
+        """
+        report = RescanReport(new_paths=refresh_import_paths())
+        before = {k: (r.version, r.location) for k, r in self.records.items()}
+        report.loaded = self.load_entry_points()
+        try:
+            current = {(ep.name, _dist_name(ep)): _dist_version(ep)
+                       for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        except Exception:
+            current = {}
+        for key, (name, dist, _value) in self._entry_point_ids.items():
+            if key not in before or (name, dist) not in current:
+                continue
+            old_version, location = before[key]
+            new_version = current[name, dist]
+            if new_version != old_version and self.records[key].status == "loaded":
+                report.restart_needed.append(
+                    f"{dist} was upgraded from {old_version or '?'} to {new_version or '?'} "
+                    f"while plugin {name!r} ({location}) was loaded: restart the app to use "
+                    "the new version"
+                )
+        return report
+
+
+def get_plugin_manager(
+    plugin_dirs: Iterable[Path] | None = None,
+    *,
+    entry_points: bool = True,
+    disabled: Iterable[str] = (),
+    selftest: bool = True,
+    settings: Any = None,
+) -> PluginHost:
+    """Discover plugins and return a fresh ``PluginHost``.
+
+    ``plugin_dirs`` defaults to the user plugin folder, whose files must have
+    been approved (``settings.trusted_files``); folders passed in explicitly
+    load as they are. ``settings`` (a ``PluginSettings``, default: the user's)
+    also supplies the disabled plugins. The app calls this once; each test
+    calls it afresh.
+    """
+    from fmnist_gui.plugins.installer import PluginSettings
+
+    if settings is None:
+        settings = PluginSettings.load()
+    host = PluginHost(selftest=selftest, disabled={*settings.disabled, *disabled},
+                      trusted=settings.trusted_files)
+    if settings.problem:
+        host.warnings.append(settings.problem)
+    if entry_points:
+        host.load_entry_points()
+    if plugin_dirs is None:
+        host.load_directory(user_plugin_dir(), require_approval=True)
+    else:
+        for folder in plugin_dirs:
+            host.load_directory(Path(folder))
+    return host
+
+
+# ----- import machinery ----------------------------------------------------------
+def _site_dirs() -> list[str]:
+    dirs = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    if hasattr(site, "getsitepackages"):
+        dirs.update(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.add(site.getusersitepackages())
+    return sorted(dirs)
+
+
+def _pth_files() -> set[str]:
+    found = set()
+    for d in _site_dirs():
+        try:
+            found.update(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".pth"))
+        except OSError:
+            continue
+    return found
+
+
+# site.py processed these at start-up; rescans process only newer ones.
+_PTH_SEEN: set[str] = _pth_files()
+
+
+def refresh_import_paths() -> list[str]:
+    """Make packages installed since start-up importable; return new ``sys.path`` entries.
+
+    pip writes new ``.pth`` files (editable installs, namespace shims) that
+    ``site`` reads only at start-up, and may create the user site folder.
+    """
+    importlib.invalidate_caches()
+    before = list(sys.path)
+    for d in _site_dirs():
+        if os.path.isdir(d) and d not in sys.path:
+            site.addsitedir(d)  # e.g. ~/.local/... created by `pip install --user`
+    for pth in sorted(_pth_files() - _PTH_SEEN):
+        _PTH_SEEN.add(pth)
+        try:
+            site.addpackage(os.path.dirname(pth), os.path.basename(pth), None)
+        except Exception:  # a broken .pth must not stop the rescan
+            continue
+    importlib.invalidate_caches()
+    return [p for p in sys.path if p not in before]
+
+
+def _as_list(result: object) -> list:
+    if not isinstance(result, (list, tuple)):
+        raise TypeError(f"must return a list of specs, got {type(result).__name__}")
+    return list(result)
+
+
+def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ""
+    try:
+        name = dist.metadata["Name"] or ""
+    except Exception:  # unreadable METADATA: still load the plugin, just unnamed
+        return ""
+    return name.lower().replace("_", "-")
+
+
+def _dist_version(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    try:
+        return dist.version if dist is not None else ""
+    except Exception:
+        return ""
+
+
+def _import_source(path: Path, data: bytes) -> ModuleType:
+    """Execute ``data`` (the bytes read from ``path``) as a fresh module."""
+    module_name = FILE_MODULE_PREFIX + path.stem
+    code = compile(data, str(path), "exec", dont_inherit=True)
+    module = ModuleType(module_name)
+    module.__file__ = str(path)
+    # dataclasses and pickling look the module up while it executes.
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        if previous is not None:
+            sys.modules[module_name] = previous
+        else:
+            sys.modules.pop(module_name, None)
+        raise
+    return module

@@ -1,0 +1,526 @@
+"""File menu commands for checkpoints, the title's unsaved mark, autosave and crash recovery.
+
+``install(window)`` wires a ``MainWindow`` (see its extension points):
+
+* File → Open (Ctrl+O), Open Recent, Save (Ctrl+S; asks for a path the first
+  time), Save As (Ctrl+Shift+S), Export weights…, Import weights…;
+* the title shows the file and ``[*]`` (``setWindowModified``) while there is
+  unsaved training; quitting, opening or importing over it asks first (the
+  quit question is window-modal and non-blocking, so closing never hangs);
+* saving while training asks the *training thread* for the snapshot
+  (``Trainer.request_snapshot``): it is taken between two batches and the
+  training goes on;
+* at each epoch end the training is autosaved under ``user_data_dir()/autosave``;
+  a clean quit removes it, so one found at the next launch means a crash:
+  "Recover unsaved training?".
+
+Loading builds a new ``Trainer`` and hands it to ``window.adopt_trainer`` only
+when every check passed: a broken or hostile file changes nothing.
+File I/O is in ``fmnist_gui.checkpoint`` (no Qt there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+
+from fmnist_gui.qt.features.insight.controller import checkpoint_extra, restore_checkpoint_extra
+
+RECENT_KEY = "checkpoints/recent"
+FOLDER_KEY = "folders/checkpoints"
+MAX_RECENT = 8
+APP_TITLE = "Fashion-MNIST Trainer"
+
+Snapshot = dict[str, Any]
+
+
+class CheckpointActions(QObject):
+    """The checkpoint commands of one window; made by ``install(window)``."""
+
+    # (future, callback): emitted from the training thread, handled in the GUI thread.
+    _snapshot_done = Signal(object, object)
+
+    def __init__(self, window: Any) -> None:
+        super().__init__(window)
+        self.window = window
+        self.path: Path | None = None  # the file the live training was opened from/saved to
+        self.quit_box: QMessageBox | None = None  # the open "save before quitting?" question
+        self._quit_confirmed = False
+        self._adopting = False
+        self._build_actions()
+        self._snapshot_done.connect(self._on_snapshot_done)
+        window.state_changed.connect(self._on_state_changed)
+        window.trainer_changed.connect(self._on_trainer_changed)
+        window.epoch_finished.connect(self._on_epoch_finished)
+        window.backend_ready.connect(self.offer_recovery)
+        window.installEventFilter(self)
+        self.update_title()
+
+    # ----- construction -----------------------------------------------------------
+    def _build_actions(self) -> None:
+        w = self.window
+        actions = w.actions
+        actions["open"].triggered.connect(lambda: self.open())
+        actions["save"].triggered.connect(lambda: self.save())
+        actions["save_as"].triggered.connect(lambda: self.save_as())
+
+        self.recent_menu = QMenu("Open &Recent", w)
+        self.recent_menu.setObjectName("recent_menu")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        recent = self.recent_menu.menuAction()
+        recent.setObjectName("action_open_recent")
+        actions["open_recent"] = recent
+
+        export = QAction("&Export Weights…", w)
+        export.setObjectName("action_export_weights")
+        export.setStatusTip("Save the model's weights as the tutorial does: "
+                            "torch.save(model.state_dict(), path)")
+        export.triggered.connect(lambda: self.export_weights())
+        actions["export_weights"] = export
+        imported = QAction("&Import Weights…", w)
+        imported.setObjectName("action_import_weights")
+        imported.setStatusTip("Start a new training from saved model weights "
+                              "(the tutorial's model_weights.pth, or a checkpoint)")
+        imported.triggered.connect(lambda: self.import_weights())
+        actions["import_weights"] = imported
+
+        # File: Open, Open Recent, Save, Save As, ─, Export, Import, ─, Quit
+        menu = w.menus["file"]
+        menu.insertAction(actions["save"], recent)
+        quit_action = actions["quit"]
+        before_quit = menu.actions()[menu.actions().index(quit_action) - 1]
+        menu.insertSeparator(before_quit)
+        menu.insertAction(before_quit, export)
+        menu.insertAction(before_quit, imported)
+
+        w.unavailable.difference_update({"open", "save", "save_as"})
+        w.update_actions()
+
+    # ----- title and unsaved mark -------------------------------------------------
+    def update_title(self) -> None:
+        w = self.window
+        if w.trainer is None and self.path is None:
+            w.setWindowTitle(f"{APP_TITLE}[*]")
+        else:
+            name = self.path.name if self.path is not None else "Untitled"
+            w.setWindowTitle(f"{name}[*] — {APP_TITLE}")
+        w.setWindowModified(self.unsaved)
+
+    @property
+    def unsaved(self) -> bool:
+        """Training that no file holds yet."""
+        w = self.window
+        return bool(w.dirty and w.trainer is not None and w.trainer.global_step > 0)
+
+    @Slot(str)
+    def _on_state_changed(self, state: str) -> None:
+        if state == "idle" and self.window.trainer is not None:
+            # A request that reached the trainer after its run ended: serve it here.
+            self.window.trainer.serve_snapshot_requests()
+        self.update_title()
+
+    @Slot(object)
+    def _on_trainer_changed(self, trainer: Any) -> None:
+        if not self._adopting:
+            self.path = None  # a new model (Start) or none (Reset): not from a file
+        self.update_title()
+
+    # ----- snapshots ----------------------------------------------------------------
+    def with_snapshot(self, callback: Callable[[Snapshot], object],
+                      quiet: bool = False) -> None:
+        """Call ``callback(state)`` in the GUI thread with a batch-boundary snapshot.
+
+        Idle: taken at once. Training: the training thread takes it between two
+        batches and carries on. When no snapshot can be taken (the training
+        failed meanwhile), a user's save says so in a dialog; a ``quiet`` one
+        (autosave) only in the status bar, since the failure has its own dialog.
+        """
+        trainer = self.window.trainer
+        if trainer is None:
+            return
+        if self.window.job is None:
+            callback(trainer.state_dict())
+            return
+        future = trainer.request_snapshot()
+        future.add_done_callback(lambda f: self._snapshot_done.emit(f, (callback, quiet)))
+
+    @Slot(object, object)
+    def _on_snapshot_done(self, future: Future, how: tuple[Callable, bool]) -> None:
+        callback, quiet = how
+        exc = future.exception()
+        if exc is None:
+            callback(future.result())
+        elif quiet:
+            self.window.statusBar().showMessage(f"Autosave skipped: {exc}")
+        else:
+            QMessageBox.warning(self.window, "Cannot save", f"No snapshot was taken: {exc}")
+
+    def _file_to_load(self, path: str | Path | None, what: str, title: str, filters: str,
+                      *, confirm: bool) -> Path | None:
+        """The file to load (asked for when ``path`` is None), once loading is allowed."""
+        w = self.window
+        if w.state != "idle" or (confirm and not self.confirm_discard(what)):
+            return None
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(w, title, self._folder(), filters)
+            if not path:
+                return None
+        return Path(path) if w.ensure_data() else None
+
+    # ----- save -------------------------------------------------------------------
+    def save(self) -> bool:
+        """Save to the current file, or ask for one (Save As) the first time."""
+        if self.path is None:
+            return self.save_as()
+        return self._save_to(self.path)
+
+    def save_as(self) -> bool:
+        w = self.window
+        if w.trainer is None:
+            w.statusBar().showMessage("Nothing to save yet: train or open a model first.")
+            return False
+        start = str(self.path or Path(self._folder()) / "training.pt")
+        from fmnist_gui.checkpoint import FILE_FILTER
+
+        chosen, _ = QFileDialog.getSaveFileName(w, "Save Checkpoint", start, FILE_FILTER)
+        if not chosen:
+            return False
+        path = Path(chosen)
+        if not path.suffix:
+            path = path.with_suffix(".pt")
+        return self._save_to(path)
+
+    def _save_to(self, path: Path) -> bool:
+        """Save (at once when idle; at the next batch boundary when training)."""
+        w = self.window
+        if w.trainer is None:
+            return False
+        result: list[bool] = []
+        self.with_snapshot(lambda state: result.append(self._write(path, state)))
+        if w.job is not None and not result:
+            w.statusBar().showMessage(f"Saving {path.name} at the next batch…")
+            return True
+        return bool(result and result[0])
+
+    def _write(self, path: Path, state: Snapshot) -> bool:
+        from fmnist_gui import checkpoint as ckpt
+
+        w = self.window
+        try:
+            size = ckpt.save_checkpoint(path, state, extra={"log": w.log.toPlainText(),
+                                                            **checkpoint_extra(w)})
+        except ckpt.CheckpointError as exc:
+            QMessageBox.warning(w, "Could not save the checkpoint", str(exc))
+            w.statusBar().showMessage("Not saved; the previous file is unchanged.")
+            return False
+        self.path = path
+        self._remember(path)
+        step = state["position"]["global_step"]
+        # Saved everything only if no batch was trained since the snapshot.
+        if w.job is None and w.trainer is not None and w.trainer.global_step == step:
+            w.mark_saved()
+            self._discard_autosave()
+        w.statusBar().showMessage(f"Saved {path} (step {step}, {size / 2**20:.1f} MB).")
+        self.update_title()
+        return True
+
+    # ----- open -------------------------------------------------------------------
+    def open(self, path: Path | str | None = None) -> bool:
+        """Load a checkpoint; the live model changes only if everything loads."""
+        from fmnist_gui import checkpoint as ckpt
+
+        w = self.window
+        path = self._file_to_load(path, "Open a checkpoint", "Open Checkpoint",
+                                  ckpt.FILE_FILTER, confirm=True)
+        if path is None:
+            return False
+        try:
+            checkpoint = ckpt.read_checkpoint(path)
+            trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins, path=path)
+        except ckpt.MissingPluginError as exc:
+            answer = QMessageBox.question(
+                w, "Plugin not installed",
+                f"{exc}.\n\nLoad only the model's weights, into a new training with the "
+                "settings of the form?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.Yes)
+            if answer == QMessageBox.StandardButton.Yes:
+                return self.import_weights(path, confirm=False)
+            return False
+        except ckpt.CheckpointError as exc:
+            QMessageBox.warning(w, "Cannot open the checkpoint", str(exc))
+            w.statusBar().showMessage("Nothing was loaded; the current model is unchanged.")
+            return False
+        self._adopt(trainer, checkpoint["extra"], path, saved=True)
+        self._remember(path)
+        w.statusBar().showMessage(f"Opened {path}: Start continues its training.")
+        return True
+
+    def _adopt(self, trainer: Any, extra: dict, path: Path | None, *, saved: bool) -> None:
+        w = self.window
+        log = extra.get("log")
+        w.log.setPlainText(log if isinstance(log, str) else rebuild_log(trainer))
+        restore_checkpoint_extra(w, extra)  # the run list (issue 6)
+        self.path = path
+        self._adopting = True
+        try:
+            w.adopt_trainer(trainer, saved=saved)
+        finally:
+            self._adopting = False
+        self.update_title()
+
+    # ----- weights ------------------------------------------------------------------
+    def export_weights(self) -> bool:
+        from fmnist_gui import checkpoint as ckpt
+
+        w = self.window
+        if w.trainer is None:
+            w.statusBar().showMessage("No model to export yet.")
+            return False
+        start = str(Path(self._folder()) / "model_weights.pth")
+        chosen, _ = QFileDialog.getSaveFileName(w, "Export Weights", start, ckpt.WEIGHTS_FILTER)
+        if not chosen:
+            return False
+        path = Path(chosen)
+
+        def write(state: Snapshot) -> None:
+            try:
+                ckpt.export_weights(path, state["model"])
+            except ckpt.CheckpointError as exc:
+                QMessageBox.warning(w, "Could not export the weights", str(exc))
+                return
+            w.statusBar().showMessage(f"Exported the weights to {path} (the tutorial's "
+                                      "format: torch.load(path, weights_only=True))")
+
+        self.with_snapshot(write)
+        return True
+
+    def import_weights(self, path: Path | str | None = None, *, confirm: bool = True) -> bool:
+        """A new training (settings from the form) starting from saved weights."""
+        from fmnist_gui import checkpoint as ckpt
+        from fmnist_gui.training.trainer import Trainer
+
+        w = self.window
+        path = self._file_to_load(path, "Import weights", "Import Weights",
+                                  ckpt.WEIGHTS_FILTER, confirm=confirm)
+        if path is None:
+            return False
+        try:
+            weights = ckpt.load_weights(path)
+        except ckpt.CheckpointError as exc:
+            QMessageBox.warning(w, "Cannot import the weights", str(exc))
+            return False
+        config, errors = w.panel.collect()
+        if config is None:
+            QMessageBox.warning(w, "Cannot import the weights",
+                                f"Fix the settings first: {errors[0].message}")
+            return False
+        try:
+            trainer = Trainer(config, w.data, w.plugins, initial_state=weights)
+        except Exception as exc:  # noqa: BLE001 - config, plugin or factory errors alike
+            QMessageBox.warning(w, "Cannot import the weights", f"{type(exc).__name__}: {exc}")
+            return False
+        w.log.clear()
+        self._adopting = True
+        try:
+            self.path = None
+            w.adopt_trainer(trainer, saved=True)  # nothing trained yet: nothing unsaved
+        finally:
+            self._adopting = False
+        w.append_log(f"Imported the weights of {path}.")
+        self.update_title()
+        w.statusBar().showMessage(f"Imported {path}: Start trains these weights further.")
+        return True
+
+    # ----- asking before unsaved training is dropped ---------------------------------
+    def confirm_discard(self, doing: str) -> bool:
+        """True when there is no unsaved training, or the user saved or dropped it."""
+        if not self.unsaved:
+            return True
+        w = self.window
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            w, "Unsaved training",
+            f"The model has trained {w.trainer.global_step} steps since it was last saved. "
+            f"Save it before you {doing[0].lower() + doing[1:]}?",
+            buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        if answer == buttons.Save:
+            return self.save()
+        return answer == buttons.Discard
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        w = self.window
+        if watched is not w or event.type() != QEvent.Type.Close:
+            return False
+        if w.job is not None or w._loader is not None:
+            return False  # the window stops its threads first, then closes again
+        # When quitting was confirmed during training (the window's own question),
+        # do not ask a second time.
+        if self.unsaved and not self._quit_confirmed \
+                and not getattr(w, "_close_requested", False):
+            event.ignore()
+            self._ask_before_quit()
+            return True
+        self._discard_autosave()  # a clean quit: nothing to recover next time
+        return False
+
+    def _ask_before_quit(self) -> None:
+        """Save / Discard / Cancel, window-modal and non-blocking (a sheet on macOS)."""
+        if self.quit_box is not None:
+            return
+        buttons = QMessageBox.StandardButton
+        box = QMessageBox(
+            QMessageBox.Icon.Question, "Unsaved training",
+            f"The model has trained {self.window.trainer.global_step} steps since it was "
+            "last saved. Save it before quitting?",
+            buttons.Save | buttons.Discard | buttons.Cancel, self.window)
+        box.setDefaultButton(buttons.Save)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.finished.connect(lambda _result: self._on_quit_answer(box))
+        self.quit_box = box
+        box.open()
+
+    def _on_quit_answer(self, box: QMessageBox) -> None:
+        self.quit_box = None
+        box.deleteLater()
+        answer = box.standardButton(box.clickedButton())
+        buttons = QMessageBox.StandardButton
+        if answer == buttons.Save:
+            if not self.save():
+                return
+        elif answer != buttons.Discard:
+            return
+        self._quit_confirmed = True
+        self.window.close()
+
+    # ----- autosave and recovery ------------------------------------------------------
+    @Slot(object)
+    def _on_epoch_finished(self, _event: Any) -> None:
+        self.with_snapshot(self._autosave, quiet=True)
+
+    def _autosave(self, state: Snapshot) -> None:
+        from fmnist_gui import checkpoint as ckpt
+
+        try:
+            ckpt.autosave(state, extra={"log": self.window.log.toPlainText(),
+                                        "origin": str(self.path or ""),
+                                        **checkpoint_extra(self.window)})
+        except (ckpt.CheckpointError, OSError) as exc:
+            self.window.statusBar().showMessage(f"Autosave failed: {exc}")
+
+    def _discard_autosave(self) -> None:
+        from fmnist_gui import checkpoint as ckpt
+
+        try:
+            ckpt.discard_autosave()
+        except OSError:
+            pass
+
+    @Slot()
+    def offer_recovery(self) -> bool:
+        """After a crash, offer the autosave it left; True when one was recovered."""
+        from fmnist_gui import checkpoint as ckpt
+
+        w = self.window
+        if w.trainer is not None or w.state != "idle":
+            return False
+        found = ckpt.find_recoverable_autosaves()
+        if not found:
+            return False
+        newest = found[0]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(newest.saved_at))
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            w, "Recover unsaved training?",
+            f"The app did not close properly last time. Training autosaved at {when} was "
+            "never saved to a file.\n\nRecover it? (Discard deletes it; Cancel asks again "
+            "next time.)",
+            buttons.Yes | buttons.Discard | buttons.Cancel, buttons.Yes)
+        if answer == buttons.Discard:
+            ckpt.discard_autosave(newest.path)
+            return False
+        if answer != buttons.Yes or w.data is None:
+            return False
+        try:
+            checkpoint = ckpt.read_checkpoint(newest.path)
+            trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins,
+                                                   path=newest.path)
+        except ckpt.CheckpointError as exc:
+            QMessageBox.warning(w, "Cannot recover the training", str(exc))
+            return False
+        origin = checkpoint["extra"].get("origin") or ""
+        self._adopt(trainer, checkpoint["extra"], Path(origin) if origin else None, saved=False)
+        # Held by this session's autosave from now on; then the crashed one can go.
+        self._autosave(trainer.state_dict())
+        ckpt.discard_autosave(newest.path)
+        w.statusBar().showMessage("Recovered the unsaved training: save it with Ctrl+S.")
+        return True
+
+    # ----- recent files -------------------------------------------------------------
+    def recent_files(self) -> list[str]:
+        value = self.window.settings.value(RECENT_KEY, [])
+        if isinstance(value, str):  # QSettings gives a str for a one-item list
+            value = [value]
+        return [str(v) for v in (value or [])][:MAX_RECENT]
+
+    def _remember(self, path: Path) -> None:
+        path = path.resolve()
+        recent = [p for p in self.recent_files() if p != str(path)]
+        settings = self.window.settings
+        settings.setValue(RECENT_KEY, [str(path), *recent][:MAX_RECENT])
+        settings.setValue(FOLDER_KEY, str(path.parent))
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        recent = self.recent_files()
+        for number, name in enumerate(recent, 1):
+            action = menu.addAction(f"&{number} {name}")
+            action.setEnabled(Path(name).is_file())
+            action.triggered.connect(lambda _=False, p=name: self.open(p))
+        if not recent:
+            menu.addAction("No recent checkpoints").setEnabled(False)
+        else:
+            menu.addSeparator()
+            menu.addAction("Clear the list").triggered.connect(
+                lambda: self.window.settings.remove(RECENT_KEY))
+
+    def _folder(self) -> str:
+        return str(self.window.settings.value(FOLDER_KEY, "") or Path.home())
+
+
+def rebuild_log(trainer: Any) -> str:
+    """The tutorial's lines for a loaded history (for checkpoints made by the CLI)."""
+    from fmnist_gui.training.trainer import BatchEnd, EpochStart
+    from fmnist_gui.training.tutorial_log import format_event
+
+    losses, epochs = trainer.history.batch_losses, trainer.history.epochs
+    loader = trainer.train_loader
+    n, size, batch_size = len(loader), loader.dataset_size, trainer.config.batch_size
+    lines: list[str] = []
+    step = epoch = 0
+    while step < len(losses) or epoch < len(epochs):
+        epoch += 1
+        lines.append(format_event(EpochStart(epoch, n, 0)))
+        for batch in range(min(n, len(losses) - step)):
+            length = min(batch_size, size - batch * batch_size)
+            line = format_event(BatchEnd(epoch, batch, step + 1, losses[step], length, size, n))
+            if line is not None:
+                lines.append(line)
+            step += 1
+        if epoch <= len(epochs):
+            lines.append(format_event(epochs[epoch - 1]))
+    return "\n".join(lines)
+
+
+def install(window: Any) -> CheckpointActions:
+    """Wire the checkpoint commands into ``window``; kept as ``window.checkpoints``."""
+    window.checkpoints = CheckpointActions(window)
+    return window.checkpoints

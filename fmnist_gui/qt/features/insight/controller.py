@@ -1,0 +1,280 @@
+"""Adds the insight tabs (Predictions, Confusion, Compare, Runs) to the main window.
+
+``install(window)`` is called once by ``MainWindow``. It imports nothing heavy:
+the tabs are built when the window's backend (torch, plugins, data) is ready,
+so the window still shows at once. ``window.insight`` is then the
+``InsightController``; its ``runs`` (a ``fmnist_gui.analysis.runs.RunList``) holds the
+main training runs (added automatically as ``trainer_changed`` reports them;
+``track_trainer()`` adds one by hand) and every race member. A checkpoint can
+store ``checkpoint_extra(window)`` in its ``extra`` and give it back with
+``restore_checkpoint_extra(window, extra)`` (``fmnist_gui.qt.features.checkpoints.actions`` does).
+
+Predictions are computed from a *copy* of the model's weights, in a short
+``FunctionWorker`` job, and only while the Predictions or Confusion tab is on
+screen (or on Refresh): the GUI never blocks on 10,000 forward passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Slot
+
+
+def install(window: Any) -> None:
+    """Give ``window`` the insight tabs, once its backend has loaded."""
+    if getattr(window, "insight", None) is not None:
+        return
+    window.insight = None
+
+    def build() -> None:
+        if window.insight is None:
+            window.insight = InsightController(window)
+
+    if window.state != "loading" and window.plugins is not None:
+        build()
+    else:
+        window.backend_ready.connect(build)
+
+
+def checkpoint_extra(window: Any) -> dict[str, Any]:
+    """What a checkpoint's ``extra`` keeps of the session's runs (plain data only)."""
+    insight = getattr(window, "insight", None)
+    if insight is None:
+        return {}
+    return {"runs": insight.runs.to_state(), "current_run": insight.training_run_id or 0}
+
+
+def restore_checkpoint_extra(window: Any, extra: Any) -> None:
+    """Bring back the run list saved by ``checkpoint_extra``; call before adopting the trainer.
+
+    A checkpoint without runs (or with unreadable ones) leaves the list as it is.
+    """
+    insight = getattr(window, "insight", None)
+    if insight is None or not isinstance(extra, dict) or not isinstance(extra.get("runs"), list):
+        return
+    try:
+        insight.runs.load_state(extra["runs"])
+    except (KeyError, TypeError, ValueError):
+        return
+    # The trainer about to be adopted continues the run that was current at save time.
+    current = extra.get("current_run")
+    insight.resume_run_id = current if isinstance(current, int) and current else None
+
+
+def _predict_snapshot(state: dict, split: Any) -> Any:
+    """Worker-thread side: rebuild the network from copied weights and predict."""
+    from fmnist_gui.analysis.insight import predict
+    from fmnist_gui.training.model import NeuralNetwork
+
+    model = NeuralNetwork()
+    model.load_state_dict(state)
+    return predict(model, split)
+
+
+class InsightController(QObject):
+    """Owns the insight views and feeds them from the window's trainer and signals."""
+
+    def __init__(self, window: Any) -> None:
+        super().__init__(window)
+        from fmnist_gui.analysis.runs import RunList
+        from fmnist_gui.qt.features.compare.race_view import RaceView
+        from fmnist_gui.qt.features.insight.views import (
+            ConfusionView,
+            PredictionsView,
+            connect_drilldown,
+        )
+        from fmnist_gui.qt.features.runs.runs_view import RunsView
+
+        self.window = window
+        self.runs = RunList()
+        self.predictions_view = PredictionsView()
+        self.confusion_view = ConfusionView()
+        connect_drilldown(self.confusion_view, self.predictions_view)
+        self.confusion_view.cell_activated.connect(
+            lambda *_: window.tabs.setCurrentWidget(self.predictions_view))
+        self.predictions_view.refresh_requested.connect(lambda: self.refresh_predictions(True))
+        self.race_view = RaceView(window.plugins, window.data, self.runs)
+        self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+        window.training_blockers.append(
+            lambda: "A race is running in the Compare tab: stop it there or let it finish, "
+                    "then train." if self.race_view.running else "")
+        self.race_view.race_started.connect(lambda _race: window.update_actions())
+        self.race_view.race_finished.connect(self._on_race_finished)
+        self.runs_view = RunsView(self.runs, plots=self.export_targets)
+        self.runs_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+        for widget, title, name in (
+            (self.predictions_view, "Predictions", "predictions_view"),
+            (self.confusion_view, "Confusion", "confusion_view"),
+            (self.race_view, "Compare", "race_view"),
+            (self.runs_view, "Runs", "runs_view"),
+        ):
+            widget.setObjectName(name)
+            window.tabs.addTab(widget, title)
+
+        self.training_run_id: int | None = None
+        self.resume_run_id: int | None = None  # set by restore_checkpoint_extra
+        self._tracked: Any = None  # the Trainer behind training_run_id
+        self._seen_losses = 0
+        self._prediction_job: Any = None
+        self._stale = True  # the views lag the model
+        self._close_after_race = False
+        window.trainer_changed.connect(self.track_trainer)
+        window.epoch_finished.connect(self._on_epoch)
+        window.state_changed.connect(self._on_state)
+        window.tabs.currentChanged.connect(self._on_tab)
+        window.installEventFilter(self)
+        if window.trainer is not None:
+            self.track_trainer(window.trainer)
+
+    # ----- the main training run in the run list ------------------------------------------
+    @Slot(object)
+    def track_trainer(self, trainer: Any, name: str | None = None) -> int | None:
+        """Make ``trainer`` the session's current training run (a new row in Runs)."""
+        self._stale = True
+        if trainer is None or trainer is self._tracked:
+            if trainer is None:
+                self._tracked, self.training_run_id = None, None
+            return self.training_run_id
+        self._tracked = trainer
+        resumed, self.resume_run_id = self.resume_run_id, None
+        if resumed is not None and any(r.id == resumed for r in self.runs):
+            # Opened from a checkpoint whose run list has this training in it already.
+            self.training_run_id = resumed
+            self._seen_losses = len(trainer.history.batch_losses)
+            return resumed
+        spec = trainer.optimizer_spec
+        label = name or f"Training: {spec.label} lr={trainer.config.lr:g}"
+        run = self.runs.add(label, trainer.config, "training")
+        self.training_run_id, self._seen_losses = run.id, 0
+        for epoch in trainer.history.epochs:  # e.g. a checkpoint with history
+            self.runs.record(run.id, epoch=epoch.as_dict())
+        self._sync_losses()
+        return run.id
+
+    def _sync_losses(self, status: str | None = None) -> None:
+        trainer, run_id = self._tracked, self.training_run_id
+        if trainer is None or run_id is None or all(r.id != run_id for r in self.runs):
+            return
+        losses = trainer.history.batch_losses
+        new = losses[self._seen_losses:]
+        self._seen_losses += len(new)
+        self.runs.record(run_id, batch_losses=new, status=status)
+
+    @Slot(object)
+    def _on_epoch(self, event: Any) -> None:
+        if self.window.trainer is not self._tracked:
+            self.track_trainer(self.window.trainer)
+        self._sync_losses()
+        if self.training_run_id is not None and any(
+                r.id == self.training_run_id for r in self.runs):
+            self.runs.record(self.training_run_id, epoch=event.as_dict())
+        self._stale = True
+        self.refresh_predictions()
+
+    @Slot(str)
+    def _on_state(self, state: str) -> None:
+        self.race_view.set_blocked("training is running; stop or pause it first"
+                                   if state in ("running", "stopping") else "")
+        if state in ("idle", "paused") and self._tracked is not None:
+            trainer = self._tracked
+            self._sync_losses("finished" if trainer.finished else
+                              "paused" if state == "paused" else "stopped")
+            self._stale = True
+            self.refresh_predictions()  # on demand while paused or stopped
+        self._sync_backend()
+
+    def _sync_backend(self) -> None:
+        """Follow the window's plugin host and data (they can be replaced at any time)."""
+        window = self.window
+        if window.plugins is not None and window.plugins is not self.race_view.plugins \
+                and not self.race_view.running:
+            self.race_view.set_plugins(window.plugins)
+        if window.data is not self.race_view.data:
+            self.race_view.set_data(window.data)
+
+    @Slot(int)
+    def _on_tab(self, index: int) -> None:
+        self._sync_backend()
+        if self._stale:
+            self.refresh_predictions()
+
+    # ----- predictions ----------------------------------------------------------------------
+    def insight_visible(self) -> bool:
+        current = self.window.tabs.currentWidget()
+        return current is self.predictions_view or current is self.confusion_view
+
+    def refresh_predictions(self, force: bool = False) -> bool:
+        """Predict the test set with a copy of the current weights, in a worker thread.
+
+        Only while a view shows it (or ``force``); one job at a time, and a
+        request during a job is served once it ends. True when a job started.
+        """
+        from fmnist_gui.qt.infra.worker import FunctionWorker, Job
+
+        trainer, data = self.window.trainer, self.window.data
+        if trainer is None or data is None or not (force or self.insight_visible()):
+            return False
+        if self._prediction_job is not None:
+            self._stale = True
+            return False
+        self._stale = False
+        # A copy, so the worker reads weights that no longer move. While training
+        # runs, the copy may straddle one optimizer step (harmless for a
+        # picture of the model); while paused or stopped it is exact.
+        state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+        caption = f"After epoch {trainer.epochs_done}" if trainer.epochs_done else "Untrained"
+        worker = FunctionWorker(_predict_snapshot, state, data.test)
+        worker.returned.connect(lambda result: self._show_predictions(result, caption))
+        worker.errored.connect(
+            lambda message, details: self.window.statusBar().showMessage(
+                f"Could not compute the predictions: {message}", 8000))
+        self._prediction_job = Job(worker, self)
+        self._prediction_job.done.connect(self._on_prediction_done)
+        self._prediction_job.start()
+        return True
+
+    def _show_predictions(self, predictions: Any, caption: str) -> None:
+        self.predictions_view.set_predictions(predictions, self.window.data.test.images)
+        self.confusion_view.set_predictions(predictions, caption)
+
+    @Slot()
+    def _on_prediction_done(self) -> None:
+        self._prediction_job = None
+        if self._stale:
+            self.refresh_predictions()
+
+    # ----- runs and exports ----------------------------------------------------------------
+    def export_targets(self) -> list[Any]:
+        """The plots that "Export plots" writes: the Compare overlays, then the Training tab's."""
+        plots = [self.race_view.plots.loss_plot, self.race_view.plots.accuracy_plot]
+        training = self.window.plots
+        if training is not None:
+            plots += [training.loss_plot, training.test_loss_plot, training.accuracy_plot]
+        return plots
+
+    def _on_race_finished(self, race: Any) -> None:
+        self.window.update_actions()
+        if self._close_after_race:
+            self.window.close()
+
+    def busy(self) -> bool:
+        return self.race_view.running or self._prediction_job is not None
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop the race and join every thread of ours."""
+        self.race_view.shutdown(timeout_ms)
+        if self._prediction_job is not None:
+            self._prediction_job.wait(timeout_ms)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        # Closing during a race: stop it cooperatively, close once its thread ended.
+        if watched is self.window and event.type() == QEvent.Type.Close:
+            if self.race_view.running:
+                self._close_after_race = True
+                self.race_view.stop()
+                event.ignore()
+                return True
+            if self._prediction_job is not None:
+                self._prediction_job.wait(10_000)  # a short job: join it, never abandon it
+        return False

@@ -1,0 +1,610 @@
+"""The Plugins menu: Manage plugins…, Install from file…, Install package… (issue 5).
+
+``install(window)`` is called once by ``MainWindow``. It adds three actions to
+``window.menus["plugins"]`` (kept in ``window.plugin_actions``, enabled only
+while the window is idle, since plugins change the forms) and, once the
+backend has loaded, asks about plugin files that are not approved yet.
+
+All plugin logic lives below Qt: ``PluginHost`` (load, enable, disable,
+approve, remove, rescan) and ``fmnist_gui.plugins.installer`` (copy with consent, the
+remembered choices, the pip command). These dialogs only ask and show.
+Dialogs are looked up on ``QMessageBox``/``QFileDialog`` at call time so that
+tests can patch them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QProcess, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fmnist_gui.plugins import installer
+
+COLUMNS = ("Enabled", "Name", "Registers", "Version", "Source", "Status")
+STATUS_TEXT = {"loaded": "loaded", "failed": "failed", "disabled": "disabled",
+               "untrusted": "needs approval"}
+
+
+def install(window: Any) -> None:
+    """Add the Plugins menu's actions to ``window``."""
+    if getattr(window, "plugin_actions", None) is not None:
+        return
+    menu = window.menus["plugins"]
+    actions: dict[str, QAction] = {}
+    for name, text, slot, tip in (
+        ("manage", "&Manage plugins…", lambda: open_manager(window),
+         "See every plugin, its status and errors; enable, disable or remove plugins"),
+        ("install_file", "Install from &file…", lambda: install_from_file(window),
+         "Install a single-file .py plugin (asks before running it)"),
+        ("install_package", "Install &package…", lambda: open_package_installer(window),
+         "pip install a plugin package, wheel or project folder, without restarting"),
+    ):
+        action = QAction(text, window)
+        action.setObjectName(f"plugins_{name}")
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        actions[name] = action
+    window.plugin_actions = actions
+
+    def follow_state(state: str | None = None) -> None:
+        ready = window.state == "idle" and window.plugins is not None
+        for action in actions.values():
+            action.setEnabled(ready)
+
+    window.state_changed.connect(follow_state)
+    window.backend_ready.connect(lambda: ask_about_untrusted(window))
+    follow_state()
+
+
+# ----- shared helpers ------------------------------------------------------------------
+def _settings() -> installer.PluginSettings:
+    return installer.PluginSettings.load()
+
+
+def _refresh_window(window: Any) -> None:
+    """The host changed in place: rebuild the combo boxes and forms from it."""
+    window.set_plugins(window.plugins)
+
+
+def _consent(parent: QWidget, title: str, path: Path, sha256: str, intro: str) -> bool:
+    text = (f"{intro}\n\nFile: {path}\nSHA-256: {sha256}\n\n"
+            "A plugin is Python code: it runs with your permissions. Only continue if "
+            "you trust where it comes from.")
+    answer = QMessageBox.question(parent, title, text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def ask_about_untrusted(window: Any) -> None:
+    """Ask about each plugin file that is new or changed since it was approved."""
+    host = window.plugins
+    if host is None:
+        return
+    approved = False
+    for name, record in list(host.records.items()):
+        if record.status != "untrusted":
+            continue
+        if _consent(window, "Run this plugin?", Path(record.location), record.sha256,
+                    f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. "
+                    "Load it?"):
+            approve(window, name)
+            approved = True
+    if approved:
+        _refresh_window(window)
+
+
+def _why_untrusted(record: Any) -> str:
+    return "changed since you approved it" if "changed" in record.error else \
+        "has not been approved yet"
+
+
+def approve(window: Any, name: str) -> Any:
+    """Trust the file's current hash (already shown to the user) and load it."""
+    host = window.plugins
+    record = host.records[name]
+    settings = _settings()
+    settings.trusted_files[Path(record.location).name] = record.sha256
+    settings.save()
+    return host.approve(name, record.sha256)
+
+
+# ----- Install from file… ----------------------------------------------------------------
+def install_from_file(window: Any, path: str | Path | None = None) -> Any:
+    """Pick a ``.py`` plugin, ask with its SHA-256, copy it in, and load it now.
+
+    Returns the new ``PluginRecord``, or ``None`` when nothing was installed.
+    """
+    parent = window
+    if path is None:
+        path, _ = QFileDialog.getOpenFileName(parent, "Install plugin from file", "",
+                                              "Python plugin (*.py)")
+        if not path:
+            return None
+    path = Path(path)
+    host = window.plugins
+    try:
+        installer.check_plugin_file(path)
+        sha256 = installer.file_sha256(path)
+    except (installer.InstallError, OSError) as exc:
+        QMessageBox.warning(parent, "Cannot install plugin", str(exc))
+        return None
+    name = path.stem
+    existing = host.records.get(name)
+    if existing is not None and existing.source != "file":
+        QMessageBox.warning(parent, "Cannot install plugin",
+                            f"A {existing.source} plugin named {name!r} is already installed "
+                            f"({existing.location}). Rename the file.")
+        return None
+    intro = (f"Install the plugin {path.name}"
+             + (" and replace the one installed with that name" if existing else "") + "?")
+    if not _consent(parent, "Install plugin?", path, sha256, intro):
+        return None
+    settings = _settings()
+    try:
+        installed = installer.install_file(path, sha256, settings=settings)
+    except installer.InstallError as exc:
+        QMessageBox.warning(parent, "Cannot install plugin", str(exc))
+        return None
+    if existing is not None:
+        host.remove(name)
+    host.trusted[installed.path.name] = installed.sha256
+    record = host.load_file(installed.path, require_approval=True)
+    _refresh_window(window)
+    if record.status == "loaded":
+        offers = ", ".join(record.provides) or "nothing"
+        note = f" ({record.error})" if record.error else ""
+        window.statusBar().showMessage(f"Installed plugin {name}: {offers}{note}")
+        window.append_log(f"Installed plugin {name} from {path}: {offers}{note}")
+    else:
+        QMessageBox.warning(parent, "Plugin installed but not loaded",
+                            f"{name} was copied to {installed.path} but failed to load:\n\n"
+                            f"{record.error}\n\nSee Plugins → Manage plugins… for the traceback.")
+    return record
+
+
+# ----- Manage plugins… -------------------------------------------------------------------
+def open_manager(window: Any) -> PluginManagerDialog:
+    dialog = PluginManagerDialog(window)
+    dialog.open()
+    return dialog
+
+
+class PluginManagerDialog(QDialog):
+    """Every plugin with what it registers, its version, source and status.
+
+    Select a row to see its location, SHA-256, error and traceback below.
+    The Enabled check box is remembered; built-ins can be disabled but not
+    removed; plugin files can be removed.
+    """
+
+    def __init__(self, window: Any) -> None:
+        super().__init__(window)
+        self.window_ = window
+        self.setWindowTitle("Plugins")
+        self.resize(860, 520)
+
+        self.warning_label = QLabel()
+        self.warning_label.setObjectName("plugin_warnings")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #a33;")
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("plugin_table")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.itemChanged.connect(self._item_changed)
+        self.table.itemSelectionChanged.connect(self._show_details)
+
+        self.details = QPlainTextEdit()
+        self.details.setObjectName("plugin_details")
+        self.details.setReadOnly(True)
+        self.details.setFont(QFont("monospace"))
+        self.details.setPlaceholderText("Select a plugin to see where it comes from and, "
+                                        "if it failed, the error and its traceback.")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.details)
+        splitter.setSizes([300, 200])
+
+        self.approve_button = QPushButton("&Approve and load")
+        self.remove_button = QPushButton("&Remove")
+        self.install_file_button = QPushButton("Install from &file…")
+        self.install_package_button = QPushButton("Install &package…")
+        self.approve_button.clicked.connect(self._approve_selected)
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.install_file_button.clicked.connect(self._install_file)
+        self.install_package_button.clicked.connect(self._install_package)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        row = QHBoxLayout()
+        for button in (self.approve_button, self.remove_button, self.install_file_button,
+                       self.install_package_button):
+            row.addWidget(button)
+        row.addStretch(1)
+        row.addWidget(buttons)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.warning_label)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(row)
+        self.reload()
+
+    @property
+    def host(self) -> Any:
+        return self.window_.plugins
+
+    def names(self) -> list[str]:
+        """The record key of each row, in order."""
+        return [self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)
+                for r in range(self.table.rowCount())]
+
+    def row_of(self, name: str) -> int:
+        return self.names().index(name)
+
+    def reload(self) -> None:
+        """Rebuild the table from the host (after any change)."""
+        selected = self.selected_name()
+        self.table.blockSignals(True)
+        self.table.setRowCount(0)
+        for key, record in self.host.records.items():
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            enabled = QTableWidgetItem()
+            can_toggle = record.status in ("loaded", "disabled", "failed") and key == record.name
+            enabled.setFlags(Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+                             | (Qt.ItemFlag.ItemIsUserCheckable if can_toggle
+                                else Qt.ItemFlag.NoItemFlags))
+            enabled.setCheckState(Qt.CheckState.Unchecked if record.status == "disabled"
+                                  else Qt.CheckState.Checked)
+            status = STATUS_TEXT.get(record.status, record.status)
+            if record.rejected:
+                status += f", {len(record.rejected)} rejected"
+            cells = [enabled, QTableWidgetItem(record.name),
+                     QTableWidgetItem(", ".join(record.provides) or "–"),
+                     QTableWidgetItem(record.version or "–"), QTableWidgetItem(record.source),
+                     QTableWidgetItem(status)]
+            cells[1].setData(Qt.ItemDataRole.UserRole, key)
+            tip = record.error or record.location
+            for c, item in enumerate(cells):
+                item.setToolTip(tip)
+                self.table.setItem(r, c, item)
+            if record.error:
+                color = Qt.GlobalColor.darkRed if record.status in ("failed", "untrusted") \
+                    else Qt.GlobalColor.darkYellow
+                cells[5].setForeground(color)
+        self.table.blockSignals(False)
+        warnings = list(self.host.warnings)
+        self.warning_label.setText("\n".join(warnings))
+        self.warning_label.setVisible(bool(warnings))
+        if selected in self.names():
+            self.table.selectRow(self.row_of(selected))
+        self._show_details()
+
+    def selected_name(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        return self.table.item(rows[0].row(), 1).data(Qt.ItemDataRole.UserRole)
+
+    @Slot()
+    def _show_details(self) -> None:
+        name = self.selected_name()
+        record = self.host.records.get(name) if name else None
+        self.approve_button.setEnabled(record is not None and record.status == "untrusted")
+        self.remove_button.setEnabled(record is not None and record.removable)
+        if record is None:
+            self.details.clear()
+            return
+        lines = [f"Plugin:   {record.name}", f"Source:   {record.source}",
+                 f"Location: {record.location}"]
+        if record.sha256:
+            lines.append(f"SHA-256:  {record.sha256}")
+        lines.append(f"Status:   {STATUS_TEXT.get(record.status, record.status)}")
+        if record.provides:
+            lines.append(f"Offers:   {', '.join(record.provides)}")
+        for spec, reason in record.rejected.items():
+            lines.append(f"Not offered: {spec}: {reason}")
+        if record.error:
+            lines += ["", f"Error: {record.error}"]
+        if record.traceback and record.traceback != record.error:
+            lines += ["", record.traceback.rstrip()]
+        self.details.setPlainText("\n".join(lines))
+
+    @Slot(QTableWidgetItem)
+    def _item_changed(self, item: QTableWidgetItem) -> None:
+        if item.column() != 0:
+            return
+        name = self.table.item(item.row(), 1).data(Qt.ItemDataRole.UserRole)
+        self.set_enabled(name, item.checkState() == Qt.CheckState.Checked)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable plugin ``name`` now, and remember the choice."""
+        record = self.host.enable(name) if enabled else self.host.disable(name)
+        settings = _settings()
+        settings.set_enabled(name, enabled)
+        settings.save()
+        _refresh_window(self.window_)
+        self.reload()
+        if enabled and record.status == "failed":
+            self.window_.append_log(f"Plugin {name} failed to load: {record.error}")
+
+    @Slot()
+    def _approve_selected(self) -> None:
+        name = self.selected_name()
+        record = self.host.records.get(name) if name else None
+        if record is None or record.status != "untrusted":
+            return
+        if _consent(self, "Run this plugin?", Path(record.location), record.sha256,
+                    f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. "
+                    "Load it?"):
+            approve(self.window_, name)
+            _refresh_window(self.window_)
+            self.reload()
+
+    @Slot()
+    def _remove_selected(self) -> None:
+        name = self.selected_name()
+        record = self.host.records.get(name) if name else None
+        if record is None or not record.removable:
+            return
+        answer = QMessageBox.question(
+            self, "Remove plugin?", f"Delete {record.location} and unload plugin {name}?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
+            installer.remove_file(record.name, folder=Path(record.location).parent,
+                                  settings=_settings())
+        except installer.InstallError as exc:
+            QMessageBox.warning(self, "Cannot remove plugin", str(exc))
+            return
+        self.host.remove(name)
+        _refresh_window(self.window_)
+        self.reload()
+
+    @Slot()
+    def _install_file(self) -> None:
+        install_from_file(self.window_)
+        self.reload()
+
+    @Slot()
+    def _install_package(self) -> None:
+        dialog = open_package_installer(self.window_)
+        dialog.rescanned.connect(self.reload)
+
+
+# ----- Install package… ------------------------------------------------------------------
+def open_package_installer(window: Any) -> PackageInstallDialog:
+    dialog = PackageInstallDialog(window)
+    dialog.open()
+    return dialog
+
+
+class PackageInstallDialog(QDialog):
+    """``python -m pip install TARGET`` in a QProcess, with live output and Cancel.
+
+    After a successful install the host rescans its entry points: new
+    plugins load at once; an upgrade of loaded code offers a restart.
+    ``extra_pip_args`` (e.g. ``--no-deps``) go before the target.
+    """
+
+    rescanned = Signal(object)  # the RescanReport
+    install_finished = Signal(str)  # "installed", "failed" or "cancelled"
+
+    KILL_AFTER_MS = 3000
+
+    def __init__(self, window: Any, extra_pip_args: list[str] | None = None) -> None:
+        super().__init__(window)
+        self.window_ = window
+        self.extra_pip_args = list(extra_pip_args or [])
+        self.outcome = ""
+        self.report: Any = None
+        self._cancelled = False
+        self.setWindowTitle("Install plugin package")
+        self.resize(720, 420)
+
+        self.target_edit = QLineEdit()
+        self.target_edit.setObjectName("package_target")
+        self.target_edit.setPlaceholderText("fmnist-nadam, a .whl or .tar.gz file, "
+                                            "or a project folder")
+        wheel = QPushButton("&File…")
+        wheel.clicked.connect(self._browse_file)
+        folder = QPushButton("F&older…")
+        folder.clicked.connect(self._browse_folder)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Package:"))
+        top.addWidget(self.target_edit, 1)
+        top.addWidget(wheel)
+        top.addWidget(folder)
+
+        self.output = QPlainTextEdit()
+        self.output.setObjectName("pip_output")
+        self.output.setReadOnly(True)
+        self.output.setFont(QFont("monospace"))
+        self.status_label = QLabel(f"pip runs for this app's Python: {sys.executable}")
+        self.status_label.setWordWrap(True)
+
+        self.install_button = QPushButton("&Install")
+        self.install_button.setDefault(True)
+        self.cancel_button = QPushButton("&Cancel")
+        self.cancel_button.setEnabled(False)
+        self.close_button = QPushButton("Close")
+        self.install_button.clicked.connect(self.install)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.close)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        for b in (self.install_button, self.cancel_button, self.close_button):
+            row.addWidget(b)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.output, 1)
+        layout.addWidget(self.status_label)
+        layout.addLayout(row)
+
+        self.process = QProcess(self)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._read_output)
+        self.process.finished.connect(self._process_finished)
+        self.process.errorOccurred.connect(self._process_error)
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self.process.kill)
+
+    @property
+    def running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    @Slot()
+    def _browse_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Wheel or sdist", "",
+                                              "Python packages (*.whl *.tar.gz *.zip)")
+        if path:
+            self.target_edit.setText(path)
+
+    @Slot()
+    def _browse_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Project folder")
+        if path:
+            self.target_edit.setText(path)
+
+    @Slot()
+    def install(self) -> None:
+        try:
+            argv = installer.pip_install_command(self.target_edit.text(),
+                                                 extra_args=self.extra_pip_args)
+        except installer.InstallError as exc:
+            QMessageBox.warning(self, "Cannot install", str(exc))
+            return
+        self.start(argv)
+
+    def start(self, argv: list[str]) -> None:
+        """Run ``argv`` (pip, normally) and stream its output."""
+        if self.running:
+            return
+        self.output.clear()
+        self.output.appendPlainText("$ " + " ".join(argv))
+        self.outcome, self._cancelled = "", False
+        self.install_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status_label.setText("Installing… (Cancel stops pip)")
+        self.process.start(argv[0], argv[1:])
+
+    @Slot()
+    def cancel(self) -> None:
+        if not self.running:
+            return
+        self._cancelled = True
+        self.status_label.setText("Cancelling…")
+        self.process.terminate()  # SIGTERM lets pip clean up; kill if it lingers
+        self._kill_timer.start(self.KILL_AFTER_MS)
+
+    @Slot()
+    def _read_output(self) -> None:
+        text = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        self.output.moveCursor(self.output.textCursor().MoveOperation.End)
+        self.output.insertPlainText(text)
+        self.output.ensureCursorVisible()
+
+    @Slot(QProcess.ProcessError)
+    def _process_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self._finish("failed", f"Could not start pip: {self.process.errorString()}")
+
+    @Slot(int, QProcess.ExitStatus)
+    def _process_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._kill_timer.stop()
+        self._read_output()
+        if self._cancelled:
+            self._finish("cancelled", "Cancelled; pip may have left a partial install, "
+                                      "run Install again to complete it.")
+        elif code != 0 or status != QProcess.ExitStatus.NormalExit:
+            self._finish("failed", f"pip failed (exit code {code}); see its output above.")
+        else:
+            self._after_install()
+
+    def _after_install(self) -> None:
+        host = self.window_.plugins
+        report = host.rescan()
+        self.report = report
+        _refresh_window(self.window_)
+        new = [f"{r.name} ({r.status}: {', '.join(r.provides) or r.error or 'nothing'})"
+               for r in report.loaded]
+        message = ("Installed. New plugins: " + "; ".join(new)) if new else \
+            "Installed, but no new fmnist_gui plugin was found in it."
+        self.output.appendPlainText("\n" + message)
+        for line in report.restart_needed:
+            self.output.appendPlainText(line)
+        self.rescanned.emit(report)
+        self._finish("installed", message)
+        if report.restart_needed:
+            offer_restart(self.window_, "\n\n".join(report.restart_needed))
+
+    def _finish(self, outcome: str, message: str) -> None:
+        self.outcome = outcome
+        self.status_label.setText(message)
+        self.install_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.window_.append_log(f"Install package: {message}")
+        self.install_finished.emit(outcome)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        # Never leave pip running behind a closed dialog.
+        if self.running:
+            self.cancel()
+            if not self.process.waitForFinished(self.KILL_AFTER_MS):
+                self.process.kill()
+                self.process.waitForFinished(self.KILL_AFTER_MS)
+        super().closeEvent(event)
+
+    def done(self, result: int) -> None:
+        if self.running:
+            self.close()
+        super().done(result)
+
+
+def offer_restart(window: QWidget, reason: str) -> bool:
+    """Explain why a restart is needed and restart the app if the user agrees."""
+    answer = QMessageBox.question(
+        window, "Restart needed",
+        f"{reason}\n\nRestart fmnist-gui now? (Unsaved training is lost unless you save "
+        "first; choose No to restart later.)",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No)
+    if answer != QMessageBox.StandardButton.Yes:
+        return False
+    if window.close():
+        QProcess.startDetached(sys.executable, ["-m", "fmnist_gui", *sys.argv[1:]])
+        return True
+    return False

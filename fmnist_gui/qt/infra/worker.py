@@ -1,0 +1,203 @@
+"""Background work for the window: training, start-up loading, downloading.
+
+Each job is a ``QObject`` moved to a ``QThread`` (as superqt's workers are):
+``run()`` emits ``started``, then ``finished`` or ``errored``, and catches every
+exception into ``errored`` so nothing ever escapes into Qt's event loop.
+
+Training does *not* emit a Qt signal per batch. A cross-thread signal per
+batch (hundreds per second) makes the GUI thread wake up and take the GIL as
+often, which a prototype measured at 1.6-1.9x the headless epoch. Instead the
+worker leaves the latest ``BatchEnd`` in ``last_batch`` (one attribute store),
+the engine appends each loss to ``trainer.history.batch_losses``, and the
+window reads both from a ``QTimer`` at a frame rate. ``batch`` is emitted at
+most every ``batch_interval`` seconds, for listeners that want a heartbeat.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from fmnist_gui.qt.infra import threads
+from fmnist_gui.system.openmp import release_thread_pool
+
+
+class TrainingWorker(QObject):
+    """Drives one ``Trainer.run()`` call in a worker thread.
+
+    The trainer belongs to the window: the worker only borrows it for one run
+    and keeps nothing the window needs once ``finished`` has been emitted.
+    """
+
+    started = Signal()
+    batch = Signal(object)  # BatchEnd, throttled to ``batch_interval``
+    epoch_started = Signal(object)  # EpochStart
+    epoch = Signal(object)  # EpochEnd
+    log = Signal(str)  # one of the tutorial's lines, formatted as the CLI prints it
+    finished = Signal(object)  # RunEnd
+    errored = Signal(str, str)  # message, traceback
+
+    def __init__(self, trainer: Any, batch_interval: float = 0.1) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.batch_interval = batch_interval
+        # Read by the GUI timer; a plain attribute store is atomic under the GIL.
+        self.last_batch: Any = None
+        self._stop_requested = False
+
+    def request_stop(self) -> None:
+        """Stop after the current batch (any thread), even if the run has not begun yet.
+
+        ``Trainer.run()`` clears the trainer's stop flag when it begins, so a
+        Stop that lands between ``thread.start()`` and that moment would be
+        lost; the worker remembers it and passes it on at the first event.
+        """
+        self._stop_requested = True
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.request_stop()
+
+    @Slot()
+    def run(self) -> None:
+        from fmnist_gui.training.trainer import BatchEnd, EpochEnd, EpochStart, RunEnd
+        from fmnist_gui.training.tutorial_log import format_event
+
+        self.started.emit()
+        end = RunEnd("failed", "the run ended without a result")
+        try:
+            next_emit = 0.0
+            interval = self.batch_interval
+            trainer = self.trainer
+            for event in trainer.run():
+                if self._stop_requested:
+                    trainer.request_stop()
+                if type(event) is BatchEnd:
+                    # The hot path: keep it to a few attribute operations.
+                    self.last_batch = event
+                    if event.batch % 100 == 0:
+                        self.log.emit(format_event(event))
+                    now = time.monotonic()
+                    if now >= next_emit:
+                        next_emit = now + interval
+                        self.batch.emit(event)
+                    continue
+                line = format_event(event)
+                if line is not None:
+                    self.log.emit(line)
+                if isinstance(event, EpochStart):
+                    self.epoch_started.emit(event)
+                elif isinstance(event, EpochEnd):
+                    self.epoch.emit(event)
+                elif isinstance(event, RunEnd):
+                    end = event
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a dialog
+            self.errored.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            end = RunEnd("failed", str(exc))
+        finally:
+            self.trainer = None  # the worker keeps nothing once it is done
+        self.finished.emit(end)
+
+
+class FunctionWorker(QObject):
+    """Runs ``fn(*args)`` once in a worker thread: ``returned(result)`` or ``errored``."""
+
+    started = Signal()
+    returned = Signal(object)
+    errored = Signal(str, str)
+    finished = Signal()
+
+    def __init__(self, fn, *args: Any) -> None:
+        super().__init__()
+        self.fn, self.args = fn, args
+
+    @Slot()
+    def run(self) -> None:
+        self.started.emit()
+        try:
+            result = self.fn(*self.args)
+        except Exception as exc:  # noqa: BLE001
+            self.errored.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        else:
+            self.returned.emit(result)
+        finally:
+            self.fn = self.args = None
+            self.finished.emit()
+
+
+class Job(QObject):
+    """One worker in its own tracked ``QThread``, from start to clean-up.
+
+    ``done`` is emitted in the GUI thread once the thread has really ended,
+    after which the job holds nothing: that is the moment a new job may start.
+    Nothing is ever ``terminate()``d; ``wait()`` is for closing the app.
+    """
+
+    done = Signal()
+
+    def __init__(self, worker: QObject, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker: QObject | None = worker
+        self.thread: QThread | None = threads.track(QThread())
+        self.thread.setObjectName(type(worker).__name__)
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.run)
+        # Direct: QThread.quit is thread-safe, and a queued quit would never be
+        # delivered while the GUI thread blocks in wait() during close.
+        worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.thread.finished.connect(self._on_thread_finished)
+
+    def start(self) -> Job:
+        assert self.thread is not None
+        # The GUI thread's idle OpenMP pool would slow every parallel region of
+        # the worker by ~13% on a small machine: see fmnist_gui/openmp.py.
+        release_thread_pool()
+        self.thread.start()
+        return self
+
+    def is_running(self) -> bool:
+        return self.thread is not None
+
+    def wait(self, msecs: int) -> bool:
+        """Block until the thread ends (at most ``msecs``); True when it did."""
+        if self.thread is None:
+            return True
+        finished = self.thread.wait(msecs)
+        if finished:
+            self._on_thread_finished()
+        return finished
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        if self.thread is None:
+            return
+        # ``finished`` is emitted just before the thread exits: join it before the
+        # last reference goes, or Qt warns "Destroyed while thread is still running".
+        self.thread.wait()
+        self.worker = None
+        self.thread = None
+        self.done.emit()
+
+
+def load_backend(data_dir: Path, plugin_dirs: list[Path] | None, plugins: Any) -> dict:
+    """The slow start-up work, run off the GUI thread: torch, plugins, dataset.
+
+    Returns ``{"plugins": host, "data": FashionMNISTData | None, "data_error": str}``;
+    a missing dataset is not an exception here because the window offers fixes.
+    """
+    import torch  # noqa: F401 - the slow import, done here so the window shows first
+
+    from fmnist_gui.plugins.host import get_plugin_manager
+    from fmnist_gui.training.data import DataError, load_dataset
+
+    if plugins is None:
+        plugins = get_plugin_manager(plugin_dirs)
+    try:
+        data = load_dataset(data_dir, allow_download=False)
+        error = ""
+    except DataError as exc:
+        data, error = None, str(exc)
+    return {"plugins": plugins, "data": data, "data_error": error}

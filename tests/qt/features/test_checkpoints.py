@@ -1,0 +1,289 @@
+"""File → Open/Save/Export/Import, the unsaved mark, quitting, autosave and recovery, offscreen.
+
+Real window, real training thread, real files; only the dialogs are patched
+(``QFileDialog.getSaveFileName`` etc., where the code looks them up).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from fmnist_gui import checkpoint as ckpt
+from fmnist_gui.plugins.host import get_plugin_manager
+from fmnist_gui.qt.shell.main_window import ACTION_STATES, MainWindow
+from fmnist_gui.training.config import TrainConfig
+from fmnist_gui.training.trainer import BatchEnd, Trainer
+from tests.support import tutorial_reference as tut
+from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
+from tests.support.qt_helpers import open_window
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+Buttons = QMessageBox.StandardButton
+
+
+def train_some(qtbot, w: MainWindow, steps: int = 5) -> None:
+    w.start()
+    qtbot.waitUntil(lambda: w.trainer.global_step >= steps, timeout=60_000)
+    w.stop()
+    qtbot.waitUntil(lambda: w.state == "idle", timeout=60_000)
+
+
+def patch_save_dialog(monkeypatch, path) -> list:
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(args)
+        return (str(path), "")
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake))
+    return calls
+
+
+def patch_open_dialog(monkeypatch, path) -> None:
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(path), "")))
+
+
+def record(monkeypatch, name: str, answer=None) -> list:
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(args)
+        return answer
+
+    monkeypatch.setattr(QMessageBox, name, staticmethod(fake))
+    return calls
+
+
+def test_file_menu_and_action_table(window):
+    texts = [a.text() for a in window.menus["file"].actions() if not a.isSeparator()]
+    assert texts == ["&Open Checkpoint…", "Open &Recent", "&Save", "Save &As…",
+                     "&Export Weights…", "&Import Weights…", "&Quit"]
+    assert not {"open", "save", "save_as"} & window.unavailable
+    for state in ("running", "paused"):
+        assert {"save", "save_as", "export_weights"} <= ACTION_STATES[state]
+        assert "open" not in ACTION_STATES[state]
+    enabled = {n for n, a in window.actions.items() if a.isEnabled()}
+    assert {"open", "open_recent", "save", "save_as", "import_weights"} <= enabled
+    assert window.windowTitle() == "Fashion-MNIST Trainer[*]"
+
+
+def test_save_asks_for_a_path_once_then_saves_there(qtbot, window, tmp_path, monkeypatch):
+    train_some(qtbot, window)
+    assert window.windowTitle() == "Untitled[*] — Fashion-MNIST Trainer"
+    assert window.isWindowModified()
+    asked = patch_save_dialog(monkeypatch, tmp_path / "run")
+    window.actions["save"].trigger()
+    path = tmp_path / "run.pt"  # the suffix is added
+    assert len(asked) == 1 and path.is_file()
+    assert window.windowTitle() == "run.pt[*] — Fashion-MNIST Trainer"
+    assert not window.isWindowModified()
+    saved = ckpt.read_checkpoint(path)
+    assert saved["position"]["global_step"] == window.trainer.global_step
+    assert "Epoch 1" in saved["extra"]["log"]
+
+    train_some(qtbot, window, window.trainer.global_step + 3)
+    assert window.isWindowModified()
+    window.actions["save"].trigger()
+    assert len(asked) == 1  # no second question
+    assert ckpt.read_checkpoint(path)["position"]["global_step"] == window.trainer.global_step
+    assert window.checkpoints.recent_files() == [str(path.resolve())]
+
+
+def test_save_during_training_snapshots_at_a_batch_and_training_goes_on(qtbot, window,
+                                                                        tmp_path):
+    window.start()
+    qtbot.waitUntil(lambda: window.trainer.global_step >= 3, timeout=60_000)
+    path = tmp_path / "live.pt"
+    window.checkpoints.path = path
+    window.actions["save"].trigger()
+    qtbot.waitUntil(path.is_file, timeout=60_000)
+    assert window.state == "running"
+    saved_step = ckpt.read_checkpoint(path)["position"]["global_step"]
+    qtbot.waitUntil(lambda: window.trainer.global_step > saved_step + 2, timeout=60_000)
+    window.stop()
+    qtbot.waitUntil(lambda: window.state == "idle", timeout=60_000)
+    assert window.isWindowModified()  # it trained on after the snapshot
+
+    saved = ckpt.read_checkpoint(path)
+    losses = saved["history"]["batch_losses"].tolist()
+    assert len(losses) == saved_step  # a consistent batch boundary
+    assert losses == window.trainer.history.batch_losses[:saved_step]
+
+
+def reference_trainer(tiny_data, plugins, epochs: int) -> Trainer:
+    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.002, optimizer="adam",
+                         shuffle=True, seed=3)
+    return Trainer(config, tiny_data, plugins)
+
+
+def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
+        qtbot, window, tmp_path, tiny_data, plugins, monkeypatch):
+    first = reference_trainer(tiny_data, plugins, 2)
+    for event in first.run():
+        if isinstance(event, BatchEnd) and event.step == 11:
+            first.request_stop()
+    path = tmp_path / "made-by-the-engine.pt"
+    ckpt.save_checkpoint(path, first.state_dict())
+
+    patch_open_dialog(monkeypatch, path)
+    window.actions["open"].trigger()
+    t = window.trainer
+    assert t is not first and t.global_step == 11 and t.config.optimizer == "adam"
+    assert window.plots.point_count == 11
+    log = window.log.toPlainText()
+    assert log.startswith("Epoch 1\n---") and "Accuracy:" in log  # rebuilt from the history
+    assert window.windowTitle() == "made-by-the-engine.pt[*] — Fashion-MNIST Trainer"
+    assert not window.isWindowModified()
+    assert window.panel.epochs_spin.value() == 2
+
+    window.start()  # continues the loaded model
+    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=60_000)
+    reference = reference_trainer(tiny_data, plugins, 2)
+    list(reference.run())
+    assert t.history.batch_losses == reference.history.batch_losses
+    assert [e.test_loss for e in t.history.epochs] == \
+        [e.test_loss for e in reference.history.epochs]
+
+
+def test_broken_file_changes_nothing(qtbot, window, tmp_path, monkeypatch):
+    train_some(qtbot, window)
+    trainer, points = window.trainer, window.plots.point_count
+    log = window.log.toPlainText()
+    bad = tmp_path / "cut.pt"
+    torch.save({"x": torch.zeros(1000)}, bad)
+    bad.write_bytes(bad.read_bytes()[:700])
+    record(monkeypatch, "question", Buttons.Discard)  # "save the unsaved training first?"
+    warnings = record(monkeypatch, "warning")
+    patch_open_dialog(monkeypatch, bad)
+    window.actions["open"].trigger()
+    assert len(warnings) == 1 and str(bad) in warnings[0][2]
+    assert "truncated or damaged" in warnings[0][2]
+    assert window.trainer is trainer and window.plots.point_count == points
+    assert window.log.toPlainText() == log and window.isWindowModified()
+
+
+def test_open_asks_before_dropping_unsaved_training(qtbot, window, tmp_path, monkeypatch):
+    train_some(qtbot, window)
+    trainer = window.trainer
+    questions = record(monkeypatch, "question", Buttons.Cancel)
+    opened = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: opened.append(a) or ("", "")))
+    window.actions["open"].trigger()
+    assert len(questions) == 1 and "Save it before you open a checkpoint?" in questions[0][2]
+    assert opened == [] and window.trainer is trainer
+
+
+def test_missing_plugin_offers_the_weights_only(qtbot, window, tmp_path, tiny_data,
+                                                monkeypatch):
+    plugin_dir = tmp_path / "plugins"
+    write_plugin(plugin_dir, "fmnist_adagrad", good_optimizer_source("my_adagrad"))
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=64, optimizer="my_adagrad", seed=2),
+                      tiny_data, get_plugin_manager([plugin_dir]))
+    list(trainer.run())
+    path = tmp_path / "adagrad.pt"
+    ckpt.save_checkpoint(path, trainer.state_dict())
+
+    questions = record(monkeypatch, "question", Buttons.Yes)
+    patch_open_dialog(monkeypatch, path)
+    window.actions["open"].trigger()
+    assert len(questions) == 1
+    assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in questions[0][2]
+    assert "Load only the model's weights" in questions[0][2]
+    loaded = window.trainer
+    assert loaded.global_step == 0 and loaded.config.optimizer == "sgd"  # the form's
+    assert torch.equal(loaded.model.linear_relu_stack[4].weight,
+                       trainer.model.linear_relu_stack[4].weight)
+
+
+def test_export_and_import_weights_in_the_tutorials_format(qtbot, window, tmp_path,
+                                                           monkeypatch):
+    train_some(qtbot, window)
+    path = tmp_path / "model_weights.pth"
+    patch_save_dialog(monkeypatch, path)
+    window.actions["export_weights"].trigger()
+    model = tut.NeuralNetwork()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    assert torch.equal(model.linear_relu_stack[0].weight,
+                       window.trainer.model.linear_relu_stack[0].weight)
+
+    record(monkeypatch, "question", Buttons.Discard)
+    patch_open_dialog(monkeypatch, path)
+    window.actions["import_weights"].trigger()
+    imported = window.trainer
+    assert imported.global_step == 0
+    assert torch.equal(imported.model.linear_relu_stack[0].weight,
+                       model.linear_relu_stack[0].weight)
+    assert "Imported the weights of" in window.log.toPlainText()
+
+
+def test_failed_save_keeps_the_old_file_and_the_mark(qtbot, window, tmp_path, monkeypatch):
+    train_some(qtbot, window)
+    path = tmp_path / "ck.pt"
+    window.checkpoints.path = path
+    window.actions["save"].trigger()
+    old = path.read_bytes()
+    train_some(qtbot, window, window.trainer.global_step + 2)
+    from fmnist_gui.system import fileio
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", full_disk)
+    warnings = record(monkeypatch, "warning")
+    window.actions["save"].trigger()
+    assert len(warnings) == 1 and "the disk is full" in warnings[0][2]
+    assert path.read_bytes() == old and window.isWindowModified()
+
+
+def test_quitting_with_unsaved_training_asks(qtbot, window, monkeypatch):
+    train_some(qtbot, window)
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    window.close()
+    box = window.checkpoints.quit_box
+    assert box is not None and window.isVisible()
+    assert "Save it before quitting?" in box.text()
+    box.button(Buttons.Cancel).click()
+    assert window.isVisible() and window.checkpoints.quit_box is None
+
+    window.close()
+    window.checkpoints.quit_box.button(Buttons.Discard).click()
+    assert not window.isVisible()
+
+
+def dead_pid() -> int:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_autosave_at_epoch_end_then_recovery_after_a_crash(qtbot, window, tiny_root,
+                                                           plugins, settings, monkeypatch):
+    window.panel.batch_spin.setValue(64)
+    window.panel.epochs_spin.setValue(2)
+    window.start()
+    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=60_000)
+    autosave = ckpt.autosave_path()
+    qtbot.waitUntil(autosave.is_file, timeout=30_000)
+    saved = ckpt.read_checkpoint(autosave)
+    assert saved["position"]["epochs_done"] >= 1
+    assert "Epoch 1" in saved["extra"]["log"]
+
+    # The session "crashes": its autosave is left under a dead process's name.
+    crashed = ckpt.autosave_path(dead_pid())
+    shutil.copyfile(autosave, crashed)
+    questions = record(monkeypatch, "question", Buttons.Yes)
+    second = open_window(qtbot, tiny_root, plugins, settings)
+    qtbot.waitUntil(lambda: second.trainer is not None, timeout=30_000)
+    assert len(questions) == 1 and questions[0][1] == "Recover unsaved training?"
+    assert second.trainer.global_step == saved["position"]["global_step"]
+    assert second.isWindowModified() and "Epoch 1" in second.log.toPlainText()
+    assert not crashed.exists() and ckpt.autosave_path().is_file()
+    second.checkpoints._quit_confirmed = True  # let the test close it without asking

@@ -1,0 +1,157 @@
+"""The insight tabs inside the real main window, offscreen, on tiny data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PySide6.QtCore import QSettings, Qt
+
+from fmnist_gui.analysis.insight import GalleryFilter
+from fmnist_gui.qt.shell.main_window import MainWindow
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def window(qtbot, tiny_root, plugins, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(tiny_root, plugins=plugins, settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    w.start_loading()
+    qtbot.waitUntil(lambda: w.state == "idle" and w.insight is not None, timeout=30_000)
+    yield w
+    if w.trainer is not None:
+        w.trainer.request_stop()
+    w.insight.shutdown()
+    qtbot.waitUntil(lambda: w.job is None and not w.insight.busy(), timeout=30_000)
+
+
+def test_tabs_are_added_once_the_backend_is_ready(window):
+    titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+    assert titles[0] == "Training"
+    assert titles[-4:] == ["Predictions", "Confusion", "Compare", "Runs"]
+    assert window.insight.race_view.plugins is window.plugins
+    assert window.insight.race_view.start_button.isEnabled()
+
+
+def test_training_run_feeds_runs_gallery_and_matrix(qtbot, window):
+    window.panel.epochs_spin.setValue(1)
+    window.panel.batch_spin.setValue(32)
+    window.panel.seed_edit.setText("3")
+    window.start()
+    qtbot.waitUntil(lambda: window.job is None and window.state == "idle", timeout=60_000)
+    insight = window.insight
+    runs = list(insight.runs)
+    assert [(r.source, len(r.epochs), r.status) for r in runs] == [("training", 1, "finished")]
+    assert runs[0].batch_losses == window.trainer.history.batch_losses
+
+    window.tabs.setCurrentWidget(insight.predictions_view)
+    qtbot.waitUntil(lambda: insight.predictions_view.predictions is not None
+                    and not insight.busy(), timeout=30_000)
+    test = window.data.test
+    with torch.no_grad():
+        expected = window.trainer.model(test.images.unsqueeze(1).float() / 255).argmax(1)
+    tiles = [t for t in insight.predictions_view.tiles if t.index is not None]
+    assert tiles and all(t.predicted_class == int(expected[t.index]) for t in tiles)
+    matrix = insight.confusion_view.matrix
+    assert int(matrix.sum()) == len(test)
+
+    # Drill down from the Confusion tab: the gallery takes over with that cell.
+    window.tabs.setCurrentWidget(insight.confusion_view)
+    t, p = divmod(int(matrix.argmax()), 10)
+    qtbot.mouseClick(insight.confusion_view, Qt.MouseButton.LeftButton,
+                     pos=insight.confusion_view.cell_rect(t, p).center())
+    assert window.tabs.currentWidget() is insight.predictions_view
+    assert insight.predictions_view.gallery_filter() == GalleryFilter.cell(t, p)
+    shown = insight.predictions_view.shown_indices()
+    assert len(shown) == min(36, int(matrix[t, p]))
+    assert all(int(test.labels[i]) == t and int(expected[i]) == p for i in shown)
+
+
+def test_closing_during_a_race_stops_it_then_closes(qtbot, window):
+    race_view = window.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()
+    window.close()
+    assert window.isVisible()  # not yet: the race stops cooperatively first
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    assert not race_view.running
+    assert {r.status for r in window.insight.runs} == {"stopped"}
+
+
+def test_start_waits_while_a_race_runs(qtbot, window):
+    race_view = window.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()
+    start = window.actions["start"]
+    assert not start.isEnabled()
+    assert "race" in start.statusTip()
+    window.start()  # F5 from a shortcut elsewhere: refused, with the reason
+    assert window.job is None and window.trainer is None
+    assert "race" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
+        race_view.stop()
+    assert start.isEnabled()
+    window.start()
+    assert window.job is not None
+    window.stop()
+    qtbot.waitUntil(lambda: window.job is None, timeout=30_000)
+    window.dirty = False
+
+
+def test_resume_waits_while_a_race_runs(qtbot, window):
+    window.panel.epochs_spin.setValue(50)
+    window.start()
+    qtbot.waitUntil(lambda: window.trainer.global_step >= 2, timeout=30_000)
+    window.toggle_pause()
+    assert window.state == "paused"
+    race_view = window.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()  # allowed while the training is paused
+    assert not window.actions["pause"].isEnabled()  # Resume
+    window.toggle_pause()  # from a shortcut elsewhere: refused, with the reason
+    assert window.state == "paused"
+    assert "race" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
+        race_view.stop()
+    assert window.actions["pause"].isEnabled()
+    window.toggle_pause()
+    assert window.state == "running"
+    window.stop()
+    qtbot.waitUntil(lambda: window.job is None, timeout=30_000)
+    window.dirty = False
+
+
+def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from fmnist_gui import checkpoint as ckpt
+
+    window.panel.epochs_spin.setValue(1)
+    window.panel.batch_spin.setValue(32)
+    window.start()
+    qtbot.waitUntil(lambda: window.job is None and window.state == "idle", timeout=60_000)
+    insight = window.insight
+    insight.race_view.epochs_spin.setValue(1)
+    with qtbot.waitSignal(insight.race_view.race_finished, timeout=60_000):
+        insight.race_view.start()
+    insight.runs.rename(list(insight.runs)[1].id, "my sgd")
+    before = insight.runs.to_state()
+    assert len(before) == 4
+
+    path = tmp_path / "session.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(path), "")))
+    window.actions["save"].trigger()
+    qtbot.waitUntil(path.is_file, timeout=30_000)
+    assert ckpt.read_checkpoint(path)["extra"]["runs"] == before
+
+    insight.runs.clear()
+    assert window.checkpoints.open(path)
+    qtbot.waitUntil(lambda: len(insight.runs) == 4, timeout=30_000)
+    assert insight.runs.to_state() == before  # nothing lost, no duplicate training run
+    assert insight.training_run_id == before[0]["id"]

@@ -1,0 +1,167 @@
+"""Data: torchvision's real loader on tiny IDX files, fallbacks, corrupt files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision.transforms import ToTensor
+
+from fmnist_gui.training import data as fdata
+from fmnist_gui.training.data import (
+    BatchLoader,
+    DataError,
+    ensure_dataset,
+    load_dataset,
+    raw_folder,
+)
+from tests.conftest import make_tiny_fashion_mnist
+
+
+def test_loads_through_torchvision(tiny_root):
+    d = load_dataset(tiny_root, allow_download=False)
+    assert d.train.images.shape == (256, 28, 28) and d.train.images.dtype == torch.uint8
+    assert d.test.labels.shape == (128,) and d.test.labels.dtype == torch.int64
+    reference = datasets.FashionMNIST(str(tiny_root), train=True)
+    assert torch.equal(d.train.images, reference.data)
+
+
+@pytest.mark.parametrize("batch_size", [1, 64, 100, 256])
+def test_batches_bit_identical_to_totensor_dataloader(tiny_root, tiny_data, batch_size):
+    reference = DataLoader(
+        datasets.FashionMNIST(str(tiny_root), train=True, transform=ToTensor()),
+        batch_size=batch_size,
+    )
+    ours = BatchLoader(tiny_data.train, batch_size)
+    assert len(ours) == len(reference)
+    for (x_ref, y_ref), (x, y) in zip(reference, ours.batches(), strict=True):
+        assert x.dtype == x_ref.dtype and x.shape == x_ref.shape
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+def test_shuffle_is_seeded_and_replayable(tiny_data):
+    g = torch.Generator().manual_seed(3)
+    loader = BatchLoader(tiny_data.train, 32, shuffle=True, generator=g)
+    state = g.get_state()
+    first = [y for _, y in loader.batches(loader.epoch_order())]
+    second_epoch = loader.epoch_order()
+    g.set_state(state)
+    replay = [y for _, y in loader.batches(loader.epoch_order())]
+    assert all(torch.equal(a, b) for a, b in zip(first, replay, strict=True))
+    assert not torch.equal(second_epoch, torch.arange(256))
+    # Starting at batch 3 yields the tail of the same order.
+    g.set_state(state)
+    tail = [y for _, y in loader.batches(loader.epoch_order(), start=3)]
+    assert all(torch.equal(a, b) for a, b in zip(first[3:], tail, strict=True))
+
+
+def test_copies_from_system_dataset_package(tmp_path):
+    system = tmp_path / "system"
+    make_tiny_fashion_mnist(tmp_path / "src", gz=True)
+    system.mkdir()
+    for gz in raw_folder(tmp_path / "src").glob("*.gz"):
+        (system / gz.name).write_bytes(gz.read_bytes())
+    root = tmp_path / "root"
+    ensure_dataset(root, allow_download=False, system_dir=system)
+    assert fdata.missing_files(root) == []
+    assert len(load_dataset(root, allow_download=False).train) == 256
+
+
+def test_missing_data_error_names_folder_and_fixes(tmp_path):
+    with pytest.raises(DataError) as err:
+        ensure_dataset(tmp_path / "empty", allow_download=False, system_dir=tmp_path / "none")
+    message = str(err.value)
+    assert str(raw_folder(tmp_path / "empty")) in message
+    assert "dataset-fashion-mnist" in message and "--data-dir" in message
+
+
+def test_download_uses_mirror_md5_and_progress(tmp_path, monkeypatch):
+    """The chunked download, against a file:// mirror holding the right bytes."""
+    from torchvision.datasets import FashionMNIST
+
+    mirror = tmp_path / "mirror"
+    make_tiny_fashion_mnist(tmp_path / "src", gz=True)
+    mirror.mkdir()
+    resources = []
+    import hashlib
+
+    for gz in sorted(raw_folder(tmp_path / "src").glob("*.gz")):
+        (mirror / gz.name).write_bytes(gz.read_bytes())
+        resources.append((gz.name, hashlib.md5(gz.read_bytes()).hexdigest()))
+    monkeypatch.setattr(FashionMNIST, "resources", resources)
+    seen = []
+    fdata.download(tmp_path / "root", progress=lambda *a: seen.append(a),
+                   mirrors=[mirror.as_uri() + "/"])
+    assert fdata.missing_files(tmp_path / "root") == []
+    assert {name for name, _, _ in seen} == {name for name, _ in resources}
+
+    # A wrong checksum is refused and leaves nothing behind.
+    monkeypatch.setattr(FashionMNIST, "resources", [(resources[0][0], "0" * 32)])
+    with pytest.raises(DataError, match="MD5"):
+        fdata.download(tmp_path / "other", mirrors=[mirror.as_uri() + "/"])
+    assert list(raw_folder(tmp_path / "other").iterdir()) == []
+
+
+def test_download_can_be_cancelled(tmp_path, monkeypatch):
+    from torchvision.datasets import FashionMNIST
+
+    make_tiny_fashion_mnist(tmp_path / "src", gz=True)
+    gz = next(raw_folder(tmp_path / "src").glob("*.gz"))
+    monkeypatch.setattr(FashionMNIST, "resources", [(gz.name, "unused")])
+    with pytest.raises(fdata.DownloadCancelled):
+        fdata.download(tmp_path / "root", should_cancel=lambda: True,
+                       mirrors=[gz.parent.as_uri() + "/"])
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda b: b[: len(b) // 2], "truncated"),
+        (lambda b: b[:10], "truncated"),
+        (lambda b: b"\x00\x00\x09\x99" + b[4:], "not an IDX"),
+        (lambda b: b + b"extra", "longer than its header"),
+        (lambda b: b"", "truncated"),
+    ],
+)
+def test_corrupt_idx_file_is_named(tiny_root, damage, expected):
+    path = raw_folder(tiny_root) / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=expected) as err:
+        load_dataset(tiny_root, allow_download=False)
+    assert str(path) in str(err.value)
+
+
+def test_mismatched_counts_are_refused(tiny_root):
+    make_tiny_fashion_mnist(tiny_root / "other", n_train=100)
+    src = raw_folder(tiny_root / "other") / "train-labels-idx1-ubyte"
+    (raw_folder(tiny_root) / "train-labels-idx1-ubyte").write_bytes(src.read_bytes())
+    with pytest.raises(DataError, match="256 train images but 100 labels"):
+        load_dataset(tiny_root, allow_download=False)
+
+
+def test_gzip_files_dropped_in_the_raw_folder_are_used(tmp_path):
+    make_tiny_fashion_mnist(tmp_path / "root", gz=True)
+    assert len(fdata.missing_files(tmp_path / "root")) == 4
+    ensure_dataset(tmp_path / "root", allow_download=False, system_dir=tmp_path / "none")
+    assert fdata.missing_files(tmp_path / "root") == []
+    assert len(load_dataset(tmp_path / "root", allow_download=False).test) == 128
+
+
+def test_damaged_gz_is_named(tmp_path):
+    make_tiny_fashion_mnist(tmp_path / "root", gz=True)
+    gz = raw_folder(tmp_path / "root") / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:200])
+    with pytest.raises(DataError, match="is damaged") as err:
+        ensure_dataset(tmp_path / "root", allow_download=False, system_dir=tmp_path / "none")
+    assert str(gz) in str(err.value)
+
+
+def test_idx_file_with_no_items_is_refused(tiny_root):
+    import numpy as np
+
+    from tests.conftest import write_idx
+
+    write_idx(raw_folder(tiny_root) / "t10k-labels-idx1-ubyte", np.zeros(0))
+    with pytest.raises(DataError, match="holds no items"):
+        load_dataset(tiny_root, allow_download=False)
