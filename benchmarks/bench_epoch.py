@@ -82,8 +82,11 @@ def main() -> None:
             else:
                 engine_times.append(engine_epoch(data, plugins, state))
         floor_times.append(gemm_floor(len(data.train)))
-        print(f"round {r + 1}: tutorial {tutorial_times[-1]:.2f} s, engine "
-              f"{engine_times[-1]:.2f} s, GEMM floor {floor_times[-1]:.2f} s", flush=True)
+        print(
+            f"round {r + 1}: tutorial {tutorial_times[-1]:.2f} s, engine "
+            f"{engine_times[-1]:.2f} s, GEMM floor {floor_times[-1]:.2f} s",
+            flush=True,
+        )
     ratios = [t / e for t, e in zip(tutorial_times, engine_times, strict=True)]
     t, e, f = (statistics.median(x) for x in (tutorial_times, engine_times, floor_times))
     print(f"median epoch: tutorial {t:.2f} s, engine {e:.2f} s, GEMM floor {f:.2f} s")

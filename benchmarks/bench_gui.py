@@ -57,11 +57,20 @@ def time_to_visible(repeats: int) -> list[tuple[float, float, bool]]:
     results = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, FMNIST_GUI_REPORT_STARTUP="1", XDG_CONFIG_HOME=tmp,
-                       FMNIST_GUI_HOME=str(Path(tmp) / "home"))
+            env = dict(
+                os.environ,
+                FMNIST_GUI_REPORT_STARTUP="1",
+                XDG_CONFIG_HOME=tmp,
+                FMNIST_GUI_HOME=str(Path(tmp) / "home"),
+            )
             started = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "fmnist_gui"], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fmnist_gui"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             try:
                 line = proc.stdout.readline()
                 wall = time.perf_counter() - started
@@ -76,18 +85,29 @@ def time_to_visible(repeats: int) -> list[tuple[float, float, bool]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path,
-                   default=Path.home() / ".local/share/fmnist-gui/data")
+    p.add_argument("--data-dir", type=Path, default=Path.home() / ".local/share/fmnist-gui/data")
     p.add_argument("--repeats", type=int, default=3, help="epochs measured on each side")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--train-limit", type=int, default=0,
-                   help="train on the first N training images (0: all 60,000)")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=0,
+        help="train on the first N training images (0: all 60,000)",
+    )
     p.add_argument("--stops", type=int, default=5, help="stop-latency samples")
     p.add_argument("--visible-repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch.set_num_threads(N) for every side (0: torch's default)")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="cProfile the GUI thread during the timed GUI epochs into this file")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads(N) for every side (0: torch's default)",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="cProfile the GUI thread during the timed GUI epochs into this file",
+    )
     args = p.parse_args()
 
     # Keep away from the user's settings, autosaves and plugins.
@@ -218,10 +238,12 @@ def main() -> int:
         headless.append(headless_epoch())
         threaded.append(headless_epoch_in_thread())
         gui.append(gui_epoch())
-        print(f"  round {i + 1}: epoch (run) headless {headless[-1][1]:.2f} s "
-              f"({headless[-1][0]:.2f} s), in a thread {threaded[-1][1]:.2f} s "
-              f"({threaded[-1][0]:.2f} s), GUI {gui[-1][1]:.2f} s ({gui[-1][0]:.2f} s)",
-              flush=True)
+        print(
+            f"  round {i + 1}: epoch (run) headless {headless[-1][1]:.2f} s "
+            f"({headless[-1][0]:.2f} s), in a thread {threaded[-1][1]:.2f} s "
+            f"({threaded[-1][0]:.2f} s), GUI {gui[-1][1]:.2f} s ({gui[-1][0]:.2f} s)",
+            flush=True,
+        )
 
     # The heartbeat wakes the GUI thread 200 times a second, which itself costs the
     # worker some GIL time: so it runs in an epoch of its own, not in the timed ones.
@@ -236,7 +258,8 @@ def main() -> int:
         window.actions["start"].trigger()
         finished_at: dict[str, float] = {}
         window.worker.finished.connect(
-            lambda _e, mark=finished_at: mark.setdefault("t", time.perf_counter()))
+            lambda _e, mark=finished_at: mark.setdefault("t", time.perf_counter())
+        )
         pump_until(lambda: window.trainer.global_step >= 20)
         pressed = time.perf_counter()
         window.actions["stop"].trigger()
@@ -249,38 +272,57 @@ def main() -> int:
 
     subset = f"first {args.train_limit:,} training images" if args.train_limit else "all 60,000"
     print()
-    print(f"Data: real Fashion-MNIST in {args.data_dir} ({subset}; test set 10,000), "
-          f"batch size {args.batch_size}, platform {app.platformName()}, "
-          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"Data: real Fashion-MNIST in {args.data_dir} ({subset}; test set 10,000), "
+        f"batch size {args.batch_size}, platform {app.platformName()}, "
+        f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     def report(what: str, index: int, goal: str) -> None:
         h, t, g = ([r[index] for r in side] for side in (headless, threaded, gui))
         # Paired within each round (the three ran back to back): robust to drifting load.
         paired = [b / a for a, b in zip(h, g, strict=True)]
-        print(f"{what}, median of {args.repeats}: headless {statistics.median(h):.2f} s, "
-              f"in a thread {statistics.median(t):.2f} s, GUI {statistics.median(g):.2f} s")
-        print(f"  GUI/headless per round {', '.join(f'{r:.3f}' for r in paired)}; "
-              f"median {statistics.median(paired):.3f}{goal}")
+        print(
+            f"{what}, median of {args.repeats}: headless {statistics.median(h):.2f} s, "
+            f"in a thread {statistics.median(t):.2f} s, GUI {statistics.median(g):.2f} s"
+        )
+        print(
+            f"  GUI/headless per round {', '.join(f'{r:.3f}' for r in paired)}; "
+            f"median {statistics.median(paired):.3f}{goal}"
+        )
 
-    report("Epoch as the engine times it (train + test, in the training thread)", 1,
-           "  (goal <= 1.10)")
-    report("Whole 1-epoch run: headless from Trainer() to the epoch's end, GUI from Start "
-           "to idle (adds building the model, the thread, the autosave)", 0, "")
-    print(f"CPU time of the GUI thread during those GUI runs: "
-          f"{', '.join(f'{x:.2f}' for x in gui_cpu)} s")
-    print(f"Event-loop lateness while training ({len(lateness)} ticks of 5 ms): "
-          f"p50 {1000 * percentile(lateness, 50):.1f} ms, p99 {1000 * percentile(lateness, 99):.1f}"
-          f" ms, max {1000 * max(lateness, default=0):.1f} ms  (goal p99 <= 16 ms; that "
-          f"epoch took {heartbeat_epoch:.2f} s)")
-    print(f"Stop latency, median of {len(stops)}: {1000 * statistics.median(stops):.1f} ms "
-          f"(max {1000 * max(stops):.1f} ms; goal <= 100 ms)")
+    report(
+        "Epoch as the engine times it (train + test, in the training thread)", 1, "  (goal <= 1.10)"
+    )
+    report(
+        "Whole 1-epoch run: headless from Trainer() to the epoch's end, GUI from Start "
+        "to idle (adds building the model, the thread, the autosave)",
+        0,
+        "",
+    )
+    print(
+        f"CPU time of the GUI thread during those GUI runs: "
+        f"{', '.join(f'{x:.2f}' for x in gui_cpu)} s"
+    )
+    print(
+        f"Event-loop lateness while training ({len(lateness)} ticks of 5 ms): "
+        f"p50 {1000 * percentile(lateness, 50):.1f} ms, p99 {1000 * percentile(lateness, 99):.1f}"
+        f" ms, max {1000 * max(lateness, default=0):.1f} ms  (goal p99 <= 16 ms; that "
+        f"epoch took {heartbeat_epoch:.2f} s)"
+    )
+    print(
+        f"Stop latency, median of {len(stops)}: {1000 * statistics.median(stops):.1f} ms "
+        f"(max {1000 * max(stops):.1f} ms; goal <= 100 ms)"
+    )
     walls = [v[0] for v in visible]
     owns = [v[1] for v in visible]
-    print(f"Time to visible (python -m fmnist_gui), median of {len(visible)}: "
-          f"{statistics.median(walls):.3f} s from spawn, {statistics.median(owns):.3f} s by the "
-          f"app's clock; torch imported before showing: {any(v[2] for v in visible)}  "
-          "(goal < 1.0 s)")
+    print(
+        f"Time to visible (python -m fmnist_gui), median of {len(visible)}: "
+        f"{statistics.median(walls):.3f} s from spawn, {statistics.median(owns):.3f} s by the "
+        f"app's clock; torch imported before showing: {any(v[2] for v in visible)}  "
+        "(goal < 1.0 s)"
+    )
     return 0
 
 

@@ -41,45 +41,103 @@ def build_parser() -> argparse.ArgumentParser:
         "Defaults are the tutorial's.",
     )
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help=f"default {d.batch_size}")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate, default {d.lr:g}")
-    p.add_argument("--optimizer", default=d.optimizer, metavar="NAME",
-                   help=f"an installed optimizer plugin (default {d.optimizer}; "
-                   "see --list-plugins)")
-    p.add_argument("--opt-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an optimizer hyperparameter, e.g. momentum=0.9 (repeatable)")
-    p.add_argument("--loss", default=d.loss, metavar="NAME",
-                   help=f"an installed loss plugin (default {d.loss})")
-    p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a loss hyperparameter (repeatable)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed torch first, as torch.manual_seed(S) at the top of the "
-                   "tutorial's script")
-    p.add_argument("--shuffle", action="store_true",
-                   help="shuffle the training set each epoch (the tutorial does not)")
+    p.add_argument(
+        "--optimizer",
+        default=d.optimizer,
+        metavar="NAME",
+        help=f"an installed optimizer plugin (default {d.optimizer}; see --list-plugins)",
+    )
+    p.add_argument(
+        "--opt-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an optimizer hyperparameter, e.g. momentum=0.9 (repeatable)",
+    )
+    p.add_argument(
+        "--loss",
+        default=d.loss,
+        metavar="NAME",
+        help=f"an installed loss plugin (default {d.loss})",
+    )
+    p.add_argument(
+        "--loss-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a loss hyperparameter (repeatable)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed torch first, as torch.manual_seed(S) at the top of the tutorial's script",
+    )
+    p.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="shuffle the training set each epoch (the tutorial does not)",
+    )
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help=f"dataset root (default {default_data_root()})")
-    p.add_argument("--no-download", action="store_true",
-                   help="never download the dataset")
-    p.add_argument("--prepare-data", action="store_true",
-                   help="make sure the dataset is under the data folder, then exit")
-    p.add_argument("--metrics-json", type=Path, default=None, metavar="PATH",
-                   help="write one JSON object per epoch (JSON Lines)")
-    p.add_argument("--save", type=Path, default=None, metavar="PATH",
-                   help="save a checkpoint to PATH at each epoch end and when stopped "
-                   "(Ctrl-C then stops at the next batch and saves)")
-    p.add_argument("--resume", type=Path, default=None, metavar="PATH",
-                   help="continue the training saved in PATH: optimizer, loss, their "
-                   "settings and the seed come from it; --epochs is the total")
-    p.add_argument("--init-weights", type=Path, default=None, metavar="PATH",
-                   help="start from the model weights in PATH (a checkpoint, or a file "
-                   "from torch.save(model.state_dict(), PATH))")
-    p.add_argument("--plugin-dir", type=Path, action="append", default=None, metavar="DIR",
-                   help="load *.py plugins from DIR instead of the user plugin folder")
-    p.add_argument("--list-plugins", action="store_true",
-                   help="list the installed plugins, errors included, and exit")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"dataset root (default {default_data_root()})",
+    )
+    p.add_argument("--no-download", action="store_true", help="never download the dataset")
+    p.add_argument(
+        "--prepare-data",
+        action="store_true",
+        help="make sure the dataset is under the data folder, then exit",
+    )
+    p.add_argument(
+        "--metrics-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write one JSON object per epoch (JSON Lines)",
+    )
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="save a checkpoint to PATH at each epoch end and when stopped "
+        "(Ctrl-C then stops at the next batch and saves)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="continue the training saved in PATH: optimizer, loss, their "
+        "settings and the seed come from it; --epochs is the total",
+    )
+    p.add_argument(
+        "--init-weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="start from the model weights in PATH (a checkpoint, or a file "
+        "from torch.save(model.state_dict(), PATH))",
+    )
+    p.add_argument(
+        "--plugin-dir",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="load *.py plugins from DIR instead of the user plugin folder",
+    )
+    p.add_argument(
+        "--list-plugins",
+        action="store_true",
+        help="list the installed plugins, errors included, and exit",
+    )
     p.add_argument("--version", action="version", version=f"fmnist-train {__version__}")
     return p
 
@@ -114,18 +172,26 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     checkpoint = initial_state = None
     if args.resume is not None:
         if args.init_weights is not None:
-            raise UsageError("--resume and --init-weights exclude each other: --resume "
-                             "continues a training, --init-weights starts a new one")
+            raise UsageError(
+                "--resume and --init-weights exclude each other: --resume "
+                "continues a training, --init-weights starts a new one"
+            )
         checkpoint = _read_resume(args, argv, plugins)
     else:
         try:
             opt_params = plugins.optimizer(args.optimizer).parse_assignments(args.opt_param)
             loss_params = plugins.loss(args.loss).parse_assignments(args.loss_param)
             config = TrainConfig(
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                optimizer=args.optimizer, optimizer_params=opt_params,
-                loss=args.loss, loss_params=loss_params,
-                seed=args.seed, shuffle=args.shuffle, device=args.device,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                optimizer=args.optimizer,
+                optimizer_params=opt_params,
+                loss=args.loss,
+                loss_params=loss_params,
+                seed=args.seed,
+                shuffle=args.shuffle,
+                device=args.device,
             ).validate()
         except (ConfigError, ParamError, UnknownPluginError) as exc:
             raise UsageError(str(exc)) from None
@@ -152,13 +218,21 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     try:
         if checkpoint is not None:
             trainer = ckpt.trainer_from_checkpoint(
-                checkpoint, data, plugins, path=args.resume, epochs=_resume_epochs(args, argv,
-                                                                                  checkpoint),
+                checkpoint,
+                data,
+                plugins,
+                path=args.resume,
+                epochs=_resume_epochs(args, argv, checkpoint),
             )
         else:
             trainer = Trainer(config, data, plugins, initial_state=initial_state)
-    except (ConfigError, ParamError, UnknownPluginError, PluginFailure,
-            ckpt.CheckpointError) as exc:
+    except (
+        ConfigError,
+        ParamError,
+        UnknownPluginError,
+        PluginFailure,
+        ckpt.CheckpointError,
+    ) as exc:
         raise UsageError(str(exc)) from None
 
     # Opened (and truncated) only once the run is sure to start.
@@ -184,8 +258,10 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                     return EXIT_OK if saver.ok else EXIT_FAILED
                 print(f"fmnist-train: {event.status}: {event.message}", file=sys.stderr)
                 if saver.path is not None and saver.ok and event.status == "stopped":
-                    print(f"fmnist-train: saved {saver.path}; continue with --resume "
-                          f"{saver.path}", file=sys.stderr)
+                    print(
+                        f"fmnist-train: saved {saver.path}; continue with --resume {saver.path}",
+                        file=sys.stderr,
+                    )
                 if saver.interrupted:
                     return EXIT_INTERRUPTED
                 return EXIT_FAILED
@@ -195,9 +271,14 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 # ----- checkpoints: --save, --resume -------------------------------------------------
 # Settings that --resume takes from the checkpoint: (option, its dest).
 _RESUMED_OPTIONS = (
-    ("--batch-size", "batch_size"), ("--lr", "lr"), ("--optimizer", "optimizer"),
-    ("--opt-param", "opt_param"), ("--loss", "loss"), ("--loss-param", "loss_param"),
-    ("--seed", "seed"), ("--shuffle", "shuffle"),
+    ("--batch-size", "batch_size"),
+    ("--lr", "lr"),
+    ("--optimizer", "optimizer"),
+    ("--opt-param", "opt_param"),
+    ("--loss", "loss"),
+    ("--loss-param", "loss_param"),
+    ("--seed", "seed"),
+    ("--shuffle", "shuffle"),
 )
 
 
@@ -219,9 +300,12 @@ def _read_resume(args, argv, plugins) -> dict:
         raise UsageError(str(exc)) from None
     config = checkpoint["config"]
     saved = {
-        "batch_size": config["batch_size"], "lr": config["lr"],
-        "optimizer": checkpoint["optimizer"]["name"], "loss": checkpoint["loss"]["name"],
-        "seed": checkpoint["position"]["seed"], "shuffle": config["shuffle"],
+        "batch_size": config["batch_size"],
+        "lr": config["lr"],
+        "optimizer": checkpoint["optimizer"]["name"],
+        "loss": checkpoint["loss"]["name"],
+        "seed": checkpoint["position"]["seed"],
+        "shuffle": config["shuffle"],
     }
     given = _explicit_options(argv)
     if "device" in given:  # where to run is not part of the training: may change
@@ -311,8 +395,11 @@ class _Saver:
                 raise KeyboardInterrupt  # a second Ctrl-C: quit now, without saving
             self.interrupted = True
             self.trainer.request_stop()
-            print(f"fmnist-train: stopping at the next batch to save {self.path} "
-                  "(Ctrl-C again to quit without saving)", file=sys.stderr)
+            print(
+                f"fmnist-train: stopping at the next batch to save {self.path} "
+                "(Ctrl-C again to quit without saving)",
+                file=sys.stderr,
+            )
 
         previous = signal.signal(signal.SIGINT, handler)
         try:

@@ -45,8 +45,9 @@ def write_idx(path: Path, array, *, gz: bool = False) -> None:
         path.write_bytes(payload)
 
 
-def make_tiny_fashion_mnist(root: Path, n_train: int = 256, n_test: int = 128,
-                            seed: int = 0, *, gz: bool = False) -> Path:
+def make_tiny_fashion_mnist(
+    root: Path, n_train: int = 256, n_test: int = 128, seed: int = 0, *, gz: bool = False
+) -> Path:
     """Tiny but learnable data in torchvision's ``FashionMNIST/raw`` layout.
 
     Each class is a noisy bright bar in its own position, so a few steps of
@@ -60,7 +61,7 @@ def make_tiny_fashion_mnist(root: Path, n_train: int = 256, n_test: int = 128,
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
         images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
         for i, c in enumerate(labels):
-            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 255
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 255
         return images, labels
 
     raw = root / "FashionMNIST" / "raw"

@@ -51,8 +51,10 @@ def test_importing_the_package_does_not_import_torch_or_qt():
     import subprocess
     import sys
 
-    code = ("import sys, fmnist_gui, fmnist_gui.system.paths, fmnist_gui.training.config;"
-            "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))")
+    code = (
+        "import sys, fmnist_gui, fmnist_gui.system.paths, fmnist_gui.training.config;"
+        "print(sorted(m for m in ('torch', 'PySide6') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -18,13 +18,25 @@ CLI = [sys.executable, "-m", "fmnist_gui.cli"]
 
 def run_cli(*args, timeout=120):
     env = dict(os.environ)
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_prints_the_tutorials_lines_exactly(tiny_root):
-    result = run_cli("--data-dir", tiny_root, "--epochs", 2, "--batch-size", 2, "--lr", 0.01,
-                     "--seed", 3, "--no-download")
+    result = run_cli(
+        "--data-dir",
+        tiny_root,
+        "--epochs",
+        2,
+        "--batch-size",
+        2,
+        "--lr",
+        0.01,
+        "--seed",
+        3,
+        "--no-download",
+    )
     assert result.returncode == 0, result.stderr
 
     torch.manual_seed(3)
@@ -45,13 +57,36 @@ def test_metrics_json_lines(tiny_root, tmp_path, capsys):
     from fmnist_gui.cli import main
 
     out = tmp_path / "m.jsonl"
-    assert main(["--data-dir", str(tiny_root), "--epochs", "2", "--seed", "0", "--no-download",
-                 "--metrics-json", str(out), "--optimizer", "adam",
-                 "--opt-param", "betas=0.8,0.9"]) == 0
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(tiny_root),
+                "--epochs",
+                "2",
+                "--seed",
+                "0",
+                "--no-download",
+                "--metrics-json",
+                str(out),
+                "--optimizer",
+                "adam",
+                "--opt-param",
+                "betas=0.8,0.9",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
-    for key in ("train_loss", "test_loss", "test_accuracy", "train_seconds", "test_seconds",
-                "samples_per_second"):
+    for key in (
+        "train_loss",
+        "test_loss",
+        "test_accuracy",
+        "train_seconds",
+        "test_seconds",
+        "samples_per_second",
+    ):
         assert all(isinstance(r[key], float) for r in rows), key
     assert capsys.readouterr().out.endswith("Done!\n")
 
@@ -61,8 +96,20 @@ def test_metrics_file_is_untouched_by_a_usage_error(tiny_root, tmp_path, capsys)
 
     out = tmp_path / "m.jsonl"
     out.write_text("previous run\n")
-    assert main(["--data-dir", str(tiny_root), "--no-download", "--metrics-json", str(out),
-                 "--opt-param", "nesterov=true"]) == 2
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(tiny_root),
+                "--no-download",
+                "--metrics-json",
+                str(out),
+                "--opt-param",
+                "nesterov=true",
+            ]
+        )
+        == 2
+    )
     assert out.read_text() == "previous run\n"
 
 
@@ -118,7 +165,6 @@ def test_prepare_data(tiny_root, capsys):
 def test_divergence_exits_nonzero_with_reason(tiny_root, capsys):
     from fmnist_gui.cli import main
 
-    assert main(["--data-dir", str(tiny_root), "--no-download", "--lr", "1e9",
-                 "--seed", "0"]) == 1
+    assert main(["--data-dir", str(tiny_root), "--no-download", "--lr", "1e9", "--seed", "0"]) == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "lower learning rate" in err

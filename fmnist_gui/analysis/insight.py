@@ -61,7 +61,7 @@ def predict(model: torch.nn.Module, split: Split, batch_size: int = 1000) -> Pre
     chunks = []
     try:
         for first in range(0, len(split), batch_size):
-            images = split.images[first:first + batch_size].to(device)
+            images = split.images[first : first + batch_size].to(device)
             logits = model(images.unsqueeze(1).to(torch.float32).div(255))
             chunks.append(torch.softmax(logits.float(), dim=1).cpu())
     finally:
@@ -82,8 +82,7 @@ def per_class_accuracy(matrix: torch.Tensor) -> list[float | None]:
     """Recall of each true class (diagonal / row sum); ``None`` for a class with no images."""
     rows = matrix.sum(1)
     return [
-        float(matrix[c, c]) / float(rows[c]) if int(rows[c]) else None
-        for c in range(len(rows))
+        float(matrix[c, c]) / float(rows[c]) if int(rows[c]) else None for c in range(len(rows))
     ]
 
 
@@ -101,11 +100,12 @@ class GalleryFilter:
     misclassified: bool = False
 
     def __post_init__(self) -> None:
-        for value, what in ((self.true_class, "true_class"),
-                            (self.predicted_class, "predicted_class")):
+        for value, what in (
+            (self.true_class, "true_class"),
+            (self.predicted_class, "predicted_class"),
+        ):
             if value is not None and not (isinstance(value, int) and 0 <= value < NUM_CLASSES):
-                raise ValueError(f"{what} must be a class index from 0 to 9 or None, "
-                                 f"got {value!r}")
+                raise ValueError(f"{what} must be a class index from 0 to 9 or None, got {value!r}")
 
     @classmethod
     def cell(cls, true_class: int, predicted_class: int) -> GalleryFilter:
@@ -171,6 +171,12 @@ def count(predictions: Predictions, gallery_filter: GalleryFilter) -> int:
 
 
 __all__ = [
-    "NUM_CLASSES", "GalleryFilter", "Predictions", "confusion_matrix", "count",
-    "per_class_accuracy", "predict", "select",
+    "NUM_CLASSES",
+    "GalleryFilter",
+    "Predictions",
+    "confusion_matrix",
+    "count",
+    "per_class_accuracy",
+    "predict",
+    "select",
 ]

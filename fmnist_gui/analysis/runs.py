@@ -25,15 +25,26 @@ ChangeKind = Literal["added", "changed", "removed"]
 Listener = Callable[[ChangeKind, "Run"], None]
 
 METRIC_COLUMNS = (
-    "train_loss", "test_loss", "test_accuracy", "train_seconds", "test_seconds",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "train_seconds",
+    "test_seconds",
     "samples_per_second",
 )
 CONFIG_COLUMNS = (
-    "optimizer", "optimizer_params", "lr", "batch_size", "epochs", "loss", "loss_params",
-    "seed", "shuffle", "device",
+    "optimizer",
+    "optimizer_params",
+    "lr",
+    "batch_size",
+    "epochs",
+    "loss",
+    "loss_params",
+    "seed",
+    "shuffle",
+    "device",
 )
-CSV_COLUMNS = ("run_id", "run_name", "source", "status", "epoch", *METRIC_COLUMNS,
-               *CONFIG_COLUMNS)
+CSV_COLUMNS = ("run_id", "run_name", "source", "status", "epoch", *METRIC_COLUMNS, *CONFIG_COLUMNS)
 
 
 class RunError(ValueError):
@@ -55,8 +66,12 @@ class Run:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "config": dict(self.config),
-            "source": self.source, "visible": self.visible, "status": self.status,
+            "id": self.id,
+            "name": self.name,
+            "config": dict(self.config),
+            "source": self.source,
+            "visible": self.visible,
+            "status": self.status,
             "epochs": [dict(e) for e in self.epochs],
             "batch_losses": list(self.batch_losses),
         }
@@ -64,8 +79,11 @@ class Run:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Run:
         return cls(
-            id=int(state["id"]), name=str(state["name"]), config=dict(state["config"]),
-            source=state.get("source", "training"), visible=bool(state.get("visible", True)),
+            id=int(state["id"]),
+            name=str(state["name"]),
+            config=dict(state["config"]),
+            source=state.get("source", "training"),
+            visible=bool(state.get("visible", True)),
             status=str(state.get("status", "finished")),
             epochs=[dict(e) for e in state.get("epochs", [])],
             batch_losses=[float(v) for v in state.get("batch_losses", [])],
@@ -105,8 +123,9 @@ class RunList:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def add(self, name: str, config: TrainConfig | Mapping[str, Any],
-            source: RunSource = "training") -> Run:
+    def add(
+        self, name: str, config: TrainConfig | Mapping[str, Any], source: RunSource = "training"
+    ) -> Run:
         """Add a run; the name is made unique so legends and CSV rows never clash."""
         config_dict = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
         run = Run(self._next_id, self._unique_name(name.strip() or "run"), config_dict, source)
@@ -139,8 +158,14 @@ class RunList:
             self._notify("changed", run)
         return run
 
-    def record(self, run_id: int, *, epoch: Mapping[str, float] | None = None,
-               batch_losses: Iterable[float] = (), status: str | None = None) -> Run:
+    def record(
+        self,
+        run_id: int,
+        *,
+        epoch: Mapping[str, float] | None = None,
+        batch_losses: Iterable[float] = (),
+        status: str | None = None,
+    ) -> Run:
         """Append what a run produced since the last call (the views call it from their timer)."""
         run = self.get(run_id)
         run.batch_losses.extend(float(v) for v in batch_losses)
@@ -192,8 +217,17 @@ class RunList:
             config = [_csv_value(run.config.get(key, "")) for key in CONFIG_COLUMNS]
             for epoch in run.epochs:
                 metrics = [repr(float(epoch[key])) for key in METRIC_COLUMNS]
-                writer.writerow([run.id, run.name, run.source, run.status,
-                                 int(epoch["epoch"]), *metrics, *config])
+                writer.writerow(
+                    [
+                        run.id,
+                        run.name,
+                        run.source,
+                        run.status,
+                        int(epoch["epoch"]),
+                        *metrics,
+                        *config,
+                    ]
+                )
         return out.getvalue()
 
     def export_csv(self, path: Path, runs: Iterable[Run] | None = None) -> int:

@@ -77,8 +77,7 @@ class MissingPluginError(CheckpointError):
     The model's weights can still be loaded with ``load_weights(path)``.
     """
 
-    def __init__(self, path: Path | str, kind: str, name: str, plugin: str,
-                 version: str) -> None:
+    def __init__(self, path: Path | str, kind: str, name: str, plugin: str, version: str) -> None:
         self.kind, self.name, self.plugin, self.version = kind, name, plugin, version
         made_by = f"plugin {plugin!r}" + (f" {version}" if version else "") if plugin else ""
         super().__init__(
@@ -116,11 +115,17 @@ def save_checkpoint(
     try:
         check_checkpoint(path, _torch_load(io.BytesIO(data), "cpu"))
     except CheckpointError as exc:
-        raise CheckpointError(path, f"cannot be saved: the snapshot would not load back "
-                              f"({exc.reason})", "nothing was written") from None
+        raise CheckpointError(
+            path,
+            f"cannot be saved: the snapshot would not load back ({exc.reason})",
+            "nothing was written",
+        ) from None
     except Exception as exc:
-        raise CheckpointError(path, "cannot be saved: the snapshot would not load back "
-                              f"({_load_failure_reason(exc)})", "nothing was written") from None
+        raise CheckpointError(
+            path,
+            f"cannot be saved: the snapshot would not load back ({_load_failure_reason(exc)})",
+            "nothing was written",
+        ) from None
     _write_bytes(path, data)
     return len(data)
 
@@ -144,8 +149,9 @@ def _serialize(path: Path, obj: Any) -> bytes:
     try:
         torch.save(obj, buffer)
     except Exception as exc:  # a plugin put something unpicklable in its state
-        raise CheckpointError(path, f"cannot be saved: {type(exc).__name__}: {exc}",
-                              "nothing was written") from None
+        raise CheckpointError(
+            path, f"cannot be saved: {type(exc).__name__}: {exc}", "nothing was written"
+        ) from None
     return buffer.getvalue()
 
 
@@ -155,8 +161,11 @@ def _write_bytes(path: Path, data: bytes) -> None:
     try:
         write_atomically(path, lambda out: out.write(data))
     except OSError as exc:
-        raise CheckpointError(path, f"cannot be saved: {_os_reason(exc, path)}",
-                              _os_fix(exc) + "; any previous file there is unchanged") from None
+        raise CheckpointError(
+            path,
+            f"cannot be saved: {_os_reason(exc, path)}",
+            _os_fix(exc) + "; any previous file there is unchanged",
+        ) from None
 
 
 def _os_reason(exc: OSError, path: Path) -> str:
@@ -197,7 +206,8 @@ def read_checkpoint(
     obj = _load_safely(path, map_location, max_bytes)
     if isinstance(obj, Mapping) and obj.get("format") != FORMAT and _looks_like_weights(obj):
         raise CheckpointError(
-            path, "holds only model weights (the tutorial's format), not a training checkpoint",
+            path,
+            "holds only model weights (the tutorial's format), not a training checkpoint",
             "use Import weights… (fmnist-train --init-weights) to start from these weights",
         )
     check_checkpoint(path, obj)
@@ -221,8 +231,11 @@ def load_weights(
         _check_version(path, obj)
         obj = obj.get("model")
     if not isinstance(obj, Mapping):
-        raise CheckpointError(path, f"holds a {type(obj).__name__}, not model weights",
-                              "choose a file saved with torch.save(model.state_dict(), path)")
+        raise CheckpointError(
+            path,
+            f"holds a {type(obj).__name__}, not model weights",
+            "choose a file saved with torch.save(model.state_dict(), path)",
+        )
     state = dict(obj)
     check_model_state(path, state)
     return state
@@ -248,10 +261,10 @@ def trainer_from_checkpoint(
             raise MissingPluginError(path, kind, entry["name"], entry["plugin"], version)
     try:
         return Trainer.from_state_dict(dict(checkpoint), data, plugins, epochs=epochs)
-    except (ConfigError, ParamError, UnknownPluginError, PluginFailure,
-            IncompatibleState) as exc:
-        raise CheckpointError(path, f"cannot continue its training: {exc}",
-                              "load only its model weights instead") from None
+    except (ConfigError, ParamError, UnknownPluginError, PluginFailure, IncompatibleState) as exc:
+        raise CheckpointError(
+            path, f"cannot continue its training: {exc}", "load only its model weights instead"
+        ) from None
 
 
 def load_trainer(
@@ -278,12 +291,17 @@ def _load_safely(path: Path, map_location, max_bytes: int) -> Any:
     if path.is_dir():
         raise CheckpointError(path, "is a folder, not a checkpoint file", "choose a file")
     if size == 0:
-        raise CheckpointError(path, "is empty (0 bytes)",
-                              "it was probably cut off while being written; use another copy")
+        raise CheckpointError(
+            path,
+            "is empty (0 bytes)",
+            "it was probably cut off while being written; use another copy",
+        )
     if size > max_bytes:
         raise CheckpointError(
-            path, f"is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit "
-            "for checkpoints (this app's are about 10 MiB)", "it is not one of this app's files",
+            path,
+            f"is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit "
+            "for checkpoints (this app's are about 10 MiB)",
+            "it is not one of this app's files",
         )
     try:
         with open(path, "rb") as f:
@@ -294,8 +312,11 @@ def _load_safely(path: Path, map_location, max_bytes: int) -> Any:
         if head.startswith(magic):
             raise CheckpointError(path, f"is {what}, not a checkpoint", "choose a .pt file")
     if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO)):
-        raise CheckpointError(path, "is not a PyTorch file (unrecognised content)",
-                              "choose a checkpoint saved by this app or by torch.save")
+        raise CheckpointError(
+            path,
+            "is not a PyTorch file (unrecognised content)",
+            "choose a checkpoint saved by this app or by torch.save",
+        )
     try:
         return _torch_load(path, map_location)
     except Exception as exc:
@@ -315,11 +336,14 @@ def _load_failure_reason(exc: BaseException, *, archive: bool = True) -> str:
     if "Weights only load failed" in text or type(exc).__name__ == "UnpicklingError":
         found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global[: ]+([\w.]+)", text)
         if found:
-            return (f"refused: it holds the Python object {found.group(1)}, not only tensors "
-                    "and plain values; loading such a file could run code, so none of it was "
-                    "loaded")
-        return ("refused: it is not a plain tensor file (it could hold code), so none of it "
-                "was loaded")
+            return (
+                f"refused: it holds the Python object {found.group(1)}, not only tensors "
+                "and plain values; loading such a file could run code, so none of it was "
+                "loaded"
+            )
+        return (
+            "refused: it is not a plain tensor file (it could hold code), so none of it was loaded"
+        )
     if archive or isinstance(exc, EOFError):
         # torch's zip reader fails in many ways (EOF, EINVAL, "central directory") on a cut file.
         return "is truncated or damaged (not a complete PyTorch archive); use another copy"
@@ -338,9 +362,13 @@ _SCHEMA: dict[str, Any] = {
     "loss": {"name": str, "plugin": str, "params": dict},
     "config": dict,
     "position": {
-        "epochs_done": int, "batch_in_epoch": int, "global_step": int,
-        "epoch_generator_state": _T, "epoch_loss_sum": float,
-        "epoch_train_seconds": float, "seed": int,
+        "epochs_done": int,
+        "batch_in_epoch": int,
+        "global_step": int,
+        "epoch_generator_state": _T,
+        "epoch_loss_sum": float,
+        "epoch_train_seconds": float,
+        "seed": int,
     },
     "rng": {"torch_cpu": _T, "cuda": list, "shuffle": _T},
     "history": {"batch_losses": _T, "epochs": list},
@@ -349,16 +377,24 @@ _SCHEMA: dict[str, Any] = {
     "plugins": dict,
     "extra": dict,
 }
-_EPOCH_KEYS = ("epoch", "train_loss", "test_loss", "test_accuracy", "train_seconds",
-               "test_seconds", "samples_per_second")
+_EPOCH_KEYS = (
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "train_seconds",
+    "test_seconds",
+    "samples_per_second",
+)
 
 
 def check_checkpoint(path: Path | str, obj: Any) -> None:
     """Raise ``CheckpointError`` unless ``obj`` is a complete checkpoint this app can read."""
     path = Path(path)
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
-        raise CheckpointError(path, "is not an fmnist-gui checkpoint",
-                              "choose a file saved by this app (File → Save)")
+        raise CheckpointError(
+            path, "is not an fmnist-gui checkpoint", "choose a file saved by this app (File → Save)"
+        )
     _check_version(path, obj)
     _check_schema(path, obj, _SCHEMA, "")
     for name in ("epoch_generator_state",):
@@ -371,9 +407,7 @@ def check_checkpoint(path: Path | str, obj: Any) -> None:
     if losses.dtype != torch.float64 or losses.dim() != 1:
         _damaged(path, "history.batch_losses", "a 1-D float64 tensor")
     for i, epoch in enumerate(obj["history"]["epochs"]):
-        if not isinstance(epoch, Mapping) or any(
-            not _is_number(epoch.get(k)) for k in _EPOCH_KEYS
-        ):
+        if not isinstance(epoch, Mapping) or any(not _is_number(epoch.get(k)) for k in _EPOCH_KEYS):
             _damaged(path, f"history.epochs[{i}]", "a dict of epoch metrics")
     position = obj["position"]
     for key in ("epochs_done", "batch_in_epoch", "global_step"):
@@ -406,7 +440,8 @@ def _check_version(path: Path, obj: Mapping[str, Any]) -> None:
     if version > FORMAT_VERSION:
         app = obj.get("app_version", "?")
         raise CheckpointError(
-            path, f"was written by a newer fmnist-gui ({app}, checkpoint format {version}); "
+            path,
+            f"was written by a newer fmnist-gui ({app}, checkpoint format {version}); "
             f"this is {__version__}, which reads format {FORMAT_VERSION}",
             "update fmnist-gui to open it",
         )
@@ -446,8 +481,7 @@ def _is_number(value: Any) -> bool:
 
 def _damaged(path: Path, name: str, expected: str, *, missing: bool = False) -> NoReturn:
     what = f"'{name}' is missing" if missing else f"'{name}' is not {expected}"
-    raise CheckpointError(path, f"is damaged or not from this app: {what}",
-                          "use another copy")
+    raise CheckpointError(path, f"is damaged or not from this app: {what}", "use another copy")
 
 
 def model_shapes() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -471,26 +505,33 @@ def check_model_state(path: Path | str, state: Any) -> None:
         if missing:
             parts.append("missing " + ", ".join(missing[:4]) + ("…" if len(missing) > 4 else ""))
         if unexpected:
-            parts.append("unexpected " + ", ".join(map(str, unexpected[:4]))
-                         + ("…" if len(unexpected) > 4 else ""))
+            parts.append(
+                "unexpected "
+                + ", ".join(map(str, unexpected[:4]))
+                + ("…" if len(unexpected) > 4 else "")
+            )
         raise CheckpointError(
-            path, "holds weights of a different network (" + "; ".join(parts) + ")",
+            path,
+            "holds weights of a different network (" + "; ".join(parts) + ")",
             "this app trains the tutorial's 784-512-512-10 NeuralNetwork",
         )
     for key, (shape, dtype) in expected.items():
         value = state[key]
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(path, f"weight {key} is a {type(value).__name__}, "
-                                  "not a tensor", "use another copy")
+            raise CheckpointError(
+                path, f"weight {key} is a {type(value).__name__}, not a tensor", "use another copy"
+            )
         if tuple(value.shape) != shape:
             raise CheckpointError(
-                path, f"holds weights of a different network: {key} is "
+                path,
+                f"holds weights of a different network: {key} is "
                 f"{_shape(value.shape)}, the tutorial's network needs {_shape(shape)}",
                 "this app trains the tutorial's 784-512-512-10 NeuralNetwork",
             )
         if value.dtype != dtype:
-            raise CheckpointError(path, f"weight {key} is {value.dtype}, not {dtype}",
-                                  "export the weights in float32")
+            raise CheckpointError(
+                path, f"weight {key} is {value.dtype}, not {dtype}", "export the weights in float32"
+            )
 
 
 def _shape(shape) -> str:
@@ -498,8 +539,10 @@ def _shape(shape) -> str:
 
 
 def _looks_like_weights(obj: Mapping[str, Any]) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values()) and any(
-        k in obj for k in model_shapes()
+    return (
+        bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+        and any(k in obj for k in model_shapes())
     )
 
 
@@ -590,9 +633,23 @@ def _pid_alive(pid: int) -> bool:
 
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "MAX_CHECKPOINT_BYTES", "CheckpointError",
-    "MissingPluginError", "Recoverable", "autosave", "autosave_dir", "autosave_path",
-    "check_checkpoint", "check_model_state", "discard_autosave", "export_weights",
-    "find_recoverable_autosaves", "load_trainer", "load_weights", "read_checkpoint",
-    "save_checkpoint", "trainer_from_checkpoint",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_CHECKPOINT_BYTES",
+    "CheckpointError",
+    "MissingPluginError",
+    "Recoverable",
+    "autosave",
+    "autosave_dir",
+    "autosave_path",
+    "check_checkpoint",
+    "check_model_state",
+    "discard_autosave",
+    "export_weights",
+    "find_recoverable_autosaves",
+    "load_trainer",
+    "load_weights",
+    "read_checkpoint",
+    "save_checkpoint",
+    "trainer_from_checkpoint",
 ]

@@ -88,8 +88,7 @@ class PluginRecord:
     @property
     def provides(self) -> list[str]:
         """``optimizer:NAME`` / ``loss:NAME`` for everything it offers."""
-        return [*(f"optimizer:{n}" for n in self.optimizers),
-                *(f"loss:{n}" for n in self.losses)]
+        return [*(f"optimizer:{n}" for n in self.optimizers), *(f"loss:{n}" for n in self.losses)]
 
     @property
     def removable(self) -> bool:
@@ -183,8 +182,9 @@ class PluginHost:
         try:
             eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         except Exception as exc:  # a distribution with broken metadata
-            self.warnings.append(f"could not list installed packages' plugins: "
-                                 f"{type(exc).__name__}: {exc}")
+            self.warnings.append(
+                f"could not list installed packages' plugins: {type(exc).__name__}: {exc}"
+            )
             return []
         # Our own distribution's built-ins first, so they keep their names;
         # then the others by name, so a clash always resolves the same way.
@@ -213,8 +213,9 @@ class PluginHost:
             added.append(record)
         return added
 
-    def load_directory(self, folder: Path, disabled: Iterable[str] = (), *,
-                       require_approval: bool = False) -> list[PluginRecord]:
+    def load_directory(
+        self, folder: Path, disabled: Iterable[str] = (), *, require_approval: bool = False
+    ) -> list[PluginRecord]:
         """Register every ``*.py`` file in ``folder`` (a missing folder is no error).
 
         With ``require_approval``, a file runs only if its SHA-256 is in
@@ -227,14 +228,20 @@ class PluginHost:
         except FileNotFoundError:
             return []  # no plugin installed yet; the installer creates it
         except OSError as exc:
-            self.warnings.append(f"plugin folder {folder} cannot be read: "
-                                 f"{exc.strerror or exc}; its plugins were not loaded")
+            self.warnings.append(
+                f"plugin folder {folder} cannot be read: "
+                f"{exc.strerror or exc}; its plugins were not loaded"
+            )
             return []
-        return [self.load_file(p, require_approval=require_approval)
-                for p in files if not p.name.startswith("_")]
+        return [
+            self.load_file(p, require_approval=require_approval)
+            for p in files
+            if not p.name.startswith("_")
+        ]
 
-    def load_file(self, path: Path, disabled: Iterable[str] = (), *,
-                  require_approval: bool = False) -> PluginRecord:
+    def load_file(
+        self, path: Path, disabled: Iterable[str] = (), *, require_approval: bool = False
+    ) -> PluginRecord:
         """Import one plugin file and register it; the plugin's name is the file stem.
 
         The code run is compiled from the very bytes that were hashed, so an
@@ -255,12 +262,15 @@ class PluginHost:
         approved = self.trusted.get(path.name)
         if require_approval and approved != record.sha256:
             record.status = "untrusted"
-            how = ("approve it in the app (Plugins → Manage plugins…) or load its folder "
-                   "with fmnist-train --plugin-dir")
+            how = (
+                "approve it in the app (Plugins → Manage plugins…) or load its folder "
+                "with fmnist-train --plugin-dir"
+            )
             record.error = (
                 f"{path.name} changed since you approved it (SHA-256 now "
-                f"{record.sha256[:16]}…); {how}" if approved else
-                f"{path.name} was not approved yet (SHA-256 {record.sha256[:16]}…); {how}"
+                f"{record.sha256[:16]}…); {how}"
+                if approved
+                else f"{path.name} was not approved yet (SHA-256 {record.sha256[:16]}…); {how}"
             )
             # No loader is kept: only approve() may ever run this file.
             return record
@@ -268,14 +278,22 @@ class PluginHost:
         self._load(record, self._loaders[record.name])
         return record
 
-    def load_plugin(self, plugin: object, name: str, *, source: Source = "package",
-                    location: str = "", version: str = "") -> PluginRecord:
+    def load_plugin(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        source: Source = "package",
+        location: str = "",
+        version: str = "",
+    ) -> PluginRecord:
         """Register an already imported plugin object (a module, a class instance).
 
         Handy in a plugin's own tests: ``host.load_plugin(my_module, "mine")``.
         """
-        record = PluginRecord(name=name, source=source, location=location or repr(plugin),
-                              version=version)
+        record = PluginRecord(
+            name=name, source=source, location=location or repr(plugin), version=version
+        )
         if self._add_record(record) == name:
             self._loaders[name] = lambda: plugin
             self._load(record, self._loaders[name])
@@ -287,8 +305,10 @@ class PluginHost:
             self.records[record.name] = record
             return record.name
         owner = self.records[record.name]
-        record.fail(f"a plugin named {record.name!r} is already loaded from {owner.location}; "
-                    "rename this one")
+        record.fail(
+            f"a plugin named {record.name!r} is already loaded from {owner.location}; "
+            "rename this one"
+        )
         key = f"{record.name} ({record.location})"
         self.records[key] = record
         return key
@@ -321,8 +341,10 @@ class PluginHost:
             return
         if not self.pm.get_hookcallers(plugin):
             self.pm.unregister(name=record.name)
-            record.fail("defines no hook implementation: decorate its fmnist_register_* "
-                        "functions with @hookimpl (from fmnist_gui import hookimpl)")
+            record.fail(
+                "defines no hook implementation: decorate its fmnist_register_* "
+                "functions with @hookimpl (from fmnist_gui import hookimpl)"
+            )
             return
         if record.version == "":
             record.version = str(getattr(plugin, "__version__", ""))
@@ -344,16 +366,22 @@ class PluginHost:
             table = getattr(self, attr)
             for spec in specs:
                 if not isinstance(spec, spec_cls):
-                    self._withdraw(record, f"{hook_name}() returned {type(spec).__name__}, "
-                                           f"expected {spec_cls.__name__}")
+                    self._withdraw(
+                        record,
+                        f"{hook_name}() returned {type(spec).__name__}, "
+                        f"expected {spec_cls.__name__}",
+                    )
                     return
                 clash = spec.name in table or any(
                     a == attr and s.name == spec.name for a, _, s in accepted
                 )
                 if clash:
                     owner = table[spec.name].plugin if spec.name in table else record.name
-                    self._withdraw(record, f"{kind} name {spec.name!r} is already registered "
-                                           f"by plugin {owner!r}; rename it")
+                    self._withdraw(
+                        record,
+                        f"{kind} name {spec.name!r} is already registered "
+                        f"by plugin {owner!r}; rename it",
+                    )
                     return
                 accepted.append((attr, kind, dataclasses.replace(spec, plugin=record.name)))
         for attr, kind, spec in accepted:
@@ -468,8 +496,10 @@ class PluginHost:
         before = {k: (r.version, r.location) for k, r in self.records.items()}
         report.loaded = self.load_entry_points()
         try:
-            current = {(ep.name, _dist_name(ep)): _dist_version(ep)
-                       for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+            current = {
+                (ep.name, _dist_name(ep)): _dist_version(ep)
+                for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            }
         except Exception:
             current = {}
         for key, (name, dist, _value) in self._entry_point_ids.items():
@@ -506,8 +536,9 @@ def get_plugin_manager(
 
     if settings is None:
         settings = PluginSettings.load()
-    host = PluginHost(selftest=selftest, disabled={*settings.disabled, *disabled},
-                      trusted=settings.trusted_files)
+    host = PluginHost(
+        selftest=selftest, disabled={*settings.disabled, *disabled}, trusted=settings.trusted_files
+    )
     if settings.problem:
         host.warnings.append(settings.problem)
     if entry_points:

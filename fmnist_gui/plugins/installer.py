@@ -61,17 +61,22 @@ class PluginSettings:
         except FileNotFoundError:
             return cls(path=path)
         except (OSError, ValueError) as exc:
-            return cls(path=path, problem=f"plugin settings {path} could not be read ({exc}); "
-                                          "using defaults: every plugin enabled, no file approved")
+            return cls(
+                path=path,
+                problem=f"plugin settings {path} could not be read ({exc}); "
+                "using defaults: every plugin enabled, no file approved",
+            )
         if not isinstance(data, dict):
-            return cls(path=path, problem=f"plugin settings {path} are not a JSON object; "
-                                          "using defaults")
+            return cls(
+                path=path, problem=f"plugin settings {path} are not a JSON object; using defaults"
+            )
         disabled = data.get("disabled", [])
         trusted = data.get("trusted_files", {})
         return cls(
             disabled={str(n) for n in disabled} if isinstance(disabled, list) else set(),
             trusted_files={str(k): str(v) for k, v in trusted.items()}
-            if isinstance(trusted, dict) else {},
+            if isinstance(trusted, dict)
+            else {},
             path=path,
         )
 
@@ -106,14 +111,20 @@ def check_plugin_file(source: Path) -> None:
     """Refuse what cannot be a plugin file, before asking the user anything."""
     source = Path(source)
     if source.suffix != ".py":
-        raise InstallError(f"{source.name} is not a Python file; a plugin file ends in .py "
-                           "(for a wheel or a project folder use Plugins → Install package…)")
+        raise InstallError(
+            f"{source.name} is not a Python file; a plugin file ends in .py "
+            "(for a wheel or a project folder use Plugins → Install package…)"
+        )
     if not _PLUGIN_FILE_RE.match(source.name):
-        raise InstallError(f"{source.name}: the file name becomes the plugin's name and must be "
-                           "a Python identifier (letters, digits, _); rename the file")
+        raise InstallError(
+            f"{source.name}: the file name becomes the plugin's name and must be "
+            "a Python identifier (letters, digits, _); rename the file"
+        )
     if source.name.startswith("_"):
-        raise InstallError(f"{source.name}: files starting with _ are ignored in the plugin "
-                           "folder; rename the file")
+        raise InstallError(
+            f"{source.name}: files starting with _ are ignored in the plugin "
+            "folder; rename the file"
+        )
     if not source.is_file():
         raise InstallError(f"{source} does not exist or is not a file")
 
@@ -139,8 +150,10 @@ def install_file(
         raise InstallError(f"cannot read {source}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected_sha256:
-        raise InstallError(f"{source} changed after you approved it (SHA-256 now {digest[:16]}…); "
-                           "nothing was installed, please install it again")
+        raise InstallError(
+            f"{source} changed after you approved it (SHA-256 now {digest[:16]}…); "
+            "nothing was installed, please install it again"
+        )
     target = folder / source.name
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -158,8 +171,9 @@ def install_file(
     return InstalledFile(target, digest, replaced)
 
 
-def remove_file(name: str, *, folder: Path | None = None,
-                settings: PluginSettings | None = None) -> Path:
+def remove_file(
+    name: str, *, folder: Path | None = None, settings: PluginSettings | None = None
+) -> Path:
     """Delete plugin file ``name`` (the file stem) from the plugin folder and forget its hash."""
     folder = Path(folder) if folder is not None else user_plugin_dir()
     target = folder / f"{name}.py"
@@ -176,8 +190,9 @@ def remove_file(name: str, *, folder: Path | None = None,
     return target
 
 
-def pip_install_command(target: str, *, python: str | None = None,
-                        extra_args: list[str] | None = None) -> list[str]:
+def pip_install_command(
+    target: str, *, python: str | None = None, extra_args: list[str] | None = None
+) -> list[str]:
     """The argv that installs ``target`` (a requirement, a wheel/sdist or a project folder).
 
     It runs pip for the interpreter running the app (``sys.executable``), so
@@ -191,17 +206,30 @@ def pip_install_command(target: str, *, python: str | None = None,
     if looks_like_path:
         if path.is_dir():
             if not ((path / "pyproject.toml").is_file() or (path / "setup.py").is_file()):
-                raise InstallError(f"{path} is a folder but not a Python project "
-                                   "(no pyproject.toml or setup.py in it)")
+                raise InstallError(
+                    f"{path} is a folder but not a Python project "
+                    "(no pyproject.toml or setup.py in it)"
+                )
         elif path.is_file():
             if not path.name.endswith(_ARCHIVE_SUFFIXES):
-                raise InstallError(f"{path.name} is not a wheel or sdist "
-                                   f"({', '.join(_ARCHIVE_SUFFIXES)})")
+                raise InstallError(
+                    f"{path.name} is not a wheel or sdist ({', '.join(_ARCHIVE_SUFFIXES)})"
+                )
         else:
             raise InstallError(f"{path} does not exist")
         target = str(path.resolve())
     elif not _REQUIREMENT_RE.match(target):
-        raise InstallError(f"{target!r} is not a package name (e.g. fmnist-nadam or "
-                           "fmnist-nadam==1.0), a wheel, an sdist or a project folder")
-    return [python or sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-            "--no-input", *(extra_args or []), target]
+        raise InstallError(
+            f"{target!r} is not a package name (e.g. fmnist-nadam or "
+            "fmnist-nadam==1.0), a wheel, an sdist or a project folder"
+        )
+    return [
+        python or sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        *(extra_args or []),
+        target,
+    ]

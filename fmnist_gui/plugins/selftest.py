@@ -61,8 +61,9 @@ def check_optimizer(
     started = time.perf_counter()
 
     def result(ok: bool, reason: str = "", losses=()) -> SelfTestResult:
-        return SelfTestResult("optimizer", spec.name, ok, reason,
-                              time.perf_counter() - started, tuple(losses))
+        return SelfTestResult(
+            "optimizer", spec.name, ok, reason, time.perf_counter() - started, tuple(losses)
+        )
 
     with _quiet_torch():
         model, X, y = _problem()
@@ -72,32 +73,42 @@ def check_optimizer(
         except Exception as exc:
             return result(False, f"factory raised {type(exc).__name__}: {exc}")
         if not isinstance(optimizer, torch.optim.Optimizer):
-            return result(False, f"factory returned {type(optimizer).__name__}, "
-                                 "not a torch.optim.Optimizer")
+            return result(
+                False, f"factory returned {type(optimizer).__name__}, not a torch.optim.Optimizer"
+            )
         losses: list[float] = []
         try:
             for _ in range(steps):
                 loss = F.cross_entropy(model(X), y)
                 losses.append(loss.item())
                 if not math.isfinite(losses[-1]):
-                    return result(False, f"diverged: the loss became {losses[-1]} after "
-                                         f"{len(losses) - 1} steps", losses)
+                    return result(
+                        False,
+                        f"diverged: the loss became {losses[-1]} after {len(losses) - 1} steps",
+                        losses,
+                    )
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             with torch.no_grad():
                 losses.append(F.cross_entropy(model(X), y).item())
         except Exception as exc:
-            return result(False, f"step {len(losses)} of {steps} raised "
-                                 f"{type(exc).__name__}: {exc}", losses)
+            return result(
+                False, f"step {len(losses)} of {steps} raised {type(exc).__name__}: {exc}", losses
+            )
         if not math.isfinite(losses[-1]):
-            return result(False, f"diverged: the loss became {losses[-1]} after {steps} steps",
-                          losses)
+            return result(
+                False, f"diverged: the loss became {losses[-1]} after {steps} steps", losses
+            )
         # "Goes down": the best loss seen after stepping beats the start. The
         # best, not the last, so an optimizer that overshoots once still passes.
         if min(losses[1:]) >= losses[0]:
-            return result(False, f"the loss did not go down in {steps} steps at lr {lr:g} "
-                                 f"({losses[0]:.4g} -> {losses[-1]:.4g})", losses)
+            return result(
+                False,
+                f"the loss did not go down in {steps} steps at lr {lr:g} "
+                f"({losses[0]:.4g} -> {losses[-1]:.4g})",
+                losses,
+            )
         return result(True, losses=losses)
 
 
@@ -143,8 +154,7 @@ def _problem():
     torch.manual_seed(0)  # inside fork_rng: the caller's stream is restored afterwards
     X = torch.randn(_BATCH, _FEATURES)
     y = (X @ torch.randn(_FEATURES, NUM_CLASSES)).argmax(1)
-    model = nn.Sequential(nn.Linear(_FEATURES, _HIDDEN), nn.ReLU(),
-                          nn.Linear(_HIDDEN, NUM_CLASSES))
+    model = nn.Sequential(nn.Linear(_FEATURES, _HIDDEN), nn.ReLU(), nn.Linear(_HIDDEN, NUM_CLASSES))
     return model, X, y
 
 

@@ -68,9 +68,7 @@ class Param:
         except ParamError:
             raise
         except (ValueError, TypeError):
-            raise ParamError(
-                f"{self.name}: {text!r} is not {self.describe_kind()}"
-            ) from None
+            raise ParamError(f"{self.name}: {text!r} is not {self.describe_kind()}") from None
 
     def coerce(self, value: Any) -> Any:
         """Check a Python value against the schema and return it normalised."""

@@ -21,12 +21,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="fmnist-gui",
-        description="Train the PyTorch tutorial's Fashion-MNIST network in a desktop app.")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="dataset root (default: the last folder used, else the app's data "
-                   "folder)")
-    p.add_argument("--plugin-dir", type=Path, action="append", default=None, metavar="DIR",
-                   help="load *.py plugins from DIR instead of the user plugin folder")
+        description="Train the PyTorch tutorial's Fashion-MNIST network in a desktop app.",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="dataset root (default: the last folder used, else the app's data folder)",
+    )
+    p.add_argument(
+        "--plugin-dir",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="load *.py plugins from DIR instead of the user plugin folder",
+    )
     p.add_argument("--version", action="version", version=f"fmnist-gui {__version__}")
     return p
 
@@ -96,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     def shown() -> None:
         # FMNIST_GUI_REPORT_STARTUP: benchmarks/bench_gui.py reads this line.
         if os.environ.get("FMNIST_GUI_REPORT_STARTUP"):
-            print(f"fmnist-gui: visible after {_seconds_since_start():.3f} s "
-                  f"(torch imported: {'torch' in sys.modules})", flush=True)
+            print(
+                f"fmnist-gui: visible after {_seconds_since_start():.3f} s "
+                f"(torch imported: {'torch' in sys.modules})",
+                flush=True,
+            )
         window.start_loading()
 
     status = app.exec()

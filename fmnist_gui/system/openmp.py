@@ -41,8 +41,11 @@ def loaded_libgomps() -> list[str]:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             # address perms offset dev inode path: the path may contain spaces
             fields = (line.rstrip("\n").split(maxsplit=5) for line in maps)
-            paths = {f[5].removesuffix(" (deleted)") for f in fields
-                     if len(f) == 6 and "libgomp" in os.path.basename(f[5])}
+            paths = {
+                f[5].removesuffix(" (deleted)")
+                for f in fields
+                if len(f) == 6 and "libgomp" in os.path.basename(f[5])
+            }
     except OSError:  # not Linux
         return []
     # Another package (scikit-learn, say) may bring its own copy: each keeps pools

@@ -48,9 +48,7 @@ class TrainConfig:
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
             raise ConfigError(f"seed must be a whole number from 0 to 2^63-1, got {self.seed!r}")
         if self.device not in DEVICES:
-            raise ConfigError(
-                f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"
-            )
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

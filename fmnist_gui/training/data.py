@@ -27,8 +27,16 @@ import torch
 from fmnist_gui.system.fileio import write_atomically
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -44,6 +52,8 @@ SYSTEM_DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 def system_dataset_dir() -> Path:
     """Where Debian's package puts the files, unless FMNIST_GUI_SYSTEM_DATASET says otherwise."""
     return Path(os.environ.get("FMNIST_GUI_SYSTEM_DATASET") or SYSTEM_DATASET_DIR)
+
+
 _IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
 
 # progress(what, done, total); total is 0 when unknown.

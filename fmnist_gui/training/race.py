@@ -59,8 +59,10 @@ def default_entries(
         if name in plugins.optimizers:
             entries.append(RaceEntry(name, {}, lr))
         else:
-            notes.append(f"optimizer {name!r} is not installed (no loaded plugin registers it); "
-                         "it was left out of the race")
+            notes.append(
+                f"optimizer {name!r} is not installed (no loaded plugin registers it); "
+                "it was left out of the race"
+            )
     return entries, notes
 
 
@@ -145,8 +147,9 @@ class Race:
         # make it; every member loads a copy, so their weights start identical
         # whatever a plugin's factory does to the global RNG.
         torch.manual_seed(self.seed)
-        self.initial_state = {k: v.detach().clone()
-                              for k, v in NeuralNetwork().state_dict().items()}
+        self.initial_state = {
+            k: v.detach().clone() for k, v in NeuralNetwork().state_dict().items()
+        }
         self.members: list[Member] = []
         names: set[str] = set()
         for number, entry in enumerate(entries, start=1):
@@ -154,8 +157,13 @@ class Race:
             if name in names:  # two identical entries still need two legend labels
                 name = f"{name} #{number}"
             names.add(name)
-            config = replace(base, optimizer=entry.optimizer, lr=entry.lr, seed=self.seed,
-                             optimizer_params=dict(entry.optimizer_params))
+            config = replace(
+                base,
+                optimizer=entry.optimizer,
+                lr=entry.lr,
+                seed=self.seed,
+                optimizer_params=dict(entry.optimizer_params),
+            )
             try:
                 trainer = Trainer(config, data, plugins, initial_state=self.initial_state)
             except (ConfigError, ParamError, UnknownPluginError) as exc:
@@ -180,8 +188,7 @@ class Race:
     # ----- the race ---------------------------------------------------------------
     def run(self) -> Iterator[RaceEvent]:
         """Round robin, one epoch per member per turn; ends with every member's ``RunEnd``."""
-        generators = {i: m.trainer.run() for i, m in enumerate(self.members)
-                      if m.status is None}
+        generators = {i: m.trainer.run() for i, m in enumerate(self.members) if m.status is None}
         while generators and not self._stop.is_set():
             for i in list(generators):
                 if self._stop.is_set():
@@ -222,21 +229,31 @@ class Race:
             train_seconds = sum(e.train_seconds for e in epochs)
             samples = member.trainer.train_loader.dataset_size * len(epochs)
             last = epochs[-1] if epochs else None
-            rows.append(MemberResult(
-                name=member.name,
-                optimizer=member.entry.optimizer,
-                lr=member.entry.lr,
-                status=member.status or "waiting",
-                epochs_done=len(epochs),
-                test_accuracy=last.test_accuracy if last else None,
-                test_loss=last.test_loss if last else None,
-                seconds=sum(e.train_seconds + e.test_seconds for e in epochs),
-                samples_per_second=samples / train_seconds if train_seconds else 0.0,
-            ))
+            rows.append(
+                MemberResult(
+                    name=member.name,
+                    optimizer=member.entry.optimizer,
+                    lr=member.entry.lr,
+                    status=member.status or "waiting",
+                    epochs_done=len(epochs),
+                    test_accuracy=last.test_accuracy if last else None,
+                    test_loss=last.test_loss if last else None,
+                    seconds=sum(e.train_seconds + e.test_seconds for e in epochs),
+                    samples_per_second=samples / train_seconds if train_seconds else 0.0,
+                )
+            )
         return rows
 
 
 __all__ = [
-    "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_OPTIMIZERS", "Member", "MemberResult", "Race",
-    "RaceEntry", "RaceEvent", "default_entries", "describe_entry",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_LR",
+    "DEFAULT_OPTIMIZERS",
+    "Member",
+    "MemberResult",
+    "Race",
+    "RaceEntry",
+    "RaceEvent",
+    "default_entries",
+    "describe_entry",
 ]

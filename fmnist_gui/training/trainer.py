@@ -106,7 +106,8 @@ def _blame(spec, kind: str, during: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise PluginFailure(
-            spec.plugin, f"{kind} {spec.name!r} (plugin {spec.plugin!r}) raised during "
+            spec.plugin,
+            f"{kind} {spec.name!r} (plugin {spec.plugin!r}) raised during "
             f"{during}: {type(exc).__name__}: {exc}",
         ) from exc
 
@@ -118,8 +119,10 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         if name == "cuda":
-            raise ConfigError("device cuda was asked for, but CUDA is not available here; "
-                              "use --device cpu or auto")
+            raise ConfigError(
+                "device cuda was asked for, but CUDA is not available here; "
+                "use --device cpu or auto"
+            )
         return torch.device("cpu")
     raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
 
@@ -169,8 +172,11 @@ class Trainer:
 
         self.shuffle_generator = torch.Generator().manual_seed(self.seed)
         self.train_loader = BatchLoader(
-            data.train, config.batch_size, shuffle=config.shuffle,
-            generator=self.shuffle_generator, device=self.device,
+            data.train,
+            config.batch_size,
+            shuffle=config.shuffle,
+            generator=self.shuffle_generator,
+            device=self.device,
         )
         self.test_loader = BatchLoader(data.test, config.batch_size, device=self.device)
 
@@ -199,17 +205,23 @@ class Trainer:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         spec = self.optimizer_spec
         try:
-            optimizer = spec.factory(self.model.parameters(), lr=self.config.lr,
-                                     **self.optimizer_params)
+            optimizer = spec.factory(
+                self.model.parameters(), lr=self.config.lr, **self.optimizer_params
+            )
         except (ValueError, TypeError) as exc:
-            raise PluginFailure(spec.plugin, f"optimizer {spec.name!r} (plugin "
-                                f"{spec.plugin!r}) refused its settings: {exc}") from exc
+            raise PluginFailure(
+                spec.plugin,
+                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) refused its settings: {exc}",
+            ) from exc
         except Exception as exc:
-            raise PluginFailure(spec.plugin, f"optimizer {spec.name!r} (plugin "
-                                f"{spec.plugin!r}) failed to build: {exc}") from exc
+            raise PluginFailure(
+                spec.plugin,
+                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) failed to build: {exc}",
+            ) from exc
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise PluginFailure(
-                spec.plugin, f"optimizer {spec.name!r} (plugin {spec.plugin!r}) returned "
+                spec.plugin,
+                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) returned "
                 f"{type(optimizer).__name__}, not a torch.optim.Optimizer",
             )
         return optimizer
@@ -219,11 +231,15 @@ class Trainer:
         try:
             loss_fn = spec.factory(**self.loss_params)
         except Exception as exc:
-            raise PluginFailure(spec.plugin, f"loss {spec.name!r} (plugin {spec.plugin!r}) "
-                                f"failed to build: {exc}") from exc
+            raise PluginFailure(
+                spec.plugin, f"loss {spec.name!r} (plugin {spec.plugin!r}) failed to build: {exc}"
+            ) from exc
         if not callable(loss_fn):
-            raise PluginFailure(spec.plugin, f"loss {spec.name!r} (plugin {spec.plugin!r}) "
-                                f"returned {type(loss_fn).__name__}, not a callable")
+            raise PluginFailure(
+                spec.plugin,
+                f"loss {spec.name!r} (plugin {spec.plugin!r}) "
+                f"returned {type(loss_fn).__name__}, not a callable",
+            )
         if isinstance(loss_fn, torch.nn.Module):
             loss_fn = loss_fn.to(self.device)
         return loss_fn
@@ -331,8 +347,9 @@ class Trainer:
         # once an epoch: building the list costs ~30 us, reading it ~1 us a batch.
         watched = list(model.parameters())
         known = {id(p) for p in watched}
-        watched += [p for group in optimizer.param_groups for p in group["params"]
-                    if id(p) not in known]
+        watched += [
+            p for group in optimizer.param_groups for p in group["params"] if id(p) not in known
+        ]
         self._watched = watched
         model.train()
         batches = loader.batches(order, start=self.batch_in_epoch)
@@ -344,8 +361,10 @@ class Trainer:
                 self.epoch_train_seconds += time.perf_counter() - started
                 self._segment_started = None
                 if not self._wait_while_paused():
-                    return RunEnd("stopped", f"stopped at epoch {epoch}, "
-                                  f"batch {self.batch_in_epoch} of {len(loader)}")
+                    return RunEnd(
+                        "stopped",
+                        f"stopped at epoch {epoch}, batch {self.batch_in_epoch} of {len(loader)}",
+                    )
                 started = self._segment_started = time.perf_counter()
 
             pred = model(X)
@@ -370,8 +389,15 @@ class Trainer:
             self.global_step += 1
             self.epoch_loss_sum += value
             self.history.batch_losses.append(value)
-            yield BatchEnd(epoch, self.batch_in_epoch - 1, self.global_step, value,
-                           len(X), loader.dataset_size, len(loader))
+            yield BatchEnd(
+                epoch,
+                self.batch_in_epoch - 1,
+                self.global_step,
+                value,
+                len(X),
+                loader.dataset_size,
+                len(loader),
+            )
         self.epoch_train_seconds += time.perf_counter() - started
         self._segment_started = None
         return None
@@ -390,7 +416,8 @@ class Trainer:
             if not changed:
                 raise  # the weights are still those after the last completed batch
             raise PluginFailure(
-                exc.plugin, f"{exc}; it had already changed {changed} of the "
+                exc.plugin,
+                f"{exc}; it had already changed {changed} of the "
                 f"{len(params)} weight tensors, so this model is no longer as it was after "
                 "the last completed batch: start a new one (Reset in the app), or continue "
                 "from your last saved checkpoint.",
@@ -454,47 +481,49 @@ class Trainer:
         if self._segment_started is not None:  # mid-epoch, in a running stretch
             seconds += time.perf_counter() - self._segment_started
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        return _cpu_copy({
-            "model": self.model.state_dict(),
-            "optimizer": {
-                "name": self.optimizer_spec.name,
-                "plugin": self.optimizer_spec.plugin,
-                "params": _plain(self.optimizer_params),
-                "state_dict": self.optimizer.state_dict(),
-            },
-            "loss": {
-                "name": self.loss_spec.name,
-                "plugin": self.loss_spec.plugin,
-                "params": _plain(self.loss_params),
-            },
-            "config": self.config.to_dict(),
-            "position": {
-                "epochs_done": self.epochs_done,
-                "batch_in_epoch": self.batch_in_epoch,
-                "global_step": self.global_step,
-                "epoch_generator_state": self.epoch_generator_state,
-                # A Python float pickles as its 8 bytes: the sum comes back exactly.
-                "epoch_loss_sum": float(self.epoch_loss_sum),
-                "epoch_train_seconds": float(seconds),
-                "seed": self.seed,
-            },
-            "rng": {
-                "torch_cpu": torch.get_rng_state(),
-                "cuda": list(cuda_rng),
-                "shuffle": self.shuffle_generator.get_state(),
-            },
-            "history": {
-                # float64 holds each float32-valued loss exactly.
-                "batch_losses": torch.tensor(self.history.batch_losses, dtype=torch.float64),
-                "epochs": [e.as_dict() for e in self.history.epochs],
-            },
-            "data": {
-                "train_size": self.train_loader.dataset_size,
-                "test_size": self.test_loader.dataset_size,
-            },
-            "torch_threads": torch.get_num_threads(),
-            "plugins": dict(self.plugin_versions),
-        })
+        return _cpu_copy(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": {
+                    "name": self.optimizer_spec.name,
+                    "plugin": self.optimizer_spec.plugin,
+                    "params": _plain(self.optimizer_params),
+                    "state_dict": self.optimizer.state_dict(),
+                },
+                "loss": {
+                    "name": self.loss_spec.name,
+                    "plugin": self.loss_spec.plugin,
+                    "params": _plain(self.loss_params),
+                },
+                "config": self.config.to_dict(),
+                "position": {
+                    "epochs_done": self.epochs_done,
+                    "batch_in_epoch": self.batch_in_epoch,
+                    "global_step": self.global_step,
+                    "epoch_generator_state": self.epoch_generator_state,
+                    # A Python float pickles as its 8 bytes: the sum comes back exactly.
+                    "epoch_loss_sum": float(self.epoch_loss_sum),
+                    "epoch_train_seconds": float(seconds),
+                    "seed": self.seed,
+                },
+                "rng": {
+                    "torch_cpu": torch.get_rng_state(),
+                    "cuda": list(cuda_rng),
+                    "shuffle": self.shuffle_generator.get_state(),
+                },
+                "history": {
+                    # float64 holds each float32-valued loss exactly.
+                    "batch_losses": torch.tensor(self.history.batch_losses, dtype=torch.float64),
+                    "epochs": [e.as_dict() for e in self.history.epochs],
+                },
+                "data": {
+                    "train_size": self.train_loader.dataset_size,
+                    "test_size": self.test_loader.dataset_size,
+                },
+                "torch_threads": torch.get_num_threads(),
+                "plugins": dict(self.plugin_versions),
+            }
+        )
 
     @classmethod
     def from_state_dict(
@@ -578,8 +607,10 @@ class Trainer:
         history = state["history"]
         trainer.history = History(
             batch_losses=history["batch_losses"].tolist(),
-            epochs=[EpochEnd(**{k: e[k] for k in EpochEnd.__dataclass_fields__})
-                    for e in history["epochs"]],
+            epochs=[
+                EpochEnd(**{k: e[k] for k in EpochEnd.__dataclass_fields__})
+                for e in history["epochs"]
+            ],
         )
         # Matrix products may round differently with another thread count;
         # use the saved one where this machine has the cores for it.
@@ -618,7 +649,16 @@ def _cpu_copy(value: Any) -> Any:
 
 
 __all__ = [
-    "BatchEnd", "ConfigError", "EpochEnd", "EpochStart", "Event", "History",
-    "IncompatibleState", "ParamError", "PluginFailure", "RunEnd", "Trainer",
+    "BatchEnd",
+    "ConfigError",
+    "EpochEnd",
+    "EpochStart",
+    "Event",
+    "History",
+    "IncompatibleState",
+    "ParamError",
+    "PluginFailure",
+    "RunEnd",
+    "Trainer",
     "UnknownPluginError",
 ]

@@ -28,8 +28,10 @@ def format_event(event: Any) -> str | None:
             return None
         return f"loss: {event.loss:>7f}  [{event.current:>5d}/{event.dataset_size:>5d}]"
     if kind == "EpochEnd":
-        return (f"Test Error: \n Accuracy: {(100 * event.test_accuracy):>0.1f}%, "
-                f"Avg loss: {event.test_loss:>8f} \n")
+        return (
+            f"Test Error: \n Accuracy: {(100 * event.test_accuracy):>0.1f}%, "
+            f"Avg loss: {event.test_loss:>8f} \n"
+        )
     if kind == "RunEnd" and event.status == "finished":
         return DONE_LINE
     return None

@@ -45,9 +45,14 @@ def fmnist_register_losses() -> list[LossSpec]:
             factory=_cross_entropy,
             description="nn.CrossEntropyLoss on the logits, the tutorial's loss.",
             params=(
-                Param("label_smoothing", "float", 0.0,
-                      "Mixes the target with a uniform distribution (0 turns it off).",
-                      minimum=0, maximum=1),
+                Param(
+                    "label_smoothing",
+                    "float",
+                    0.0,
+                    "Mixes the target with a uniform distribution (0 turns it off).",
+                    minimum=0,
+                    maximum=1,
+                ),
             ),
         ),
         LossSpec(

@@ -8,15 +8,23 @@ from fmnist_gui import OptimizerSpec, Param, hookimpl
 
 WEIGHT_DECAY = Param("weight_decay", "float", 0.0, "L2 penalty added to the gradient.", minimum=0)
 EPS = Param(
-    "eps", "float", 1e-8, "Added to the denominator for numerical stability.",
-    minimum=0, exclusive_minimum=True,
+    "eps",
+    "float",
+    1e-8,
+    "Added to the denominator for numerical stability.",
+    minimum=0,
+    exclusive_minimum=True,
 )
 
 
 def _sgd(params, lr, momentum, dampening, weight_decay, nesterov):
     return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, dampening=dampening,
-        weight_decay=weight_decay, nesterov=nesterov,
+        params,
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
     )
 
 
@@ -28,8 +36,13 @@ def _adam(params, lr, betas, eps, weight_decay, amsgrad):
 
 def _rmsprop(params, lr, alpha, eps, weight_decay, momentum, centered):
     return torch.optim.RMSprop(
-        params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-        momentum=momentum, centered=centered,
+        params,
+        lr=lr,
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
     )
 
 
@@ -42,13 +55,23 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
             factory=_sgd,
             description="Stochastic gradient descent, the tutorial's optimizer.",
             params=(
-                Param("momentum", "float", 0.0, "Momentum factor (0 turns it off).",
-                      minimum=0, maximum=1, exclusive_maximum=True),
-                Param("dampening", "float", 0.0, "Dampening for momentum.",
-                      minimum=0, maximum=1),
+                Param(
+                    "momentum",
+                    "float",
+                    0.0,
+                    "Momentum factor (0 turns it off).",
+                    minimum=0,
+                    maximum=1,
+                    exclusive_maximum=True,
+                ),
+                Param("dampening", "float", 0.0, "Dampening for momentum.", minimum=0, maximum=1),
                 WEIGHT_DECAY,
-                Param("nesterov", "bool", False,
-                      "Nesterov momentum; needs momentum > 0 and dampening 0."),
+                Param(
+                    "nesterov",
+                    "bool",
+                    False,
+                    "Nesterov momentum; needs momentum > 0 and dampening 0.",
+                ),
             ),
         ),
         OptimizerSpec(
@@ -57,9 +80,15 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
             factory=_adam,
             description="Adaptive moment estimation (Kingma & Ba, 2014).",
             params=(
-                Param("betas", "floats", (0.9, 0.999),
-                      "Decay rates of the running averages of the gradient and its square.",
-                      minimum=0, maximum=1, exclusive_maximum=True),
+                Param(
+                    "betas",
+                    "floats",
+                    (0.9, 0.999),
+                    "Decay rates of the running averages of the gradient and its square.",
+                    minimum=0,
+                    maximum=1,
+                    exclusive_maximum=True,
+                ),
                 EPS,
                 WEIGHT_DECAY,
                 Param("amsgrad", "bool", False, "Use the AMSGrad variant."),
@@ -71,13 +100,18 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
             factory=_rmsprop,
             description="Divides the gradient by a running average of its magnitude.",
             params=(
-                Param("alpha", "float", 0.99, "Smoothing constant of the squared-gradient average.",
-                      minimum=0, maximum=1),
+                Param(
+                    "alpha",
+                    "float",
+                    0.99,
+                    "Smoothing constant of the squared-gradient average.",
+                    minimum=0,
+                    maximum=1,
+                ),
                 EPS,
                 WEIGHT_DECAY,
                 Param("momentum", "float", 0.0, "Momentum factor.", minimum=0),
-                Param("centered", "bool", False,
-                      "Normalise by the gradient's estimated variance."),
+                Param("centered", "bool", False, "Normalise by the gradient's estimated variance."),
             ),
         ),
     ]

@@ -46,8 +46,9 @@ def test_confusion_matrix_sums_to_test_set(trained, tiny_data):
 
 
 def _fake(labels, probs) -> insight.Predictions:
-    return insight.Predictions(torch.tensor(probs, dtype=torch.float32),
-                               torch.tensor(labels, dtype=torch.int64))
+    return insight.Predictions(
+        torch.tensor(probs, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
+    )
 
 
 def test_hardest_first_and_filters():

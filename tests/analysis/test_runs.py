@@ -11,15 +11,25 @@ from fmnist_gui.training.config import TrainConfig
 
 
 def _epoch(n: int, acc: float) -> dict[str, float]:
-    return {"epoch": n, "train_loss": 1.0 / n, "test_loss": 1.5 / n, "test_accuracy": acc,
-            "train_seconds": 2.0, "test_seconds": 0.5, "samples_per_second": 30000.0}
+    return {
+        "epoch": n,
+        "train_loss": 1.0 / n,
+        "test_loss": 1.5 / n,
+        "test_accuracy": acc,
+        "train_seconds": 2.0,
+        "test_seconds": 0.5,
+        "samples_per_second": 30000.0,
+    }
 
 
 def _two_runs() -> RunList:
     runs = RunList()
     a = runs.add("SGD lr=0.001", TrainConfig(epochs=2, optimizer="sgd", seed=1), "race")
-    b = runs.add("Adam lr=0.001", TrainConfig(epochs=3, optimizer="adam",
-                                              optimizer_params={"betas": (0.8, 0.9)}), "race")
+    b = runs.add(
+        "Adam lr=0.001",
+        TrainConfig(epochs=3, optimizer="adam", optimizer_params={"betas": (0.8, 0.9)}),
+        "race",
+    )
     for n in (1, 2):
         runs.record(a.id, epoch=_epoch(n, 0.5 + n / 10), batch_losses=[2.0, 1.9])
     for n in (1, 2, 3):
@@ -36,8 +46,11 @@ def test_csv_has_one_row_per_epoch_per_shown_run(tmp_path):
     assert tuple(rows[0].keys()) == CSV_COLUMNS
     assert set(METRIC_COLUMNS) <= set(CSV_COLUMNS) and set(CONFIG_COLUMNS) <= set(CSV_COLUMNS)
     assert [(r["run_name"], r["epoch"]) for r in rows] == [
-        ("SGD lr=0.001", "1"), ("SGD lr=0.001", "2"),
-        ("Adam lr=0.001", "1"), ("Adam lr=0.001", "2"), ("Adam lr=0.001", "3"),
+        ("SGD lr=0.001", "1"),
+        ("SGD lr=0.001", "2"),
+        ("Adam lr=0.001", "1"),
+        ("Adam lr=0.001", "2"),
+        ("Adam lr=0.001", "3"),
     ]
     assert rows[0]["optimizer"] == "sgd" and rows[0]["seed"] == "1" and rows[0]["lr"] == "0.001"
     assert rows[2]["optimizer_params"] == '{"betas": [0.8, 0.9]}'
@@ -62,8 +75,7 @@ def test_rename_remove_and_listeners():
     assert [r.name for r in runs] == ["baseline (2)"]
     with pytest.raises(RunError, match="no run with id"):
         runs.get(first.id)
-    assert heard == [("changed", "baseline"), ("changed", "baseline (2)"),
-                     ("removed", "baseline")]
+    assert heard == [("changed", "baseline"), ("changed", "baseline (2)"), ("removed", "baseline")]
 
 
 def test_state_round_trips_through_a_weights_only_checkpoint(tmp_path):

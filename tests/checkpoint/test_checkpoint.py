@@ -82,8 +82,11 @@ def test_file_holds_only_tensors_and_primitives_and_everything_listed(saved):
     assert obj["loss"]["name"] == "cross_entropy"
     assert obj["config"] == trainer.config.to_dict()
     position = obj["position"]
-    assert (position["epochs_done"], position["batch_in_epoch"], position["global_step"]) \
-        == (0, 3, 3)
+    assert (position["epochs_done"], position["batch_in_epoch"], position["global_step"]) == (
+        0,
+        3,
+        3,
+    )
     assert position["seed"] == 5
     assert type(position["epoch_loss_sum"]) is float
     assert position["epoch_loss_sum"] == trainer.epoch_loss_sum
@@ -198,8 +201,9 @@ def test_missing_file_and_folder(tmp_path):
 
 def test_newer_format_version_is_refused_with_the_fix(saved):
     path, _ = saved
-    newer = rewrite(path, lambda o: o.update(format_version=ckpt.FORMAT_VERSION + 1,
-                                             app_version="9.0"))
+    newer = rewrite(
+        path, lambda o: o.update(format_version=ckpt.FORMAT_VERSION + 1, app_version="9.0")
+    )
     for load in (ckpt.read_checkpoint, ckpt.load_weights):
         with pytest.raises(ckpt.CheckpointError) as info:
             load(newer)
@@ -220,10 +224,13 @@ def test_wrong_architecture_names_the_layer(saved, tiny_data, plugins):
         assert "linear_relu_stack.0.weight is 256x784" in str(info.value)
         assert "needs 512x784" in str(info.value)
 
-    renamed = rewrite(path, lambda o: o["model"].update(
-        {"fc.weight": o["model"].pop("linear_relu_stack.4.weight")}))
-    with pytest.raises(ckpt.CheckpointError, match="missing linear_relu_stack.4.weight; "
-                       "unexpected fc.weight"):
+    renamed = rewrite(
+        path,
+        lambda o: o["model"].update({"fc.weight": o["model"].pop("linear_relu_stack.4.weight")}),
+    )
+    with pytest.raises(
+        ckpt.CheckpointError, match="missing linear_relu_stack.4.weight; unexpected fc.weight"
+    ):
         ckpt.read_checkpoint(renamed)
 
 
@@ -256,8 +263,12 @@ def test_plugin_not_installed_names_it_and_weights_still_load(tmp_path, tiny_dat
     with pytest.raises(ckpt.MissingPluginError) as info:
         ckpt.load_trainer(path, tiny_data, without)
     error = info.value
-    assert (error.kind, error.name, error.plugin, error.version) == \
-        ("optimizer", "my_adagrad", "fmnist_adagrad", "2.5")
+    assert (error.kind, error.name, error.plugin, error.version) == (
+        "optimizer",
+        "my_adagrad",
+        "fmnist_adagrad",
+        "2.5",
+    )
     assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in str(error)
     assert "not installed" in str(error) and "load only its model weights" in str(error)
 
@@ -265,8 +276,9 @@ def test_plugin_not_installed_names_it_and_weights_still_load(tmp_path, tiny_dat
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(weights[key], value)
     fresh = Trainer(TrainConfig(epochs=1, seed=1), tiny_data, without, initial_state=weights)
-    assert torch.equal(fresh.model.linear_relu_stack[0].weight,
-                       trainer.model.linear_relu_stack[0].weight)
+    assert torch.equal(
+        fresh.model.linear_relu_stack[0].weight, trainer.model.linear_relu_stack[0].weight
+    )
     # With the plugin back, the whole training loads.
     assert ckpt.load_trainer(path, tiny_data, with_plugin).global_step == 3
 
@@ -292,14 +304,17 @@ def test_weights_file_is_not_mistaken_for_a_training(tmp_path):
 
 def test_failed_load_changes_nothing(saved, tmp_path):
     path, _ = saved
-    other = load_dataset(make_tiny_fashion_mnist(tmp_path / "other", n_train=300),
-                         allow_download=False)
+    other = load_dataset(
+        make_tiny_fashion_mnist(tmp_path / "other", n_train=300), allow_download=False
+    )
     plugins = get_plugin_manager([tmp_path / "none"])
     torch.manual_seed(123)
     rng = torch.get_rng_state()
     threads = torch.get_num_threads()
-    with pytest.raises(ckpt.CheckpointError, match="trained on 256 training and 128 test "
-                       "images, but the data here has 300 and 128"):
+    with pytest.raises(
+        ckpt.CheckpointError,
+        match="trained on 256 training and 128 test images, but the data here has 300 and 128",
+    ):
         ckpt.load_trainer(path, other, plugins)
     assert torch.equal(torch.get_rng_state(), rng)
     assert torch.get_num_threads() == threads
@@ -336,8 +351,10 @@ def test_read_only_folder_leaves_the_old_file(tmp_path, tiny_data, plugins, monk
             ckpt.save_checkpoint(path, trainer.state_dict())
     finally:
         folder.chmod(0o755)
-    assert str(info.value) == (f"{path}: cannot be saved: no permission to write in {folder}; "
-                               "choose another folder; any previous file there is unchanged")
+    assert str(info.value) == (
+        f"{path}: cannot be saved: no permission to write in {folder}; "
+        "choose another folder; any previous file there is unchanged"
+    )
     assert path.read_bytes() == old
     assert ckpt.read_checkpoint(path)["position"]["global_step"] == 3
 
@@ -412,8 +429,12 @@ def test_import_weights_from_the_tutorials_format(tmp_path, tiny_data, plugins):
 
 # ----- autosave and crash recovery --------------------------------------------------------
 def dead_pid() -> int:
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(child.stdout)
 
 

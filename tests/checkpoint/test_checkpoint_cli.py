@@ -22,14 +22,27 @@ def cli(capsys, *args) -> tuple[int, str, str]:
 
 
 def from_epoch(out: str, epoch: int) -> str:
-    return out[out.index(f"Epoch {epoch}\n"):]
+    return out[out.index(f"Epoch {epoch}\n") :]
 
 
-@pytest.mark.parametrize("options", [
-    ["--seed", "0"],
-    ["--seed", "0", "--shuffle", "--optimizer", "adam", "--opt-param", "betas=0.8,0.9",
-     "--lr", "0.002"],
-], ids=["tutorial", "adam-shuffled"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--seed", "0"],
+        [
+            "--seed",
+            "0",
+            "--shuffle",
+            "--optimizer",
+            "adam",
+            "--opt-param",
+            "betas=0.8,0.9",
+            "--lr",
+            "0.002",
+        ],
+    ],
+    ids=["tutorial", "adam-shuffled"],
+)
 def test_save_then_resume_prints_the_same_epoch_2_lines(capsys, tmp_path, tiny_root, options):
     common = ["--data-dir", tiny_root, "--no-download", "--batch-size", 2, *options]
     path = tmp_path / "ck.pt"
@@ -48,7 +61,7 @@ def test_save_then_resume_prints_the_same_epoch_2_lines(capsys, tmp_path, tiny_r
         assert code == 0 and again == resumed
 
 
-INTERRUPTING_LOSS = '''
+INTERRUPTING_LOSS = """
 import os, signal
 import torch
 from fmnist_gui import LossSpec, hookimpl
@@ -65,15 +78,29 @@ def make():
 @hookimpl
 def fmnist_register_losses():
     return [LossSpec(name="ce_interruptible", label="CE", factory=make)]
-'''
+"""
 
 
-def test_ctrl_c_with_save_stops_at_a_batch_and_resumes_exactly(capsys, tmp_path, tiny_root,
-                                                               monkeypatch):
+def test_ctrl_c_with_save_stops_at_a_batch_and_resumes_exactly(
+    capsys, tmp_path, tiny_root, monkeypatch
+):
     plugin_dir = tmp_path / "plugins"
     write_plugin(plugin_dir, "interruptible", textwrap.dedent(INTERRUPTING_LOSS))
-    common = ["--data-dir", tiny_root, "--no-download", "--batch-size", 2, "--seed", 4,
-              "--loss", "ce_interruptible", "--plugin-dir", plugin_dir, "--epochs", 2]
+    common = [
+        "--data-dir",
+        tiny_root,
+        "--no-download",
+        "--batch-size",
+        2,
+        "--seed",
+        4,
+        "--loss",
+        "ce_interruptible",
+        "--plugin-dir",
+        plugin_dir,
+        "--epochs",
+        2,
+    ]
     path = tmp_path / "ck.pt"
     # 128 training + 64 test batches per epoch: call 214 is epoch 2's batch 21.
     monkeypatch.setenv("FMNIST_TEST_INTERRUPT_AT", "214")
@@ -91,7 +118,7 @@ def test_ctrl_c_with_save_stops_at_a_batch_and_resumes_exactly(capsys, tmp_path,
     code, straight, _ = cli(capsys, *common)
     assert code == 0
     # The interrupted epoch's remaining lines, then the same test results and "Done!".
-    tail = straight[straight.index("Test Error", straight.index("Epoch 2")):]
+    tail = straight[straight.index("Test Error", straight.index("Epoch 2")) :]
     assert resumed.startswith("Epoch 2\n") and resumed.endswith(tail)
     assert "[  200/  256]" in resumed and "[    0/  256]" not in resumed
 
@@ -147,28 +174,55 @@ def test_hostile_files_exit_2_with_one_line(capsys, tmp_path, tiny_root):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_missing_plugin_on_resume_names_it_and_points_to_init_weights(capsys, tmp_path,
-                                                                      tiny_root):
+def test_missing_plugin_on_resume_names_it_and_points_to_init_weights(capsys, tmp_path, tiny_root):
     plugin_dir = tmp_path / "plugins"
     write_plugin(plugin_dir, "fmnist_adagrad", good_optimizer_source("my_adagrad"))
     path = tmp_path / "ck.pt"
-    code, _, _ = cli(capsys, "--data-dir", tiny_root, "--epochs", 1, "--plugin-dir", plugin_dir,
-                     "--optimizer", "my_adagrad", "--save", path)
+    code, _, _ = cli(
+        capsys,
+        "--data-dir",
+        tiny_root,
+        "--epochs",
+        1,
+        "--plugin-dir",
+        plugin_dir,
+        "--optimizer",
+        "my_adagrad",
+        "--save",
+        path,
+    )
     assert code == 0
-    code, out, err = cli(capsys, "--data-dir", tiny_root, "--epochs", 2, "--resume", path,
-                         "--plugin-dir", tmp_path / "empty")
+    code, out, err = cli(
+        capsys,
+        "--data-dir",
+        tiny_root,
+        "--epochs",
+        2,
+        "--resume",
+        path,
+        "--plugin-dir",
+        tmp_path / "empty",
+    )
     assert code == 2 and err.count("\n") == 1
     assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in err
     assert "not installed" in err and "load only its model weights" in err
     # The way out: start a new training from its weights.
-    code, out, err = cli(capsys, "--data-dir", tiny_root, "--epochs", 1, "--init-weights", path,
-                         "--plugin-dir", tmp_path / "empty")
+    code, out, err = cli(
+        capsys,
+        "--data-dir",
+        tiny_root,
+        "--epochs",
+        1,
+        "--init-weights",
+        path,
+        "--plugin-dir",
+        tmp_path / "empty",
+    )
     assert code == 0, err
     assert out.endswith("Done!\n")
 
 
-def test_resume_refuses_contradicting_settings_and_a_smaller_total(capsys, tmp_path,
-                                                                   tiny_root):
+def test_resume_refuses_contradicting_settings_and_a_smaller_total(capsys, tmp_path, tiny_root):
     path = tmp_path / "ck.pt"
     base = ["--data-dir", tiny_root, "--no-download"]
     code, _, _ = cli(capsys, *base, "--epochs", 2, "--lr", 0.01, "--save", path)
@@ -178,15 +232,19 @@ def test_resume_refuses_contradicting_settings_and_a_smaller_total(capsys, tmp_p
         (["--optimizer", "adam"], "--optimizer adam (the checkpoint has sgd) differs"),
         (["--opt-param", "momentum=0.9"], "--opt-param momentum=0.9 differs"),
         (["--shuffle"], "--shuffle True (the checkpoint has False) differs"),
-        (["--epochs", 2], "already holds 2 finished epochs; --epochs is the total, so ask "
-                          "for more: --epochs 3 or more"),
+        (
+            ["--epochs", 2],
+            "already holds 2 finished epochs; --epochs is the total, so ask "
+            "for more: --epochs 3 or more",
+        ),
         (["--epochs", 3, "--init-weights", path], "--resume and --init-weights exclude"),
     ]:
         code, out, err = cli(capsys, *base, "--resume", path, *args)
         assert code == 2 and out == "" and err.count("\n") == 1, args
         assert words in err, err
-    code, out, _ = cli(capsys, *base, "--resume", path, "--epochs", 3, "--lr", 0.01,
-                       "--opt-param", "momentum=0")
+    code, out, _ = cli(
+        capsys, *base, "--resume", path, "--epochs", 3, "--lr", 0.01, "--opt-param", "momentum=0"
+    )
     assert code == 0 and out.startswith("Epoch 3\n")
 
 
@@ -197,8 +255,9 @@ def test_save_problems_are_caught_before_training(capsys, tmp_path, tiny_root):
     assert code == 2 and out == "" and "does not exist" in err
 
 
-def test_init_weights_starts_from_the_tutorials_weights_file(capsys, tmp_path, tiny_root,
-                                                            tiny_data):
+def test_init_weights_starts_from_the_tutorials_weights_file(
+    capsys, tmp_path, tiny_root, tiny_data
+):
     from tests.support import tutorial_reference as tut
 
     torch.manual_seed(123)
@@ -207,7 +266,8 @@ def test_init_weights_starts_from_the_tutorials_weights_file(capsys, tmp_path, t
     torch.save(model.state_dict(), path)
     X = tiny_data.train.images[:64].unsqueeze(1).float() / 255
     expected = torch.nn.functional.cross_entropy(model(X), tiny_data.train.labels[:64]).item()
-    code, out, err = cli(capsys, "--data-dir", tiny_root, "--epochs", 1, "--seed", 0,
-                         "--init-weights", path)
+    code, out, err = cli(
+        capsys, "--data-dir", tiny_root, "--epochs", 1, "--seed", 0, "--init-weights", path
+    )
     assert code == 0, err
     assert out.splitlines()[2] == f"loss: {expected:>7f}  [    0/  256]"

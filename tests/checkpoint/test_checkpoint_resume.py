@@ -30,8 +30,9 @@ BATCHES_PER_EPOCH = 8  # 256 tiny training images / 32
 
 def config_for(optimizer: str, shuffle: bool, epochs: int = 2) -> TrainConfig:
     lr = 0.05 if optimizer == "sgd" else 0.002
-    return TrainConfig(epochs=epochs, batch_size=32, lr=lr, optimizer=optimizer,
-                       shuffle=shuffle, seed=11)
+    return TrainConfig(
+        epochs=epochs, batch_size=32, lr=lr, optimizer=optimizer, shuffle=shuffle, seed=11
+    )
 
 
 def metrics(trainer: Trainer) -> list[tuple[float, float, float]]:
@@ -44,8 +45,6 @@ def assert_same_training(resumed: Trainer, reference: Trainer) -> None:
     assert resumed.global_step == reference.global_step
     for key, value in reference.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
-
-
 
 
 @pytest.fixture
@@ -66,8 +65,9 @@ def reference(tiny_data, plugins):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
 @pytest.mark.parametrize("where", ["mid-epoch", "epoch-boundary", "after-last-batch"])
-def test_resume_is_bitwise_identical(tmp_path, tiny_data, plugins, reference, optimizer,
-                                     shuffle, where):
+def test_resume_is_bitwise_identical(
+    tmp_path, tiny_data, plugins, reference, optimizer, shuffle, where
+):
     if where == "mid-epoch":  # in the second epoch, 3 batches in
         first = Trainer(config_for(optimizer, shuffle), tiny_data, plugins)
         end = run_stopping_after(first, BATCHES_PER_EPOCH + 3)
@@ -91,7 +91,7 @@ def test_resume_is_bitwise_identical(tmp_path, tiny_data, plugins, reference, op
     assert_same_training(resumed, reference(optimizer, shuffle))
     # The events of the continued run are the reference's tail, too.
     losses = [e.loss for e in events if isinstance(e, BatchEnd)]
-    assert losses == reference(optimizer, shuffle).history.batch_losses[-len(losses):]
+    assert losses == reference(optimizer, shuffle).history.batch_losses[-len(losses) :]
 
 
 def test_stop_at_every_batch_adam_shuffled(tiny_data, plugins, reference):
@@ -176,7 +176,9 @@ def test_resume_in_a_new_process(tmp_path, tiny_root, tiny_data, plugins, refere
             paths[str(path)] = (optimizer, shuffle)
     result = subprocess.run(
         [sys.executable, "-c", NEW_PROCESS, str(tiny_root), str(tmp_path / "none"), *paths],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -231,9 +233,20 @@ def test_killing_a_save_at_random_moments_never_tears_the_file(tmp_path, tiny_da
     snapshots.mkdir()
     target = folder / "ck.pt"
     result = subprocess.run(
-        [sys.executable, "-c", KILLER, str(tmp_path / "a.pt"), str(tmp_path / "b.pt"),
-         str(target), str(snapshots), str(runs), str(random.randrange(2**32))],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            KILLER,
+            str(tmp_path / "a.pt"),
+            str(tmp_path / "b.pt"),
+            str(target),
+            str(snapshots),
+            str(runs),
+            str(random.randrange(2**32)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     steps = []
@@ -241,15 +254,19 @@ def test_killing_a_save_at_random_moments_never_tears_the_file(tmp_path, tiny_da
         checkpoint = ckpt.read_checkpoint(snapshots / f"{i}.pt")  # never torn
         steps.append(checkpoint["position"]["global_step"])
         expected = a if steps[-1] == 3 else b
-        assert torch.equal(checkpoint["model"]["linear_relu_stack.0.weight"],
-                           expected.model.linear_relu_stack[0].weight)
+        assert torch.equal(
+            checkpoint["model"]["linear_relu_stack.0.weight"],
+            expected.model.linear_relu_stack[0].weight,
+        )
     assert set(steps) <= {3, 11}
     # Killed saves leave only their temp files beside the target, never in its place.
     leftovers = [p.name for p in folder.iterdir() if p != target]
     assert all(name.startswith(".ck.pt.") and name.endswith(".part") for name in leftovers)
-    print(f"kills: {runs}, snapshots with A/B: {steps.count(3)}/{steps.count(11)}, "
-          f"torn temp files left by killed saves: {len(leftovers)}, "
-          f"one save takes {float(result.stdout):.3f} s")
+    print(
+        f"kills: {runs}, snapshots with A/B: {steps.count(3)}/{steps.count(11)}, "
+        f"torn temp files left by killed saves: {len(leftovers)}, "
+        f"one save takes {float(result.stdout):.3f} s"
+    )
 
 
 def test_resume_with_a_different_total_of_epochs(tmp_path, tiny_data, plugins, reference):
@@ -260,14 +277,14 @@ def test_resume_with_a_different_total_of_epochs(tmp_path, tiny_data, plugins, r
     resumed = ckpt.load_trainer(path, tiny_data, plugins, epochs=2)
     # The config comes back with the hyperparameters resolved (defaults filled in).
     assert resumed.config.optimizer_params == first.optimizer_params
-    assert replace(resumed.config, optimizer_params={}, loss_params={}) \
-        == replace(first.config, epochs=2)
+    assert replace(resumed.config, optimizer_params={}, loss_params={}) == replace(
+        first.config, epochs=2
+    )
     list(resumed.run())
     assert_same_training(resumed, reference("sgd", False))
 
 
-def test_snapshot_requested_from_another_thread_running_and_paused(tiny_data, plugins,
-                                                                    reference):
+def test_snapshot_requested_from_another_thread_running_and_paused(tiny_data, plugins, reference):
     """What the app's Save does during training: the training thread takes the snapshot."""
     ref = reference("adam", True)
     trainer = Trainer(config_for("adam", True), tiny_data, plugins)

@@ -21,13 +21,17 @@ PLUGIN_FILE_RE = re.compile(r"^# plugin file: (\w+)\.py\n")
 
 
 def hook_names() -> list[str]:
-    return sorted(name for name, value in vars(hookspecs).items()
-                  if hasattr(value, f"{PROJECT}_spec"))
+    return sorted(
+        name for name, value in vars(hookspecs).items() if hasattr(value, f"{PROJECT}_spec")
+    )
 
 
 def code_blocks(language: str) -> list[str]:
-    return [body for lang, body in BLOCK_RE.findall(GUIDE.read_text(encoding="utf-8"))
-            if lang == language]
+    return [
+        body
+        for lang, body in BLOCK_RE.findall(GUIDE.read_text(encoding="utf-8"))
+        if lang == language
+    ]
 
 
 def plugin_examples() -> list[tuple[str, str]]:
@@ -59,8 +63,9 @@ def test_every_python_block_is_valid_python():
         compile(body, str(GUIDE), "exec")
 
 
-@pytest.mark.parametrize("name, body", plugin_examples(), ids=lambda v: v if
-                         isinstance(v, str) and "\n" not in v else "")
+@pytest.mark.parametrize(
+    "name, body", plugin_examples(), ids=lambda v: v if isinstance(v, str) and "\n" not in v else ""
+)
 def test_example_plugin_loads_and_passes_the_self_test(tmp_path, name, body):
     (tmp_path / f"{name}.py").write_text(body, encoding="utf-8")
     try:

@@ -78,11 +78,14 @@ def test_file_with_syntax_error_is_isolated(tmp_path):
     assert_builtins_work(host)
 
 
-@pytest.mark.parametrize("statement, error", [
-    ("raise RuntimeError('no GPU driver')", "RuntimeError: no GPU driver"),
-    ("import fmnist_test_not_installed", "ModuleNotFoundError"),
-    ("raise SystemExit(3)", "SystemExit"),
-])
+@pytest.mark.parametrize(
+    "statement, error",
+    [
+        ("raise RuntimeError('no GPU driver')", "RuntimeError: no GPU driver"),
+        ("import fmnist_test_not_installed", "ModuleNotFoundError"),
+        ("raise SystemExit(3)", "SystemExit"),
+    ],
+)
 def test_plugin_raising_on_import_is_isolated(tmp_path, statement, error):
     host = host_with(tmp_path, raises=statement + "\n", good=good_optimizer_source())
     record = host.records["raises"]
@@ -137,8 +140,11 @@ def test_plugin_without_hookimpl_marker_says_how_to_fix_it(tmp_path):
 
 
 def test_duplicate_optimizer_name_is_refused_and_the_first_kept(tmp_path):
-    host = host_with(tmp_path, impostor=good_optimizer_source(name="sgd", cls="Adagrad"),
-                     good=good_optimizer_source())
+    host = host_with(
+        tmp_path,
+        impostor=good_optimizer_source(name="sgd", cls="Adagrad"),
+        good=good_optimizer_source(),
+    )
     record = host.records["impostor"]
     assert record.status == "failed"
     assert "'sgd' is already registered by plugin 'builtin_optimizers'" in record.error
@@ -206,9 +212,13 @@ def test_hook_raising_is_isolated(tmp_path):
 # ----- entry points (installed distributions) ---------------------------------------
 def test_entry_point_plugin_is_found_and_trains(tmp_path, monkeypatch, tiny_data):
     site = tmp_path / "site"
-    make_distribution(site, "fmnist-test-adagrad", version="3.1",
-                      entry_points={"adagrad": "fmnist_test_adagrad"},
-                      modules={"fmnist_test_adagrad": good_optimizer_source("adagrad")})
+    make_distribution(
+        site,
+        "fmnist-test-adagrad",
+        version="3.1",
+        entry_points={"adagrad": "fmnist_test_adagrad"},
+        modules={"fmnist_test_adagrad": good_optimizer_source("adagrad")},
+    )
     monkeypatch.syspath_prepend(str(site))
     host = get_plugin_manager([tmp_path / "none"])
     record = host.records["adagrad"]
@@ -222,8 +232,12 @@ def test_entry_point_plugin_is_found_and_trains(tmp_path, monkeypatch, tiny_data
 def test_entry_point_whose_module_is_missing_is_isolated(tmp_path, monkeypatch):
     site = tmp_path / "site"
     make_distribution(site, "fmnist-test-ghost", entry_points={"ghost": "fmnist_test_ghost"})
-    make_distribution(site, "fmnist-test-fine", entry_points={"fine": "fmnist_test_fine"},
-                      modules={"fmnist_test_fine": good_optimizer_source("fine_opt")})
+    make_distribution(
+        site,
+        "fmnist-test-fine",
+        entry_points={"fine": "fmnist_test_fine"},
+        modules={"fmnist_test_fine": good_optimizer_source("fine_opt")},
+    )
     monkeypatch.syspath_prepend(str(site))
     host = get_plugin_manager([tmp_path / "none"])
     record = host.records["ghost"]
@@ -236,10 +250,18 @@ def test_entry_point_whose_module_is_missing_is_isolated(tmp_path, monkeypatch):
 
 def test_entry_point_name_clash_between_distributions(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    make_distribution(site, "fmnist-test-one", entry_points={"optimizers": "fmnist_test_one"},
-                      modules={"fmnist_test_one": good_optimizer_source("one")})
-    make_distribution(site, "fmnist-test-two", entry_points={"optimizers": "fmnist_test_two"},
-                      modules={"fmnist_test_two": good_optimizer_source("two")})
+    make_distribution(
+        site,
+        "fmnist-test-one",
+        entry_points={"optimizers": "fmnist_test_one"},
+        modules={"fmnist_test_one": good_optimizer_source("one")},
+    )
+    make_distribution(
+        site,
+        "fmnist-test-two",
+        entry_points={"optimizers": "fmnist_test_two"},
+        modules={"fmnist_test_two": good_optimizer_source("two")},
+    )
     monkeypatch.syspath_prepend(str(site))
     host = get_plugin_manager([tmp_path / "none"])
     assert host.records["optimizers"].status == "loaded"
@@ -254,8 +276,12 @@ def test_rescan_finds_a_package_installed_after_start(tmp_path, monkeypatch):
     site.mkdir()
     host = get_plugin_manager([tmp_path / "none"])
     assert "late" not in host.records
-    make_distribution(site, "fmnist-test-late", entry_points={"late": "fmnist_test_late"},
-                      modules={"fmnist_test_late": good_optimizer_source("late_opt")})
+    make_distribution(
+        site,
+        "fmnist-test-late",
+        entry_points={"late": "fmnist_test_late"},
+        modules={"fmnist_test_late": good_optimizer_source("late_opt")},
+    )
     report = host.rescan()
     assert [r.name for r in report.loaded] == ["late"]
     assert "late_opt" in host.optimizers
@@ -270,9 +296,12 @@ def test_rescan_reads_new_pth_files(tmp_path, monkeypatch):
     monkeypatch.setattr(plugin_manager, "_site_dirs", lambda: [str(site)])
     monkeypatch.syspath_prepend(str(site))
     host = get_plugin_manager([tmp_path / "none"])
-    make_distribution(elsewhere, "fmnist-test-editable",
-                      entry_points={"editable": "fmnist_test_editable"},
-                      modules={"fmnist_test_editable": good_optimizer_source("edit_opt")})
+    make_distribution(
+        elsewhere,
+        "fmnist-test-editable",
+        entry_points={"editable": "fmnist_test_editable"},
+        modules={"fmnist_test_editable": good_optimizer_source("edit_opt")},
+    )
     (site / "fmnist_test_editable.pth").write_text(f"{elsewhere}\n", encoding="utf-8")
     report = host.rescan()
     assert str(elsewhere) in report.new_paths
@@ -281,9 +310,14 @@ def test_rescan_reads_new_pth_files(tmp_path, monkeypatch):
 
 def test_rescan_retries_a_failed_entry_point_and_flags_upgrades(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    info = make_distribution(site, "fmnist-test-needy", entry_points={"needy": "fmnist_test_needy"},
-                             modules={"fmnist_test_needy": "import fmnist_test_dep\n" +
-                                      good_optimizer_source("needy_opt")})
+    info = make_distribution(
+        site,
+        "fmnist-test-needy",
+        entry_points={"needy": "fmnist_test_needy"},
+        modules={
+            "fmnist_test_needy": "import fmnist_test_dep\n" + good_optimizer_source("needy_opt")
+        },
+    )
     monkeypatch.syspath_prepend(str(site))
     host = get_plugin_manager([tmp_path / "none"])
     assert host.records["needy"].status == "failed"
@@ -295,8 +329,9 @@ def test_rescan_retries_a_failed_entry_point_and_flags_upgrades(tmp_path, monkey
     # An upgrade of loaded code cannot be applied in-process: say so.
     new_info = info.with_name("fmnist_test_needy-2.0.dist-info")
     info.rename(new_info)
-    (new_info / "METADATA").write_text("Metadata-Version: 2.1\nName: fmnist-test-needy\n"
-                                       "Version: 2.0\n", encoding="utf-8")
+    (new_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fmnist-test-needy\nVersion: 2.0\n", encoding="utf-8"
+    )
     report = host.rescan()
     assert len(report.restart_needed) == 1
     assert "1.0 to 2.0" in report.restart_needed[0] and "restart" in report.restart_needed[0]
@@ -318,14 +353,19 @@ def fmnist_register_optimizers():
 """
 
 
-@pytest.mark.parametrize("body, reason", [
-    ("    return None", "returned NoneType, not a torch.optim.Optimizer"),
-    ("    raise ValueError('needs a closure')", "factory raised ValueError: needs a closure"),
-    ("    return torch.optim.SGD(params, lr=1e6)", "diverged"),
-    ("    return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)",
-     "did not go down"),
-    ("    return Broken(params, {'lr': lr})", "step 1 of 8 raised RuntimeError: boom"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("    return None", "returned NoneType, not a torch.optim.Optimizer"),
+        ("    raise ValueError('needs a closure')", "factory raised ValueError: needs a closure"),
+        ("    return torch.optim.SGD(params, lr=1e6)", "diverged"),
+        (
+            "    return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)",
+            "did not go down",
+        ),
+        ("    return Broken(params, {'lr': lr})", "step 1 of 8 raised RuntimeError: boom"),
+    ],
+)
 def test_self_test_flags_bad_optimizers_and_keeps_the_rest(tmp_path, body, reason):
     extra = """
 class Broken(torch.optim.Optimizer):
@@ -434,8 +474,10 @@ def test_unreadable_plugin_folder_is_a_warning_not_a_crash(tmp_path):
     assert_builtins_work(host)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
-                    reason="root reads any folder")
+@pytest.mark.skipif(
+    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+    reason="root reads any folder",
+)
 def test_permission_denied_plugin_folder(tmp_path):
     folder = tmp_path / "plugins"
     write_plugin(folder, "good", good_optimizer_source())

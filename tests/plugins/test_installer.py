@@ -73,11 +73,14 @@ def test_install_refuses_a_file_changed_after_consent(plugin_file):
     assert PluginSettings.load().trusted_files == {}
 
 
-@pytest.mark.parametrize("name, words", [
-    ("notes.txt", "not a Python file"),
-    ("my-plugin.py", "Python identifier"),
-    ("_private.py", "ignored"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("notes.txt", "not a Python file"),
+        ("my-plugin.py", "Python identifier"),
+        ("_private.py", "ignored"),
+    ],
+)
 def test_install_refuses_bad_file_names(tmp_path, name, words):
     path = tmp_path / name
     path.write_text("")
@@ -104,8 +107,7 @@ def test_remove_deletes_the_file_and_forgets_it(plugin_file):
 
 
 def test_pip_command_for_the_running_interpreter(tmp_path):
-    assert pip_install_command("fmnist-nadam==1.0")[:4] == [sys.executable, "-m", "pip",
-                                                            "install"]
+    assert pip_install_command("fmnist-nadam==1.0")[:4] == [sys.executable, "-m", "pip", "install"]
     project = tmp_path / "proj"
     project.mkdir()
     (project / "pyproject.toml").write_text("[project]\nname='x'\n")
@@ -115,11 +117,14 @@ def test_pip_command_for_the_running_interpreter(tmp_path):
     assert pip_install_command(str(wheel))[-1] == str(wheel.resolve())
 
 
-@pytest.mark.parametrize("target, words", [
-    ("", "give a package name"),
-    ("fmnist nadam; echo hi", "not a package name"),
-    ("./nope", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ("", "give a package name"),
+        ("fmnist nadam; echo hi", "not a package name"),
+        ("./nope", "does not exist"),
+    ],
+)
 def test_pip_command_refuses_nonsense(target, words):
     with pytest.raises(InstallError, match=words):
         pip_install_command(target)

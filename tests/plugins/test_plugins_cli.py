@@ -22,8 +22,9 @@ def fmnist_register_optimizers():
 
 def run_cli(*args, timeout=180):
     env = dict(os.environ, FMNIST_GUI_SYSTEM_DATASET=os.devnull)
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture
@@ -46,29 +47,48 @@ def test_list_plugins_shows_the_table_and_every_error(plugin_dir):
     assert "optimizer:my_adagrad" in rows["my_adagrad"]
     assert rows["broken"].split()[3] == "failed"
     errors = [line for line in lines if line.startswith("error in plugin")]
-    assert any(f"broken ({plugin_dir / 'broken.py'}): import failed: SyntaxError" in line
-               for line in errors)
-    assert any("returns_none" in e and "NoneType, not a torch.optim.Optimizer" in e
-               for e in errors)
+    assert any(
+        f"broken ({plugin_dir / 'broken.py'}): import failed: SyntaxError" in line
+        for line in errors
+    )
+    assert any("returns_none" in e and "NoneType, not a torch.optim.Optimizer" in e for e in errors)
     assert result.stderr == ""
 
 
 def test_trains_with_a_plugin_optimizer_and_its_params(plugin_dir, tiny_root):
-    result = run_cli("--plugin-dir", plugin_dir, "--data-dir", tiny_root, "--no-download",
-                     "--epochs", 1, "--optimizer", "my_adagrad",
-                     "--opt-param", "weight_decay=0.01", "--lr", "0.01")
+    result = run_cli(
+        "--plugin-dir",
+        plugin_dir,
+        "--data-dir",
+        tiny_root,
+        "--no-download",
+        "--epochs",
+        1,
+        "--optimizer",
+        "my_adagrad",
+        "--opt-param",
+        "weight_decay=0.01",
+        "--lr",
+        "0.01",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "Epoch 1"
     assert result.stdout.rstrip().endswith("Done!")
 
 
 BAD_CHOICES = [
-    (["--optimizer", "my_adagrad", "--opt-param", "momentum=0.9"],
-     "my_adagrad has no parameter 'momentum' (known: weight_decay)"),
-    (["--optimizer", "my_adagrad", "--opt-param", "weight_decay=lots"],
-     "weight_decay: 'lots' is not a number"),
-    (["--optimizer", "my_adagrad", "--opt-param", "weight_decay=-1"],
-     "weight_decay: -1 is out of range (0 <= weight_decay)"),
+    (
+        ["--optimizer", "my_adagrad", "--opt-param", "momentum=0.9"],
+        "my_adagrad has no parameter 'momentum' (known: weight_decay)",
+    ),
+    (
+        ["--optimizer", "my_adagrad", "--opt-param", "weight_decay=lots"],
+        "weight_decay: 'lots' is not a number",
+    ),
+    (
+        ["--optimizer", "my_adagrad", "--opt-param", "weight_decay=-1"],
+        "weight_decay: -1 is out of range (0 <= weight_decay)",
+    ),
     (["--optimizer", "adam", "--opt-param", "betas"], "'betas' is not KEY=VALUE"),
     (["--optimizer", "lion"], "unknown optimizer 'lion'"),
     (["--optimizer", "nothing"], "optimizer 'nothing' is not offered"),
@@ -78,8 +98,9 @@ BAD_CHOICES = [
 
 def test_unknown_plugin_param_is_one_line_and_exit_2(plugin_dir, tiny_root):
     args, words = BAD_CHOICES[0]
-    result = run_cli("--plugin-dir", plugin_dir, "--data-dir", tiny_root, "--no-download",
-                     "--epochs", 1, *args)
+    result = run_cli(
+        "--plugin-dir", plugin_dir, "--data-dir", tiny_root, "--no-download", "--epochs", 1, *args
+    )
     assert result.returncode == 2
     assert result.stderr == f"fmnist-train: error: {words}\n"
     assert result.stdout == ""
@@ -91,8 +112,18 @@ def test_unknown_plugin_param_is_one_line_and_exit_2(plugin_dir, tiny_root):
 def test_bad_plugin_choices_are_one_line_and_exit_2(plugin_dir, tiny_root, capsys, args, words):
     from fmnist_gui.cli import main
 
-    code = main(["--plugin-dir", str(plugin_dir), "--data-dir", str(tiny_root),
-                 "--no-download", "--epochs", "1", *args])
+    code = main(
+        [
+            "--plugin-dir",
+            str(plugin_dir),
+            "--data-dir",
+            str(tiny_root),
+            "--no-download",
+            "--epochs",
+            "1",
+            *args,
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("fmnist-train: error: "), err

@@ -37,15 +37,29 @@ def _pip_install(python, target, *, cwd):
     # --no-build-isolation reuses this environment's setuptools (no download);
     # without one (Python >= 3.12 venvs lack it) pip fetches it from the index.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    return _run([python, "-m", "pip", "install", "--no-deps", *isolation,
-                 "--disable-pip-version-check", "--no-input", "-q", target], cwd=cwd)
+    return _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            *isolation,
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+            target,
+        ],
+        cwd=cwd,
+    )
 
 
 def _run(argv, *, cwd, timeout=300, check=True):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["FMNIST_GUI_SYSTEM_DATASET"] = os.devnull
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                            cwd=cwd, timeout=timeout, env=env)
+    result = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
     if check:
         assert result.returncode == 0, f"{argv}\n{result.stdout}\n{result.stderr}"
     return result
@@ -69,12 +83,17 @@ def fresh_install(tmp_path_factory):
     env_dir = base / "venv"
     venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(env_dir)
     python = env_dir / "bin" / "python"
-    site_dir = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
-                                        "['purelib'])"], cwd=base).stdout.strip())
+    site_dir = Path(
+        _run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=base
+        ).stdout.strip()
+    )
     (site_dir / "_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    source = _copy_sources(ROOT, base / "src",
-                           ["pyproject.toml", "README.md", "LICENSE", "fmnist_gui", "plugins",
-                            "resources"])
+    source = _copy_sources(
+        ROOT,
+        base / "src",
+        ["pyproject.toml", "README.md", "LICENSE", "fmnist_gui", "plugins", "resources"],
+    )
     _pip_install(python, source, cwd=base)
     return env_dir, base
 
@@ -82,20 +101,32 @@ def fresh_install(tmp_path_factory):
 def test_non_editable_install_runs_both_commands_with_builtins(fresh_install):
     env_dir, cwd = fresh_install
     bin_dir = env_dir / "bin"
-    where = _run([bin_dir / "python", "-I", "-c",
-                  "import fmnist_gui, fmnist_builtins, fmnist_gui.qt.shell.main_window, pathlib;"
-                  "from importlib.resources import files;"
-                  "p = pathlib.Path(fmnist_gui.__file__).parent;"
-                  "print(p); print(fmnist_builtins.__file__);"
-                  "print((files('fmnist_gui.resources') / 'fmnist-gui.svg').is_file())"],
-                 cwd=cwd)
+    where = _run(
+        [
+            bin_dir / "python",
+            "-I",
+            "-c",
+            "import fmnist_gui, fmnist_builtins, fmnist_gui.qt.shell.main_window, pathlib;"
+            "from importlib.resources import files;"
+            "p = pathlib.Path(fmnist_gui.__file__).parent;"
+            "print(p); print(fmnist_builtins.__file__);"
+            "print((files('fmnist_gui.resources') / 'fmnist-gui.svg').is_file())",
+        ],
+        cwd=cwd,
+    )
     package, builtins, icon = where.stdout.split()
     assert package.startswith(str(env_dir)) and builtins.startswith(str(env_dir))
     assert icon == "True"
 
     listing = _run([bin_dir / "fmnist-train", "--list-plugins"], cwd=cwd).stdout
-    for name in ("optimizer:sgd", "optimizer:adam", "optimizer:rmsprop",
-                 "loss:cross_entropy", "loss:nll", "loss:mse"):
+    for name in (
+        "optimizer:sgd",
+        "optimizer:adam",
+        "optimizer:rmsprop",
+        "loss:cross_entropy",
+        "loss:nll",
+        "loss:mse",
+    ):
         assert name in listing
     assert "error in plugin" not in listing
     assert "built-in" in listing
@@ -115,12 +146,37 @@ def test_pip_installed_plugin_package_lists_and_trains(fresh_install, tmp_path, 
     assert row.split()[1:4] == ["package", "1.0.0", "loaded"]
     assert "optimizer:nadam" in row and "optimizer:radam" in row
 
-    run = _run([bin_dir / "fmnist-train", "--optimizer", "nadam",
-                "--opt-param", "momentum_decay=0.01", "--epochs", "1", "--lr", "0.01",
-                "--data-dir", tiny_root, "--no-download"], cwd=cwd)
+    run = _run(
+        [
+            bin_dir / "fmnist-train",
+            "--optimizer",
+            "nadam",
+            "--opt-param",
+            "momentum_decay=0.01",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.01",
+            "--data-dir",
+            tiny_root,
+            "--no-download",
+        ],
+        cwd=cwd,
+    )
     assert run.stdout.startswith("Epoch 1\n") and run.stdout.rstrip().endswith("Done!")
 
     # The package's own tests (the guide's "how to test a plugin") pass there too.
-    tests = _run([bin_dir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                  package / "fmnist-nadam" / "tests"], cwd=tmp_path, check=False)
+    tests = _run(
+        [
+            bin_dir / "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            package / "fmnist-nadam" / "tests",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-GOOD_OPTIMIZER = '''
+GOOD_OPTIMIZER = """
 import torch
 from fmnist_gui import OptimizerSpec, Param, hookimpl
 
@@ -24,7 +24,7 @@ def make(params, lr, weight_decay):
 def fmnist_register_optimizers():
     return [OptimizerSpec(name="{name}", label="{cls}", factory=make,
                           params=(Param("weight_decay", "float", 0.0, minimum=0),))]
-'''
+"""
 
 
 def good_optimizer_source(name: str = "my_adagrad", cls: str = "Adagrad") -> str:

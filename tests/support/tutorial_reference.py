@@ -36,12 +36,13 @@ class NeuralNetwork(nn.Module):
 
 
 def make_loaders(root, batch_size=64):
-    training_data = datasets.FashionMNIST(root=root, train=True, download=False,
-                                          transform=ToTensor())
-    test_data = datasets.FashionMNIST(root=root, train=False, download=False,
-                                      transform=ToTensor())
-    return DataLoader(training_data, batch_size=batch_size), DataLoader(test_data,
-                                                                        batch_size=batch_size)
+    training_data = datasets.FashionMNIST(
+        root=root, train=True, download=False, transform=ToTensor()
+    )
+    test_data = datasets.FashionMNIST(root=root, train=False, download=False, transform=ToTensor())
+    return DataLoader(training_data, batch_size=batch_size), DataLoader(
+        test_data, batch_size=batch_size
+    )
 
 
 def train_loop(dataloader, model, loss_fn, optimizer, print_fn=print, losses=None):
@@ -74,7 +75,7 @@ def test_loop(dataloader, model, loss_fn, print_fn=print):
 
     test_loss /= num_batches
     correct /= size
-    print_fn(f"Test Error: \n Accuracy: {(100*correct):>0.1f}%, Avg loss: {test_loss:>8f} \n")
+    print_fn(f"Test Error: \n Accuracy: {(100 * correct):>0.1f}%, Avg loss: {test_loss:>8f} \n")
     return test_loss, correct
 
 
@@ -93,7 +94,7 @@ def main(argv=None):
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
     for t in range(args.epochs):
-        print(f"Epoch {t+1}\n-------------------------------")
+        print(f"Epoch {t + 1}\n-------------------------------")
         train_loop(train_dataloader, model, loss_fn, optimizer)
         test_loop(test_dataloader, model, loss_fn)
     print("Done!")

@@ -14,7 +14,8 @@ import torch
 from fmnist_gui.system import openmp
 
 pytestmark = pytest.mark.skipif(
-    not openmp.loaded_libgomps(), reason="this torch does not run on GNU OpenMP (libgomp)")
+    not openmp.loaded_libgomps(), reason="this torch does not run on GNU OpenMP (libgomp)"
+)
 
 
 def run_script(body: str) -> dict:
@@ -23,8 +24,14 @@ def run_script(body: str) -> dict:
     The suite itself runs with one thread, with which no helper thread ever starts.
     """
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(body)], env=env,
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -97,7 +104,8 @@ def test_torch_comes_first_among_several_copies(monkeypatch, tmp_path):
     maps.write_text(
         "7f00-7f01 r-xp 00000000 08:01 1 /opt/my env/sklearn.libs/libgomp-a34b3233.so.1.0.0\n"
         "7f02-7f03 r-xp 00000000 08:01 2 /site/torch/lib/libgomp.so.1 (deleted)\n"
-        "7f06-7f07 rw-p 00000000 00:00 0\n")
+        "7f06-7f07 rw-p 00000000 00:00 0\n"
+    )
     real_open = open
 
     def fake_open(path, *args, **kwargs):

@@ -91,8 +91,9 @@ def test_download_uses_mirror_md5_and_progress(tmp_path, monkeypatch):
         resources.append((gz.name, hashlib.md5(gz.read_bytes()).hexdigest()))
     monkeypatch.setattr(FashionMNIST, "resources", resources)
     seen = []
-    fdata.download(tmp_path / "root", progress=lambda *a: seen.append(a),
-                   mirrors=[mirror.as_uri() + "/"])
+    fdata.download(
+        tmp_path / "root", progress=lambda *a: seen.append(a), mirrors=[mirror.as_uri() + "/"]
+    )
     assert fdata.missing_files(tmp_path / "root") == []
     assert {name for name, _, _ in seen} == {name for name, _ in resources}
 
@@ -110,8 +111,9 @@ def test_download_can_be_cancelled(tmp_path, monkeypatch):
     gz = next(raw_folder(tmp_path / "src").glob("*.gz"))
     monkeypatch.setattr(FashionMNIST, "resources", [(gz.name, "unused")])
     with pytest.raises(fdata.DownloadCancelled):
-        fdata.download(tmp_path / "root", should_cancel=lambda: True,
-                       mirrors=[gz.parent.as_uri() + "/"])
+        fdata.download(
+            tmp_path / "root", should_cancel=lambda: True, mirrors=[gz.parent.as_uri() + "/"]
+        )
 
 
 @pytest.mark.parametrize(

@@ -57,8 +57,9 @@ def test_event_sequence_and_fields(tiny_data, plugins):
     trainer = Trainer(TrainConfig(epochs=2, batch_size=100, seed=1), tiny_data, plugins)
     events = events_of(trainer)
     kinds = [type(e).__name__ for e in events]
-    assert kinds == ["EpochStart"] + ["BatchEnd"] * 3 + ["EpochEnd"] \
-        + ["EpochStart"] + ["BatchEnd"] * 3 + ["EpochEnd", "RunEnd"]
+    assert kinds == ["EpochStart"] + ["BatchEnd"] * 3 + ["EpochEnd"] + ["EpochStart"] + [
+        "BatchEnd"
+    ] * 3 + ["EpochEnd", "RunEnd"]
     batches = [e for e in events if isinstance(e, BatchEnd)]
     assert [e.step for e in batches] == [1, 2, 3, 4, 5, 6]
     assert [e.batch for e in batches] == [0, 1, 2] * 2
@@ -70,8 +71,11 @@ def test_event_sequence_and_fields(tiny_data, plugins):
 
 
 def _numbers(events):
-    return [(type(e).__name__, getattr(e, "loss", None), getattr(e, "test_loss", None))
-            for e in events if not isinstance(e, (EpochStart, RunEnd))]
+    return [
+        (type(e).__name__, getattr(e, "loss", None), getattr(e, "test_loss", None))
+        for e in events
+        if not isinstance(e, (EpochStart, RunEnd))
+    ]
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -138,10 +142,15 @@ def test_nan_loss_stops_with_reason_and_keeps_last_good_model(tiny_data, plugins
 @pytest.mark.parametrize(
     "field, value, words",
     [
-        ("lr", -1.0, "learning rate"), ("lr", float("nan"), "learning rate"),
-        ("lr", 0.0, "learning rate"), ("lr", float("inf"), "learning rate"),
-        ("batch_size", 0, "batch size"), ("batch_size", 60001, "batch size"),
-        ("epochs", 0, "epochs"), ("device", "tpu", "device"), ("seed", -3, "seed"),
+        ("lr", -1.0, "learning rate"),
+        ("lr", float("nan"), "learning rate"),
+        ("lr", 0.0, "learning rate"),
+        ("lr", float("inf"), "learning rate"),
+        ("batch_size", 0, "batch size"),
+        ("batch_size", 60001, "batch size"),
+        ("epochs", 0, "epochs"),
+        ("device", "tpu", "device"),
+        ("seed", -3, "seed"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message(tiny_data, plugins, field, value, words):
@@ -158,16 +167,16 @@ def test_unknown_plugin_names_list_installed_ones(tiny_data, plugins):
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "nll", "mse"])
 def test_each_builtin_loss_trains(tiny_data, plugins, loss):
-    config = TrainConfig(epochs=3, batch_size=32, lr=0.5 if loss == "mse" else 0.1,
-                         loss=loss, seed=0)
+    config = TrainConfig(
+        epochs=3, batch_size=32, lr=0.5 if loss == "mse" else 0.1, loss=loss, seed=0
+    )
     epochs = events_of(Trainer(config, tiny_data, plugins), EpochEnd)
     assert epochs[-1].test_loss < epochs[0].test_loss
 
 
 def test_nll_equals_cross_entropy(tiny_data, plugins):
     """The tutorial: CrossEntropyLoss is LogSoftmax followed by NLLLoss."""
-    a = events_of(Trainer(TrainConfig(epochs=1, loss="nll", seed=2), tiny_data, plugins),
-                  BatchEnd)
+    a = events_of(Trainer(TrainConfig(epochs=1, loss="nll", seed=2), tiny_data, plugins), BatchEnd)
     b = events_of(Trainer(TrainConfig(epochs=1, seed=2), tiny_data, plugins), BatchEnd)
     assert [e.loss for e in a] == pytest.approx([e.loss for e in b], rel=1e-5)
 
@@ -227,7 +236,8 @@ def host_with_plugin(tmp_path, name: str, source: str):
 
 def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
     host = host_with_plugin(
-        tmp_path, "bad_loss",
+        tmp_path,
+        "bad_loss",
         "from fmnist_gui import LossSpec, hookimpl\n"
         "calls = []\n"
         "def make():\n"
@@ -239,7 +249,8 @@ def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
         "    return loss_fn\n"
         "@hookimpl\n"
         "def fmnist_register_losses():\n"
-        "    return [LossSpec(name='flaky', label='Flaky', factory=make)]\n")
+        "    return [LossSpec(name='flaky', label='Flaky', factory=make)]\n",
+    )
     assert "flaky" in host.losses, host.records["bad_loss"].error
     trainer = Trainer(TrainConfig(epochs=1, batch_size=16, loss="flaky", seed=0), tiny_data, host)
     end = events_of(trainer)[-1]
@@ -248,14 +259,19 @@ def test_loss_plugin_raising_in_training_names_the_plugin(tiny_data, tmp_path):
     assert end.message.endswith("RuntimeError: boom")
 
 
-@pytest.mark.parametrize(("writes_first", "told"), [
-    (False, None),  # raised before touching a weight: the model is as after the last batch
-    (True, "it had already changed 1 of the 6 weight tensors"),
-])
+@pytest.mark.parametrize(
+    ("writes_first", "told"),
+    [
+        (False, None),  # raised before touching a weight: the model is as after the last batch
+        (True, "it had already changed 1 of the 6 weight tensors"),
+    ],
+)
 def test_optimizer_raising_in_step_says_whether_it_changed_weights(
-        tiny_data, tmp_path, writes_first, told):
+    tiny_data, tmp_path, writes_first, told
+):
     host = host_with_plugin(
-        tmp_path, "half_step",
+        tmp_path,
+        "half_step",
         "import torch\n"
         "from fmnist_gui import OptimizerSpec, hookimpl\n"
         f"WRITES_FIRST = {writes_first}\n"
@@ -272,14 +288,18 @@ def test_optimizer_raising_in_step_says_whether_it_changed_weights(
         "@hookimpl\n"
         "def fmnist_register_optimizers():\n"
         "    return [OptimizerSpec(name='half', label='Half',\n"
-        "                          factory=lambda params, lr: HalfStep(params, lr=lr))]\n")
+        "                          factory=lambda params, lr: HalfStep(params, lr=lr))]\n",
+    )
     assert "half" in host.optimizers, host.records["half_step"].error
-    trainer = Trainer(TrainConfig(epochs=1, batch_size=16, optimizer="half", seed=0),
-                      tiny_data, host)
+    trainer = Trainer(
+        TrainConfig(epochs=1, batch_size=16, optimizer="half", seed=0), tiny_data, host
+    )
     end = events_of(trainer)[-1]
     assert end.status == "failed"
-    assert "optimizer 'half' (plugin 'half_step') raised during step(): " \
-           "RuntimeError: half done" in end.message
+    assert (
+        "optimizer 'half' (plugin 'half_step') raised during step(): "
+        "RuntimeError: half done" in end.message
+    )
     if told is None:
         assert "already changed" not in end.message
     else:

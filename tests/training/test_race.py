@@ -31,7 +31,10 @@ def _record_batches(trainer) -> list[torch.Tensor]:
 def test_default_entries_are_the_tutorials_three(plugins):
     entries, notes = default_entries(plugins)
     assert [(e.optimizer, e.lr) for e in entries] == [
-        ("sgd", 1e-3), ("adam", 1e-3), ("rmsprop", 1e-3)]
+        ("sgd", 1e-3),
+        ("adam", 1e-3),
+        ("rmsprop", 1e-3),
+    ]
     assert notes == []
     entries, notes = default_entries(plugins, names=("sgd", "lion"))
     assert [e.optimizer for e in entries] == ["sgd"]
@@ -53,8 +56,11 @@ def test_members_start_identical_and_see_identical_batches(tiny_data, plugins):
     for other in seen[1:]:
         assert all(torch.equal(a, b) for a, b in zip(seen[0], other, strict=True))
     # Same weights, same first batch: the first losses agree exactly.
-    first = {e.member: e.event.loss for e in events
-             if isinstance(e.event, BatchEnd) and e.event.step == 1}
+    first = {
+        e.member: e.event.loss
+        for e in events
+        if isinstance(e.event, BatchEnd) and e.event.step == 1
+    }
     assert len(set(first.values())) == 1
     # Round robin by epoch: member 0 epoch 1, member 1 epoch 1, ..., member 0 epoch 2.
     ends = [(e.member, e.event.epoch) for e in events if isinstance(e.event, EpochEnd)]

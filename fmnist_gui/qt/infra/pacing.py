@@ -35,8 +35,14 @@ DUTY = 0.025  # the GUI thread's share of the time, while training, that frames 
 class FramePacer:
     """Adapts ``timer``'s interval to the measured cost of a frame; call ``frame()`` in each."""
 
-    def __init__(self, timer: QTimer, duty: float = DUTY, min_ms: int = MIN_MS,
-                 max_ms: int = MAX_MS, start_ms: int = START_MS) -> None:
+    def __init__(
+        self,
+        timer: QTimer,
+        duty: float = DUTY,
+        min_ms: int = MIN_MS,
+        max_ms: int = MAX_MS,
+        start_ms: int = START_MS,
+    ) -> None:
         self.timer = timer
         self.duty, self.min_ms, self.max_ms, self.start_ms = duty, min_ms, max_ms, start_ms
         self.cost = 0.0  # seconds of GUI-thread CPU per frame, smoothed

@@ -135,16 +135,23 @@ class ProgressPanel(QGroupBox):
         form.addRow("Speed:", self.speed)
         form.addRow("Learning rate:", self.lr)
 
-    def show_position(self, epoch: int, batch: int, num_batches: int, epochs_done: int,
-                      total_epochs: int) -> None:
+    def show_position(
+        self, epoch: int, batch: int, num_batches: int, epochs_done: int, total_epochs: int
+    ) -> None:
         """``batch`` batches of epoch ``epoch`` (1-based) are done."""
         num_batches = max(num_batches, 1)
         total = max(total_epochs, 1) * num_batches
         done = epochs_done * num_batches + (batch if epoch > epochs_done else 0)
-        self._set_bar(self.epoch_bar, int(1000 * batch / num_batches),
-                      f"{epoch}: {batch}/{num_batches} batches")
-        self._set_bar(self.run_bar, int(1000 * min(done, total) / total),
-                      f"{epochs_done}/{total_epochs} epochs ({100 * done / total:.0f}%)")
+        self._set_bar(
+            self.epoch_bar,
+            int(1000 * batch / num_batches),
+            f"{epoch}: {batch}/{num_batches} batches",
+        )
+        self._set_bar(
+            self.run_bar,
+            int(1000 * min(done, total) / total),
+            f"{epochs_done}/{total_epochs} epochs ({100 * done / total:.0f}%)",
+        )
 
     @staticmethod
     def _set_bar(bar: QProgressBar, value: int, text: str) -> None:
@@ -229,16 +236,18 @@ class MainWindow(QMainWindow):
 
     # ----- construction -----------------------------------------------------------
     def _build_actions(self) -> None:
-        def add(name: str, text: str, slot: Callable | None, shortcut=None, tip: str = ""
-                ) -> QAction:
+        def add(
+            name: str, text: str, slot: Callable | None, shortcut=None, tip: str = ""
+        ) -> QAction:
             action = QAction(text, self)
             action.setObjectName(f"action_{name}")
             if shortcut is not None:
                 action.setShortcut(QKeySequence(shortcut))
             if tip:
                 action.setStatusTip(tip)
-                action.setToolTip(tip + (f" ({action.shortcut().toString()})"
-                                         if shortcut is not None else ""))
+                action.setToolTip(
+                    tip + (f" ({action.shortcut().toString()})" if shortcut is not None else "")
+                )
             if slot is not None:
                 action.triggered.connect(slot)
             self.actions[name] = action
@@ -246,12 +255,21 @@ class MainWindow(QMainWindow):
 
         add("start", "&Start", self.start, "F5", "Start or continue training")
         add("pause", "&Pause", self.toggle_pause, "F6", PAUSE_TIP)
-        add("stop", "S&top", self.stop, "Shift+F5",
-            "Stop after the current batch; Start continues the same model")
-        add("reset", "&Reset", self.reset, None,
-            "Forget the model and the plots; the next Start begins with new weights")
-        add("open", "&Open Checkpoint…", None, "Ctrl+O",
-            "Load a saved model and its history")
+        add(
+            "stop",
+            "S&top",
+            self.stop,
+            "Shift+F5",
+            "Stop after the current batch; Start continues the same model",
+        )
+        add(
+            "reset",
+            "&Reset",
+            self.reset,
+            None,
+            "Forget the model and the plots; the next Start begins with new weights",
+        )
+        add("open", "&Open Checkpoint…", None, "Ctrl+O", "Load a saved model and its history")
         add("save", "&Save", None, "Ctrl+S", "Save a checkpoint")
         add("save_as", "Save &As…", None, "Ctrl+Shift+S", "Save a checkpoint under a new name")
         add("quit", "&Quit", self.close, "Ctrl+Q", "Quit the application")
@@ -365,8 +383,9 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_backend_failed(self, message: str, details: str) -> None:
         self.append_log(details)
-        QMessageBox.critical(self, "Start-up failed", f"Could not load PyTorch or the plugins:"
-                             f"\n\n{message}")
+        QMessageBox.critical(
+            self, "Start-up failed", f"Could not load PyTorch or the plugins:\n\n{message}"
+        )
 
     @Slot()
     def _on_loader_done(self) -> None:
@@ -378,7 +397,8 @@ class MainWindow(QMainWindow):
         if self.data is not None:
             n = len(self.data.train)
             self.statusBar().showMessage(
-                f"Ready: {n:,} training images from {self.data_dir}. Press F5 to train.")
+                f"Ready: {n:,} training images from {self.data_dir}. Press F5 to train."
+            )
         else:
             self.statusBar().showMessage(f"Fashion-MNIST not found in {self.data_dir}.")
         self.backend_ready.emit()
@@ -432,11 +452,18 @@ class MainWindow(QMainWindow):
             action.setEnabled(name in allowed and name not in self.unavailable)
         paused = self.state == "paused"
         self.actions["pause"].setText("&Resume" if paused else "&Pause")
-        continuing = self.trainer is not None and self.trainer.global_step > 0 and (
-            not self.trainer.finished or self.panel.epochs_spin.value() > self.trainer.epochs_done)
+        continuing = (
+            self.trainer is not None
+            and self.trainer.global_step > 0
+            and (
+                not self.trainer.finished
+                or self.panel.epochs_spin.value() > self.trainer.epochs_done
+            )
+        )
         self.actions["start"].setText("&Continue" if continuing else "&Start")
         self.actions["start"].setStatusTip(
-            "Continue training the same model" if continuing else "Start training a new model")
+            "Continue training the same model" if continuing else "Start training a new model"
+        )
         blocked = self.training_blocked()
         if blocked:
             self.actions["start"].setEnabled(False)
@@ -483,10 +510,14 @@ class MainWindow(QMainWindow):
             if wanted <= self.trainer.epochs_done:
                 self.statusBar().showMessage(
                     f"This model has finished its {self.trainer.epochs_done} epochs: raise "
-                    "Epochs to train it further, or Reset to start a new model.")
-                self.panel.show_error("epochs", "the model has done "
-                                      f"{self.trainer.epochs_done} epochs; raise Epochs to "
-                                      "continue or press Reset for a new model")
+                    "Epochs to train it further, or Reset to start a new model."
+                )
+                self.panel.show_error(
+                    "epochs",
+                    "the model has done "
+                    f"{self.trainer.epochs_done} epochs; raise Epochs to "
+                    "continue or press Reset for a new model",
+                )
                 return
         if self.trainer is None:
             trainer = self._new_trainer()
@@ -494,18 +525,23 @@ class MainWindow(QMainWindow):
                 return
             self.trainer = trainer
             self.plots.clear() if self.plots is not None else None
-            self.append_log(f"New model: {trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
-                            f", batch size {trainer.config.batch_size}, seed {trainer.seed}, "
-                            f"device {trainer.device}")
+            self.append_log(
+                f"New model: {trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
+                f", batch size {trainer.config.batch_size}, seed {trainer.seed}, "
+                f"device {trainer.device}"
+            )
             self.trainer_changed.emit(trainer)
         else:
             t = self.trainer
             # Epochs is the total for this model; it may be raised (or lowered) between runs,
             # but never below the epoch under way.
-            t.config.epochs = max(self.panel.epochs_spin.value(),
-                                  t.epochs_done + (1 if t.batch_in_epoch else 0))
-            self.append_log(f"Continuing the same model from epoch {t.epochs_done + 1}, batch "
-                            f"{t.batch_in_epoch} (step {t.global_step}).")
+            t.config.epochs = max(
+                self.panel.epochs_spin.value(), t.epochs_done + (1 if t.batch_in_epoch else 0)
+            )
+            self.append_log(
+                f"Continuing the same model from epoch {t.epochs_done + 1}, batch "
+                f"{t.batch_in_epoch} (step {t.global_step})."
+            )
             self.statusBar().showMessage("Continuing the same model where it stopped.")
         self._launch()
 
@@ -525,8 +561,9 @@ class MainWindow(QMainWindow):
         try:
             return Trainer(config, self.data, self.plugins)
         except (ConfigError, ParamError) as exc:
-            self.panel.show_error("epochs" if isinstance(exc, ConfigError) else "optimizer",
-                                  str(exc))
+            self.panel.show_error(
+                "epochs" if isinstance(exc, ConfigError) else "optimizer", str(exc)
+            )
             self.statusBar().showMessage(f"Cannot start: {exc}")
         except (UnknownPluginError, PluginFailure) as exc:
             self.panel.show_error("optimizer", str(exc))
@@ -595,11 +632,13 @@ class MainWindow(QMainWindow):
             return
         if self.dirty and self.trainer is not None:
             answer = QMessageBox.question(
-                self, "Reset the model?",
+                self,
+                "Reset the model?",
                 "The trained model has not been saved. Reset discards it and its plots; "
                 "the next Start begins with new weights.",
                 QMessageBox.StandardButton.Reset | QMessageBox.StandardButton.Cancel,
-                QMessageBox.StandardButton.Cancel)
+                QMessageBox.StandardButton.Cancel,
+            )
             if answer != QMessageBox.StandardButton.Reset:
                 return
         self.trainer = None
@@ -622,12 +661,17 @@ class MainWindow(QMainWindow):
         self.panel.set_config(trainer.config)
         if self.plots is not None:
             self.plots.clear()
-            self.plots.sync(trainer.history.batch_losses, trainer.history.epochs,
-                            trainer.train_loader and len(trainer.train_loader))
+            self.plots.sync(
+                trainer.history.batch_losses,
+                trainer.history.epochs,
+                trainer.train_loader and len(trainer.train_loader),
+            )
         self._show_trainer_position()
-        self.append_log(f"Loaded a model at epoch {trainer.epochs_done}, batch "
-                        f"{trainer.batch_in_epoch} (step {trainer.global_step}); "
-                        "Start continues it.")
+        self.append_log(
+            f"Loaded a model at epoch {trainer.epochs_done}, batch "
+            f"{trainer.batch_in_epoch} (step {trainer.global_step}); "
+            "Start continues it."
+        )
         self.trainer_changed.emit(trainer)
         self.update_actions()
 
@@ -648,9 +692,12 @@ class MainWindow(QMainWindow):
     def _on_worker_error(self, message: str, details: str) -> None:
         self._run_end = "errored"
         self.append_log(details.rstrip())
-        QMessageBox.critical(self, "Training failed",
-                             f"Training stopped because of an error:\n\n{message}\n\n"
-                             "The model is kept as of the last completed batch.")
+        QMessageBox.critical(
+            self,
+            "Training failed",
+            f"Training stopped because of an error:\n\n{message}\n\n"
+            "The model is kept as of the last completed batch.",
+        )
 
     @Slot(object)
     def _on_run_end(self, end: Any) -> None:
@@ -680,12 +727,14 @@ class MainWindow(QMainWindow):
         if end.status == "finished":
             self.statusBar().showMessage(
                 f"Finished {self.trainer.epochs_done} epochs. Raise Epochs and Start to train "
-                "further, or Reset for a new model.")
+                "further, or Reset for a new model."
+            )
         elif end.status == "stopped":
             self.append_log(f"Stopped: {end.message}. Start continues the same model.")
             self.statusBar().showMessage(
                 "Stopped. Start continues the same model from where it stopped; "
-                "Reset begins a new one.")
+                "Reset begins a new one."
+            )
         elif end.status == "diverged":
             self.append_log(f"Diverged: {end.message}")
             QMessageBox.warning(self, "Training diverged", end.message)
@@ -709,8 +758,12 @@ class MainWindow(QMainWindow):
         last = worker.last_batch if worker is not None else None
         num_batches = last.num_batches if last is not None else len(trainer.train_loader)
         if self.plots is not None:
-            self.plots.sync(trainer.history.batch_losses, trainer.history.epochs, num_batches,
-                            planned_steps=trainer.config.epochs * num_batches)
+            self.plots.sync(
+                trainer.history.batch_losses,
+                trainer.history.epochs,
+                num_batches,
+                planned_steps=trainer.config.epochs * num_batches,
+            )
         now = time.monotonic()
         if now - self._last_text_time >= TEXT_SECONDS or self.state == "idle":
             self._last_text_time = now
@@ -730,29 +783,35 @@ class MainWindow(QMainWindow):
         epoch = t.epochs_done + 1 if t.batch_in_epoch else max(t.epochs_done, 1)
         batch = t.batch_in_epoch if t.batch_in_epoch else (num_batches if t.epochs_done else 0)
         self.progress.show_position(epoch, batch, num_batches, t.epochs_done, t.config.epochs)
-        elapsed = self._run_elapsed + (time.monotonic() - self._run_started
-                                       if self.state == "running" else 0.0)
+        elapsed = self._run_elapsed + (
+            time.monotonic() - self._run_started if self.state == "running" else 0.0
+        )
         steps = step - self._run_first_step
         remaining = t.config.epochs * num_batches - step
         rate = steps / elapsed if elapsed > 0 and steps > 0 else None
         self.progress.elapsed.setText(format_duration(elapsed))
         self.progress.eta.setText(format_duration(remaining / rate) if rate else "–")
-        self.progress.speed.setText(
-            f"{rate * t.config.batch_size:,.0f} samples/s" if rate else "–")
+        self.progress.speed.setText(f"{rate * t.config.batch_size:,.0f} samples/s" if rate else "–")
         try:
             self.progress.lr.setText(f"{t.optimizer.param_groups[0]['lr']:g}")
         except (AttributeError, IndexError, KeyError, TypeError):
             self.progress.lr.setText("–")
-        self.model_label.setText(f"Model: epoch {t.epochs_done}/{t.config.epochs}, "
-                                 f"step {step} · {t.optimizer_spec.label} · seed {t.seed}")
+        self.model_label.setText(
+            f"Model: epoch {t.epochs_done}/{t.config.epochs}, "
+            f"step {step} · {t.optimizer_spec.label} · seed {t.seed}"
+        )
 
     def _show_progress_idle(self) -> None:
         self.progress.epoch_bar.setValue(0)
         self.progress.run_bar.setValue(0)
         self.progress.epoch_bar.setFormat("Epoch –")
         self.progress.run_bar.setFormat("Run –")
-        for label in (self.progress.elapsed, self.progress.eta, self.progress.speed,
-                      self.progress.lr):
+        for label in (
+            self.progress.elapsed,
+            self.progress.eta,
+            self.progress.speed,
+            self.progress.lr,
+        ):
             label.setText("–")
         self._last_status_step = None
 
@@ -783,20 +842,32 @@ class MainWindow(QMainWindow):
             pg_version = pyqtgraph.__version__
         except ImportError:
             pg_version = "not installed"
-        rows = [("Fashion-MNIST Trainer", __version__), ("PyTorch", torch_version),
-                ("Qt", qVersion()), ("PySide6", PySide6.__version__), ("pyqtgraph", pg_version)]
+        rows = [
+            ("Fashion-MNIST Trainer", __version__),
+            ("PyTorch", torch_version),
+            ("Qt", qVersion()),
+            ("PySide6", PySide6.__version__),
+            ("pyqtgraph", pg_version),
+        ]
         plugin_rows = []
         for record in getattr(self.plugins, "records", {}).values():
-            plugin_rows.append(f"<tr><td>{record.name}</td><td>{record.version or '–'}</td>"
-                               f"<td>{record.source}</td><td>{record.status}</td></tr>")
+            plugin_rows.append(
+                f"<tr><td>{record.name}</td><td>{record.version or '–'}</td>"
+                f"<td>{record.source}</td><td>{record.status}</td></tr>"
+            )
         table = "".join(f"<tr><td>{a}</td><td>{b}</td></tr>" for a, b in rows)
-        plugins = ("<p><b>Plugins</b></p><table cellspacing=4><tr><th align=left>Name</th>"
-                   "<th align=left>Version</th><th align=left>Source</th>"
-                   "<th align=left>Status</th></tr>" + "".join(plugin_rows) + "</table>"
-                   if plugin_rows else "<p>Plugins: not loaded yet.</p>")
-        return ("<p>Trains the network of the PyTorch tutorial <i>Optimizing Model "
-                "Parameters</i> on Fashion-MNIST.</p>"
-                f"<table cellspacing=4>{table}</table>{plugins}")
+        plugins = (
+            "<p><b>Plugins</b></p><table cellspacing=4><tr><th align=left>Name</th>"
+            "<th align=left>Version</th><th align=left>Source</th>"
+            "<th align=left>Status</th></tr>" + "".join(plugin_rows) + "</table>"
+            if plugin_rows
+            else "<p>Plugins: not loaded yet.</p>"
+        )
+        return (
+            "<p>Trains the network of the PyTorch tutorial <i>Optimizing Model "
+            "Parameters</i> on Fashion-MNIST.</p>"
+            f"<table cellspacing=4>{table}</table>{plugins}"
+        )
 
     # ----- settings and closing ---------------------------------------------------
     def _restore_geometry(self) -> None:
@@ -832,10 +903,12 @@ class MainWindow(QMainWindow):
         if self.job is not None or self._loader is not None:
             if not self._close_requested and self.job is not None:
                 answer = QMessageBox.question(
-                    self, "Quit while training?",
+                    self,
+                    "Quit while training?",
                     "Training is running. Stop it and quit? The model has not been saved.",
                     QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                    QMessageBox.StandardButton.No)
+                    QMessageBox.StandardButton.No,
+                )
                 if answer != QMessageBox.StandardButton.Yes:
                     event.ignore()
                     return

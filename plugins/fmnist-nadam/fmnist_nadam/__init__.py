@@ -13,30 +13,54 @@ from fmnist_gui import OptimizerSpec, Param, hookimpl
 __version__ = "1.0.0"
 
 BETAS = Param(
-    "betas", "floats", (0.9, 0.999),
+    "betas",
+    "floats",
+    (0.9, 0.999),
     "Decay rates of the running averages of the gradient and its square.",
-    minimum=0, maximum=1, exclusive_maximum=True,
+    minimum=0,
+    maximum=1,
+    exclusive_maximum=True,
 )
-EPS = Param("eps", "float", 1e-8, "Added to the denominator for numerical stability.",
-            minimum=0, exclusive_minimum=True)
-WEIGHT_DECAY = Param("weight_decay", "float", 0.0, "L2 penalty (or decoupled decay, below).",
-                     minimum=0)
-DECOUPLED = Param("decoupled_weight_decay", "bool", False,
-                  "Decay the weights directly, as AdamW does, instead of an L2 penalty.")
+EPS = Param(
+    "eps",
+    "float",
+    1e-8,
+    "Added to the denominator for numerical stability.",
+    minimum=0,
+    exclusive_minimum=True,
+)
+WEIGHT_DECAY = Param(
+    "weight_decay", "float", 0.0, "L2 penalty (or decoupled decay, below).", minimum=0
+)
+DECOUPLED = Param(
+    "decoupled_weight_decay",
+    "bool",
+    False,
+    "Decay the weights directly, as AdamW does, instead of an L2 penalty.",
+)
 
 
 def make_nadam(params, lr, betas, eps, weight_decay, momentum_decay, decoupled_weight_decay):
     # The factory receives the model's parameters, the app's learning rate and
     # exactly the hyperparameters declared below, already checked.
     return torch.optim.NAdam(
-        params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-        momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+        params,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum_decay=momentum_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
 def make_radam(params, lr, betas, eps, weight_decay, decoupled_weight_decay):
     return torch.optim.RAdam(
-        params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+        params,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay,
     )
 
@@ -50,9 +74,12 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
             factory=make_nadam,
             description="Adam with Nesterov momentum (Dozat, 2016).",
             params=(
-                BETAS, EPS, WEIGHT_DECAY,
-                Param("momentum_decay", "float", 4e-3, "Momentum decay (psi in the paper).",
-                      minimum=0),
+                BETAS,
+                EPS,
+                WEIGHT_DECAY,
+                Param(
+                    "momentum_decay", "float", 4e-3, "Momentum decay (psi in the paper).", minimum=0
+                ),
                 DECOUPLED,
             ),
         ),

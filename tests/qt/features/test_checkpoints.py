@@ -46,8 +46,9 @@ def patch_save_dialog(monkeypatch, path) -> list:
 
 
 def patch_open_dialog(monkeypatch, path) -> None:
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        staticmethod(lambda *a, **k: (str(path), "")))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), ""))
+    )
 
 
 def record(monkeypatch, name: str, answer=None) -> list:
@@ -63,8 +64,15 @@ def record(monkeypatch, name: str, answer=None) -> list:
 
 def test_file_menu_and_action_table(window):
     texts = [a.text() for a in window.menus["file"].actions() if not a.isSeparator()]
-    assert texts == ["&Open Checkpoint…", "Open &Recent", "&Save", "Save &As…",
-                     "&Export Weights…", "&Import Weights…", "&Quit"]
+    assert texts == [
+        "&Open Checkpoint…",
+        "Open &Recent",
+        "&Save",
+        "Save &As…",
+        "&Export Weights…",
+        "&Import Weights…",
+        "&Quit",
+    ]
     assert not {"open", "save", "save_as"} & window.unavailable
     for state in ("running", "paused"):
         assert {"save", "save_as", "export_weights"} <= ACTION_STATES[state]
@@ -96,8 +104,7 @@ def test_save_asks_for_a_path_once_then_saves_there(qtbot, window, tmp_path, mon
     assert window.checkpoints.recent_files() == [str(path.resolve())]
 
 
-def test_save_during_training_snapshots_at_a_batch_and_training_goes_on(qtbot, window,
-                                                                        tmp_path):
+def test_save_during_training_snapshots_at_a_batch_and_training_goes_on(qtbot, window, tmp_path):
     window.start()
     qtbot.waitUntil(lambda: window.trainer.global_step >= 3, timeout=60_000)
     path = tmp_path / "live.pt"
@@ -118,13 +125,15 @@ def test_save_during_training_snapshots_at_a_batch_and_training_goes_on(qtbot, w
 
 
 def reference_trainer(tiny_data, plugins, epochs: int) -> Trainer:
-    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.002, optimizer="adam",
-                         shuffle=True, seed=3)
+    config = TrainConfig(
+        epochs=epochs, batch_size=32, lr=0.002, optimizer="adam", shuffle=True, seed=3
+    )
     return Trainer(config, tiny_data, plugins)
 
 
 def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
-        qtbot, window, tmp_path, tiny_data, plugins, monkeypatch):
+    qtbot, window, tmp_path, tiny_data, plugins, monkeypatch
+):
     first = reference_trainer(tiny_data, plugins, 2)
     for event in first.run():
         if isinstance(event, BatchEnd) and event.step == 11:
@@ -148,8 +157,9 @@ def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
     reference = reference_trainer(tiny_data, plugins, 2)
     list(reference.run())
     assert t.history.batch_losses == reference.history.batch_losses
-    assert [e.test_loss for e in t.history.epochs] == \
-        [e.test_loss for e in reference.history.epochs]
+    assert [e.test_loss for e in t.history.epochs] == [
+        e.test_loss for e in reference.history.epochs
+    ]
 
 
 def test_broken_file_changes_nothing(qtbot, window, tmp_path, monkeypatch):
@@ -174,19 +184,22 @@ def test_open_asks_before_dropping_unsaved_training(qtbot, window, tmp_path, mon
     trainer = window.trainer
     questions = record(monkeypatch, "question", Buttons.Cancel)
     opened = []
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        staticmethod(lambda *a, **k: opened.append(a) or ("", "")))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: opened.append(a) or ("", ""))
+    )
     window.actions["open"].trigger()
     assert len(questions) == 1 and "Save it before you open a checkpoint?" in questions[0][2]
     assert opened == [] and window.trainer is trainer
 
 
-def test_missing_plugin_offers_the_weights_only(qtbot, window, tmp_path, tiny_data,
-                                                monkeypatch):
+def test_missing_plugin_offers_the_weights_only(qtbot, window, tmp_path, tiny_data, monkeypatch):
     plugin_dir = tmp_path / "plugins"
     write_plugin(plugin_dir, "fmnist_adagrad", good_optimizer_source("my_adagrad"))
-    trainer = Trainer(TrainConfig(epochs=1, batch_size=64, optimizer="my_adagrad", seed=2),
-                      tiny_data, get_plugin_manager([plugin_dir]))
+    trainer = Trainer(
+        TrainConfig(epochs=1, batch_size=64, optimizer="my_adagrad", seed=2),
+        tiny_data,
+        get_plugin_manager([plugin_dir]),
+    )
     list(trainer.run())
     path = tmp_path / "adagrad.pt"
     ckpt.save_checkpoint(path, trainer.state_dict())
@@ -199,28 +212,30 @@ def test_missing_plugin_offers_the_weights_only(qtbot, window, tmp_path, tiny_da
     assert "Load only the model's weights" in questions[0][2]
     loaded = window.trainer
     assert loaded.global_step == 0 and loaded.config.optimizer == "sgd"  # the form's
-    assert torch.equal(loaded.model.linear_relu_stack[4].weight,
-                       trainer.model.linear_relu_stack[4].weight)
+    assert torch.equal(
+        loaded.model.linear_relu_stack[4].weight, trainer.model.linear_relu_stack[4].weight
+    )
 
 
-def test_export_and_import_weights_in_the_tutorials_format(qtbot, window, tmp_path,
-                                                           monkeypatch):
+def test_export_and_import_weights_in_the_tutorials_format(qtbot, window, tmp_path, monkeypatch):
     train_some(qtbot, window)
     path = tmp_path / "model_weights.pth"
     patch_save_dialog(monkeypatch, path)
     window.actions["export_weights"].trigger()
     model = tut.NeuralNetwork()
     model.load_state_dict(torch.load(path, weights_only=True))
-    assert torch.equal(model.linear_relu_stack[0].weight,
-                       window.trainer.model.linear_relu_stack[0].weight)
+    assert torch.equal(
+        model.linear_relu_stack[0].weight, window.trainer.model.linear_relu_stack[0].weight
+    )
 
     record(monkeypatch, "question", Buttons.Discard)
     patch_open_dialog(monkeypatch, path)
     window.actions["import_weights"].trigger()
     imported = window.trainer
     assert imported.global_step == 0
-    assert torch.equal(imported.model.linear_relu_stack[0].weight,
-                       model.linear_relu_stack[0].weight)
+    assert torch.equal(
+        imported.model.linear_relu_stack[0].weight, model.linear_relu_stack[0].weight
+    )
     assert "Imported the weights of" in window.log.toPlainText()
 
 
@@ -259,13 +274,18 @@ def test_quitting_with_unsaved_training_asks(qtbot, window, monkeypatch):
 
 
 def dead_pid() -> int:
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(child.stdout)
 
 
-def test_autosave_at_epoch_end_then_recovery_after_a_crash(qtbot, window, tiny_root,
-                                                           plugins, settings, monkeypatch):
+def test_autosave_at_epoch_end_then_recovery_after_a_crash(
+    qtbot, window, tiny_root, plugins, settings, monkeypatch
+):
     window.panel.batch_spin.setValue(64)
     window.panel.epochs_spin.setValue(2)
     window.start()

@@ -23,7 +23,10 @@ def view(qtbot, plugins, tiny_data):
 def test_defaults_are_the_tutorials_three_at_1e3(view):
     assert [d.optimizer for d in view.drafts] == ["sgd", "adam", "rmsprop"]
     assert [view.entry_list.item(i).text() for i in range(3)] == [
-        "SGD lr=0.001", "Adam lr=0.001", "RMSProp lr=0.001"]
+        "SGD lr=0.001",
+        "Adam lr=0.001",
+        "RMSProp lr=0.001",
+    ]
     assert view.epochs_spin.value() == 2
     # The form is the plugin's schema: SGD's momentum field is there.
     assert "momentum" in view.param_form.fields

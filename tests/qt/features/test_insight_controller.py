@@ -47,8 +47,10 @@ def test_training_run_feeds_runs_gallery_and_matrix(qtbot, window):
     assert runs[0].batch_losses == window.trainer.history.batch_losses
 
     window.tabs.setCurrentWidget(insight.predictions_view)
-    qtbot.waitUntil(lambda: insight.predictions_view.predictions is not None
-                    and not insight.busy(), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: insight.predictions_view.predictions is not None and not insight.busy(),
+        timeout=30_000,
+    )
     test = window.data.test
     with torch.no_grad():
         expected = window.trainer.model(test.images.unsqueeze(1).float() / 255).argmax(1)
@@ -60,8 +62,11 @@ def test_training_run_feeds_runs_gallery_and_matrix(qtbot, window):
     # Drill down from the Confusion tab: the gallery takes over with that cell.
     window.tabs.setCurrentWidget(insight.confusion_view)
     t, p = divmod(int(matrix.argmax()), 10)
-    qtbot.mouseClick(insight.confusion_view, Qt.MouseButton.LeftButton,
-                     pos=insight.confusion_view.cell_rect(t, p).center())
+    qtbot.mouseClick(
+        insight.confusion_view,
+        Qt.MouseButton.LeftButton,
+        pos=insight.confusion_view.cell_rect(t, p).center(),
+    )
     assert window.tabs.currentWidget() is insight.predictions_view
     assert insight.predictions_view.gallery_filter() == GalleryFilter.cell(t, p)
     shown = insight.predictions_view.shown_indices()
@@ -144,8 +149,9 @@ def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypat
     assert len(before) == 4
 
     path = tmp_path / "session.pt"
-    monkeypatch.setattr(QFileDialog, "getSaveFileName",
-                        staticmethod(lambda *a, **k: (str(path), "")))
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
+    )
     window.actions["save"].trigger()
     qtbot.waitUntil(path.is_file, timeout=30_000)
     assert ckpt.read_checkpoint(path)["extra"]["runs"] == before

@@ -78,13 +78,14 @@ def test_clicking_a_cell_filters_the_gallery_to_exactly_that_cell(qtbot, views):
     assert 0 < len(expected) <= 36
 
     with qtbot.waitSignal(confusion.cell_activated) as blocker:
-        qtbot.mouseClick(confusion, Qt.MouseButton.LeftButton,
-                         pos=confusion.cell_rect(t, p).center())
+        qtbot.mouseClick(
+            confusion, Qt.MouseButton.LeftButton, pos=confusion.cell_rect(t, p).center()
+        )
     assert blocker.args == [t, p]
     assert sorted(gallery.shown_indices()) == expected.tolist()
     assert gallery.gallery_filter() == GalleryFilter.cell(t, p)
     assert gallery.true_combo.currentData() == t and gallery.predicted_combo.currentData() == p
-    assert all(tile.index is None for tile in gallery.tiles[len(expected):])
+    assert all(tile.index is None for tile in gallery.tiles[len(expected) :])
 
 
 def test_filters_from_the_controls(views):
@@ -96,8 +97,10 @@ def test_filters_from_the_controls(views):
     gallery.true_combo.setCurrentIndex(gallery.true_combo.findData(3))
     assert all(int(predictions.labels[i]) == 3 for i in gallery.shown_indices())
     gallery.sort_combo.setCurrentIndex(gallery.sort_combo.findData("random"))
-    assert sorted(gallery.shown_indices()) == sorted(
-        (predictions.labels == 3).nonzero().flatten().tolist())[:36]
+    assert (
+        sorted(gallery.shown_indices())
+        == sorted((predictions.labels == 3).nonzero().flatten().tolist())[:36]
+    )
 
 
 def test_clicking_an_image_shows_its_probabilities(qtbot, views):
@@ -108,9 +111,11 @@ def test_clicking_an_image_shows_its_probabilities(qtbot, views):
     assert blocker.args == [tile.index]
     assert gallery.detail.index == tile.index
     assert gallery.detail.probabilities == pytest.approx(
-        predictions.probabilities[tile.index].tolist())
+        predictions.probabilities[tile.index].tolist()
+    )
     assert list(gallery.detail.bars.opts["width"]) == pytest.approx(
-        predictions.probabilities[tile.index].tolist())
+        predictions.probabilities[tile.index].tolist()
+    )
 
 
 def test_images_are_magnified_crisply(tiny_data):
@@ -129,8 +134,9 @@ def test_contact_sheet_and_readable_cell_text(views, tmp_path, monkeypatch):
 
     gallery, confusion, _ = views
     path = tmp_path / "sheet"
-    monkeypatch.setattr(insight_views.QFileDialog, "getSaveFileName",
-                        staticmethod(lambda *a, **k: (str(path), "")))
+    monkeypatch.setattr(
+        insight_views.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
+    )
     assert gallery.sheet_button.isEnabled()
     gallery.sheet_button.click()
     saved = QImage(str(tmp_path / "sheet.png"))  # the suffix is added

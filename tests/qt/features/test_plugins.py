@@ -58,8 +58,9 @@ def questions(monkeypatch):
 def warnings_shown(monkeypatch):
     shown: list[str] = []
     for kind in ("warning", "critical"):
-        monkeypatch.setattr(QMessageBox, kind,
-                            lambda parent, title, text, *a, **k: shown.append(f"{title}\n{text}"))
+        monkeypatch.setattr(
+            QMessageBox, kind, lambda parent, title, text, *a, **k: shown.append(f"{title}\n{text}")
+        )
     return shown
 
 
@@ -127,11 +128,13 @@ def test_disabling_is_immediate_and_remembered(window, qtbot):
 
 
 def test_install_from_file_asks_with_the_hash_then_loads_at_once(
-        window, tmp_path, monkeypatch, questions, warnings_shown):
+    window, tmp_path, monkeypatch, questions, warnings_shown
+):
     asked, answers = questions
     source = write_plugin(tmp_path / "downloads", "my_adagrad", good_optimizer_source())
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        lambda *a, **k: (str(source), "Python plugin (*.py)"))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *a, **k: (str(source), "Python plugin (*.py)")
+    )
     from fmnist_gui.plugins.installer import file_sha256
 
     digest = file_sha256(source)
@@ -195,17 +198,20 @@ def test_remove_a_file_plugin(window, qtbot, tmp_path, questions, monkeypatch):
 
 
 @pytest.mark.slow
-def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_path,
-                                                            monkeypatch):
+def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_path, monkeypatch):
     target = tmp_path / "site"
     target.mkdir()
     monkeypatch.syspath_prepend(str(target))  # where --target puts it; already importable
     project = tmp_path / "src" / "fmnist-nadam"
-    shutil.copytree(ROOT / "plugins" / "fmnist-nadam", project,
-                    ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+    shutil.copytree(
+        ROOT / "plugins" / "fmnist-nadam",
+        project,
+        ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"),
+    )
     offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    dialog = PackageInstallDialog(window, extra_pip_args=[
-        "--no-deps", *offline, "--target", str(target)])
+    dialog = PackageInstallDialog(
+        window, extra_pip_args=["--no-deps", *offline, "--target", str(target)]
+    )
     qtbot.addWidget(dialog)
     dialog.target_edit.setText(str(project))
     dialog.install_button.click()
@@ -220,8 +226,7 @@ def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_p
 def test_cancel_stops_pip(window, qtbot):
     dialog = PackageInstallDialog(window)
     qtbot.addWidget(dialog)
-    dialog.start([sys.executable, "-u", "-c",
-                  "import time; print('collecting…'); time.sleep(120)"])
+    dialog.start([sys.executable, "-u", "-c", "import time; print('collecting…'); time.sleep(120)"])
     qtbot.waitUntil(lambda: "collecting…" in dialog.output.toPlainText(), timeout=30_000)
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: dialog.outcome != "", timeout=30_000)
@@ -256,8 +261,9 @@ def fmnist_register_optimizers():
 """
 
 
-def test_plugin_optimizer_raising_in_training_names_the_plugin(qtbot, tiny_root, tmp_path,
-                                                               warnings_shown):
+def test_plugin_optimizer_raising_in_training_names_the_plugin(
+    qtbot, tiny_root, tmp_path, warnings_shown
+):
     folder = tmp_path / "plugins"
     write_plugin(folder, "flaky_plugin", FLAKY)
     window = open_window(qtbot, tiny_root, tmp_path, get_plugin_manager([folder]))
@@ -275,8 +281,9 @@ def test_plugin_optimizer_raising_in_training_names_the_plugin(qtbot, tiny_root,
         close_window(qtbot, window)
 
 
-def test_unwritable_plugin_folder_is_explained_not_fatal(window, tmp_path, monkeypatch,
-                                                         questions, warnings_shown):
+def test_unwritable_plugin_folder_is_explained_not_fatal(
+    window, tmp_path, monkeypatch, questions, warnings_shown
+):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the app's data folder should be (fails even as root)")
     monkeypatch.setenv("FMNIST_GUI_HOME", str(blocker / "home"))

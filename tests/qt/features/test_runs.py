@@ -18,10 +18,19 @@ def _runs() -> RunList:
     for name, optimizer in (("SGD lr=0.001", "sgd"), ("Adam lr=0.001", "adam")):
         run = runs.add(name, TrainConfig(epochs=2, optimizer=optimizer), "race")
         for n in (1, 2):
-            runs.record(run.id, batch_losses=[2.3 - 0.1 * n, 2.2 - 0.1 * n],
-                        epoch={"epoch": n, "train_loss": 2.0, "test_loss": 1.9,
-                               "test_accuracy": 0.3 * n, "train_seconds": 1.0,
-                               "test_seconds": 0.1, "samples_per_second": 100.0})
+            runs.record(
+                run.id,
+                batch_losses=[2.3 - 0.1 * n, 2.2 - 0.1 * n],
+                epoch={
+                    "epoch": n,
+                    "train_loss": 2.0,
+                    "test_loss": 1.9,
+                    "test_accuracy": 0.3 * n,
+                    "train_seconds": 1.0,
+                    "test_seconds": 0.1,
+                    "samples_per_second": 100.0,
+                },
+            )
     return runs
 
 
@@ -55,8 +64,9 @@ def test_hide_rename_remove(qtbot, views):
 def test_csv_export_through_the_dialog(monkeypatch, tmp_path, views):
     runs, _, table = views
     target = tmp_path / "metrics.csv"
-    monkeypatch.setattr(runs_view.QFileDialog, "getSaveFileName",
-                        lambda *a, **k: (str(target), "CSV files (*.csv)"))
+    monkeypatch.setattr(
+        runs_view.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "CSV files (*.csv)")
+    )
     messages = []
     table.message.connect(messages.append)
     table.csv_button.click()
@@ -64,8 +74,11 @@ def test_csv_export_through_the_dialog(monkeypatch, tmp_path, views):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [(r["run_name"], r["epoch"], r["optimizer"]) for r in rows] == [
-        ("SGD lr=0.001", "1", "sgd"), ("SGD lr=0.001", "2", "sgd"),
-        ("Adam lr=0.001", "1", "adam"), ("Adam lr=0.001", "2", "adam")]
+        ("SGD lr=0.001", "1", "sgd"),
+        ("SGD lr=0.001", "2", "sgd"),
+        ("Adam lr=0.001", "1", "adam"),
+        ("Adam lr=0.001", "2", "adam"),
+    ]
     assert messages == [f"Wrote 4 rows to {target}"]
 
 

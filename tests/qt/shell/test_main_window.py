@@ -40,11 +40,22 @@ def test_action_states_follow_the_table(window):
 def test_menus_shortcuts_and_extension_points(window):
     assert set(window.menus) == {"file", "training", "plugins", "help"}
     assert [a.objectName() for a in window.menus["plugins"].actions()] == [
-        "plugins_manage", "plugins_install_file", "plugins_install_package"]
-    shortcuts = {name: window.actions[name].shortcut().toString()
-                 for name in ("start", "stop", "open", "save", "save_as", "quit")}
-    assert shortcuts == {"start": "F5", "stop": "Shift+F5", "open": "Ctrl+O",
-                         "save": "Ctrl+S", "save_as": "Ctrl+Shift+S", "quit": "Ctrl+Q"}
+        "plugins_manage",
+        "plugins_install_file",
+        "plugins_install_package",
+    ]
+    shortcuts = {
+        name: window.actions[name].shortcut().toString()
+        for name in ("start", "stop", "open", "save", "save_as", "quit")
+    }
+    assert shortcuts == {
+        "start": "F5",
+        "stop": "Shift+F5",
+        "open": "Ctrl+O",
+        "save": "Ctrl+S",
+        "save_as": "Ctrl+Shift+S",
+        "quit": "Ctrl+Q",
+    }
     assert window.tabs.tabText(0) == "Training"
     # Combos come from the plugin registry, not from a list in the GUI.
     combo = window.panel.optimizer_combo
@@ -116,11 +127,14 @@ def test_pause_and_resume(qtbot, window):
     qtbot.waitUntil(lambda: window.state == "idle", timeout=30_000)
 
 
-@pytest.mark.parametrize(("field", "text", "expected"), [
-    ("lr", "-1", "learning rate"),
-    ("lr", "fast", "not a number"),
-    ("momentum", "2", "momentum"),
-])
+@pytest.mark.parametrize(
+    ("field", "text", "expected"),
+    [
+        ("lr", "-1", "learning rate"),
+        ("lr", "fast", "not a number"),
+        ("momentum", "2", "momentum"),
+    ],
+)
 def test_bad_hyperparameters_are_refused(qtbot, window, field, text, expected):
     panel = window.panel
     widget = panel.lr_edit if field == "lr" else panel.optimizer_form.fields[field]
@@ -182,7 +196,7 @@ def test_start_stop_hammered_never_runs_two_workers(qtbot, window):
     assert window.actions["start"].text() == expected
 
 
-BROKEN_PLUGIN = '''
+BROKEN_PLUGIN = """
 import torch
 from fmnist_gui import LossSpec, OptimizerSpec, hookimpl
 
@@ -220,15 +234,19 @@ def fmnist_register_optimizers():
 @hookimpl
 def fmnist_register_losses():
     return [LossSpec(name="exploding", label="Exploding", factory=_exploding_loss)]
-'''
+"""
 
 
-@pytest.mark.parametrize(("optimizer", "loss", "message"), [
-    ("broken_sgd", "cross_entropy", "boom in step"),  # the engine reports a plugin failure
-    ("sgd", "exploding", "the loss exploded"),  # an exception escapes the engine: errored
-])
-def test_worker_error_becomes_a_dialog(qtbot, tmp_path, tiny_root, settings, monkeypatch,
-                                       optimizer, loss, message):
+@pytest.mark.parametrize(
+    ("optimizer", "loss", "message"),
+    [
+        ("broken_sgd", "cross_entropy", "boom in step"),  # the engine reports a plugin failure
+        ("sgd", "exploding", "the loss exploded"),  # an exception escapes the engine: errored
+    ],
+)
+def test_worker_error_becomes_a_dialog(
+    qtbot, tmp_path, tiny_root, settings, monkeypatch, optimizer, loss, message
+):
     from fmnist_gui.plugins.host import get_plugin_manager
 
     plugin_dir = tmp_path / "plugins"
@@ -284,8 +302,9 @@ def test_reset_asks_when_unsaved_and_clears(qtbot, window, monkeypatch):
     assert window.panel.lr_edit.isEnabled()  # the form is unlocked for a new model
 
 
-def test_missing_data_offers_choose_folder(qtbot, tmp_path, tiny_root, plugins, settings,
-                                          monkeypatch):
+def test_missing_data_offers_choose_folder(
+    qtbot, tmp_path, tiny_root, plugins, settings, monkeypatch
+):
     from fmnist_gui.qt.features.data import data_dialog
 
     # No system dataset package either, whatever this machine has installed.
@@ -295,14 +314,18 @@ def test_missing_data_offers_choose_folder(qtbot, tmp_path, tiny_root, plugins, 
     offered = []
 
     def fake_exec(dialog):
-        offered.append([b.text() for b in (dialog.choose_button, dialog.download_button,
-                                           dialog.copy_button)])
+        offered.append(
+            [b.text() for b in (dialog.choose_button, dialog.download_button, dialog.copy_button)]
+        )
         dialog.choose_folder()
         return dialog.result()
 
     monkeypatch.setattr(data_dialog.DataDialog, "exec", fake_exec)
-    monkeypatch.setattr(data_dialog.QFileDialog, "getExistingDirectory",
-                        lambda *a: str(tiny_root / "FashionMNIST" / "raw"))
+    monkeypatch.setattr(
+        data_dialog.QFileDialog,
+        "getExistingDirectory",
+        lambda *a: str(tiny_root / "FashionMNIST" / "raw"),
+    )
     assert window.ensure_data()
     assert offered and "Download" in offered[0]
     assert window.data_dir == tiny_root and len(window.data.train) == 256
@@ -338,7 +361,7 @@ def test_debiased_ema_matches_tensorboard():
     for v in values:  # TensorBoard's own formula, written out
         last = last * 0.6 + 0.4 * v
         num += 1
-    assert whole[-1] == pytest.approx(last / (1 - 0.6 ** num))
+    assert whole[-1] == pytest.approx(last / (1 - 0.6**num))
 
 
 def test_window_shows_before_torch_is_imported(tmp_path):
@@ -353,14 +376,19 @@ def test_window_shows_before_torch_is_imported(tmp_path):
         print(w.isVisible(), 'torch' in sys.modules, 'pyqtgraph' in sys.modules)
     """)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.stdout.split() == ["True", "False", "False"], out.stderr
 
 
 def test_python_m_fmnist_gui_is_the_app():
-    out = subprocess.run([sys.executable, "-m", "fmnist_gui", "--version"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "fmnist_gui", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and out.stdout.startswith("fmnist-gui ")
 
 

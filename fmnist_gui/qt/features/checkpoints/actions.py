@@ -80,14 +80,17 @@ class CheckpointActions(QObject):
 
         export = QAction("&Export Weights…", w)
         export.setObjectName("action_export_weights")
-        export.setStatusTip("Save the model's weights as the tutorial does: "
-                            "torch.save(model.state_dict(), path)")
+        export.setStatusTip(
+            "Save the model's weights as the tutorial does: torch.save(model.state_dict(), path)"
+        )
         export.triggered.connect(lambda: self.export_weights())
         actions["export_weights"] = export
         imported = QAction("&Import Weights…", w)
         imported.setObjectName("action_import_weights")
-        imported.setStatusTip("Start a new training from saved model weights "
-                              "(the tutorial's model_weights.pth, or a checkpoint)")
+        imported.setStatusTip(
+            "Start a new training from saved model weights "
+            "(the tutorial's model_weights.pth, or a checkpoint)"
+        )
         imported.triggered.connect(lambda: self.import_weights())
         actions["import_weights"] = imported
 
@@ -133,8 +136,7 @@ class CheckpointActions(QObject):
         self.update_title()
 
     # ----- snapshots ----------------------------------------------------------------
-    def with_snapshot(self, callback: Callable[[Snapshot], object],
-                      quiet: bool = False) -> None:
+    def with_snapshot(self, callback: Callable[[Snapshot], object], quiet: bool = False) -> None:
         """Call ``callback(state)`` in the GUI thread with a batch-boundary snapshot.
 
         Idle: taken at once. Training: the training thread takes it between two
@@ -162,8 +164,9 @@ class CheckpointActions(QObject):
         else:
             QMessageBox.warning(self.window, "Cannot save", f"No snapshot was taken: {exc}")
 
-    def _file_to_load(self, path: str | Path | None, what: str, title: str, filters: str,
-                      *, confirm: bool) -> Path | None:
+    def _file_to_load(
+        self, path: str | Path | None, what: str, title: str, filters: str, *, confirm: bool
+    ) -> Path | None:
         """The file to load (asked for when ``path`` is None), once loading is allowed."""
         w = self.window
         if w.state != "idle" or (confirm and not self.confirm_discard(what)):
@@ -214,8 +217,9 @@ class CheckpointActions(QObject):
 
         w = self.window
         try:
-            size = ckpt.save_checkpoint(path, state, extra={"log": w.log.toPlainText(),
-                                                            **checkpoint_extra(w)})
+            size = ckpt.save_checkpoint(
+                path, state, extra={"log": w.log.toPlainText(), **checkpoint_extra(w)}
+            )
         except ckpt.CheckpointError as exc:
             QMessageBox.warning(w, "Could not save the checkpoint", str(exc))
             w.statusBar().showMessage("Not saved; the previous file is unchanged.")
@@ -237,8 +241,9 @@ class CheckpointActions(QObject):
         from fmnist_gui import checkpoint as ckpt
 
         w = self.window
-        path = self._file_to_load(path, "Open a checkpoint", "Open Checkpoint",
-                                  ckpt.FILE_FILTER, confirm=True)
+        path = self._file_to_load(
+            path, "Open a checkpoint", "Open Checkpoint", ckpt.FILE_FILTER, confirm=True
+        )
         if path is None:
             return False
         try:
@@ -246,11 +251,13 @@ class CheckpointActions(QObject):
             trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins, path=path)
         except ckpt.MissingPluginError as exc:
             answer = QMessageBox.question(
-                w, "Plugin not installed",
+                w,
+                "Plugin not installed",
                 f"{exc}.\n\nLoad only the model's weights, into a new training with the "
                 "settings of the form?",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.Yes)
+                QMessageBox.StandardButton.Yes,
+            )
             if answer == QMessageBox.StandardButton.Yes:
                 return self.import_weights(path, confirm=False)
             return False
@@ -296,8 +303,10 @@ class CheckpointActions(QObject):
             except ckpt.CheckpointError as exc:
                 QMessageBox.warning(w, "Could not export the weights", str(exc))
                 return
-            w.statusBar().showMessage(f"Exported the weights to {path} (the tutorial's "
-                                      "format: torch.load(path, weights_only=True))")
+            w.statusBar().showMessage(
+                f"Exported the weights to {path} (the tutorial's "
+                "format: torch.load(path, weights_only=True))"
+            )
 
         self.with_snapshot(write)
         return True
@@ -308,8 +317,9 @@ class CheckpointActions(QObject):
         from fmnist_gui.training.trainer import Trainer
 
         w = self.window
-        path = self._file_to_load(path, "Import weights", "Import Weights",
-                                  ckpt.WEIGHTS_FILTER, confirm=confirm)
+        path = self._file_to_load(
+            path, "Import weights", "Import Weights", ckpt.WEIGHTS_FILTER, confirm=confirm
+        )
         if path is None:
             return False
         try:
@@ -319,8 +329,9 @@ class CheckpointActions(QObject):
             return False
         config, errors = w.panel.collect()
         if config is None:
-            QMessageBox.warning(w, "Cannot import the weights",
-                                f"Fix the settings first: {errors[0].message}")
+            QMessageBox.warning(
+                w, "Cannot import the weights", f"Fix the settings first: {errors[0].message}"
+            )
             return False
         try:
             trainer = Trainer(config, w.data, w.plugins, initial_state=weights)
@@ -347,10 +358,13 @@ class CheckpointActions(QObject):
         w = self.window
         buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(
-            w, "Unsaved training",
+            w,
+            "Unsaved training",
             f"The model has trained {w.trainer.global_step} steps since it was last saved. "
             f"Save it before you {doing[0].lower() + doing[1:]}?",
-            buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+            buttons.Save | buttons.Discard | buttons.Cancel,
+            buttons.Save,
+        )
         if answer == buttons.Save:
             return self.save()
         return answer == buttons.Discard
@@ -363,8 +377,7 @@ class CheckpointActions(QObject):
             return False  # the window stops its threads first, then closes again
         # When quitting was confirmed during training (the window's own question),
         # do not ask a second time.
-        if self.unsaved and not self._quit_confirmed \
-                and not getattr(w, "_close_requested", False):
+        if self.unsaved and not self._quit_confirmed and not getattr(w, "_close_requested", False):
             event.ignore()
             self._ask_before_quit()
             return True
@@ -377,10 +390,13 @@ class CheckpointActions(QObject):
             return
         buttons = QMessageBox.StandardButton
         box = QMessageBox(
-            QMessageBox.Icon.Question, "Unsaved training",
+            QMessageBox.Icon.Question,
+            "Unsaved training",
             f"The model has trained {self.window.trainer.global_step} steps since it was "
             "last saved. Save it before quitting?",
-            buttons.Save | buttons.Discard | buttons.Cancel, self.window)
+            buttons.Save | buttons.Discard | buttons.Cancel,
+            self.window,
+        )
         box.setDefaultButton(buttons.Save)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.finished.connect(lambda _result: self._on_quit_answer(box))
@@ -409,9 +425,14 @@ class CheckpointActions(QObject):
         from fmnist_gui import checkpoint as ckpt
 
         try:
-            ckpt.autosave(state, extra={"log": self.window.log.toPlainText(),
-                                        "origin": str(self.path or ""),
-                                        **checkpoint_extra(self.window)})
+            ckpt.autosave(
+                state,
+                extra={
+                    "log": self.window.log.toPlainText(),
+                    "origin": str(self.path or ""),
+                    **checkpoint_extra(self.window),
+                },
+            )
         except (ckpt.CheckpointError, OSError) as exc:
             self.window.statusBar().showMessage(f"Autosave failed: {exc}")
 
@@ -438,11 +459,14 @@ class CheckpointActions(QObject):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(newest.saved_at))
         buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(
-            w, "Recover unsaved training?",
+            w,
+            "Recover unsaved training?",
             f"The app did not close properly last time. Training autosaved at {when} was "
             "never saved to a file.\n\nRecover it? (Discard deletes it; Cancel asks again "
             "next time.)",
-            buttons.Yes | buttons.Discard | buttons.Cancel, buttons.Yes)
+            buttons.Yes | buttons.Discard | buttons.Cancel,
+            buttons.Yes,
+        )
         if answer == buttons.Discard:
             ckpt.discard_autosave(newest.path)
             return False
@@ -450,8 +474,7 @@ class CheckpointActions(QObject):
             return False
         try:
             checkpoint = ckpt.read_checkpoint(newest.path)
-            trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins,
-                                                   path=newest.path)
+            trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins, path=newest.path)
         except ckpt.CheckpointError as exc:
             QMessageBox.warning(w, "Cannot recover the training", str(exc))
             return False
@@ -490,7 +513,8 @@ class CheckpointActions(QObject):
         else:
             menu.addSeparator()
             menu.addAction("Clear the list").triggered.connect(
-                lambda: self.window.settings.remove(RECENT_KEY))
+                lambda: self.window.settings.remove(RECENT_KEY)
+            )
 
     def _folder(self) -> str:
         return str(self.window.settings.value(FOLDER_KEY, "") or Path.home())

@@ -102,8 +102,13 @@ class RaceView(QWidget):
     race_finished = Signal(object)  # Race
     message = Signal(str)
 
-    def __init__(self, plugins: Any = None, data: Any = None, runs: RunList | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        plugins: Any = None,
+        data: Any = None,
+        runs: RunList | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.plugins = plugins
         self.data = data
@@ -162,8 +167,9 @@ class RaceView(QWidget):
         self.batch_spin = QSpinBox(minimum=1, maximum=MAX_BATCH_SIZE, value=64)
         self.seed_edit = QLineEdit()
         self.seed_edit.setPlaceholderText("random")
-        self.seed_edit.setToolTip("Seed of the shared initial weights and batch order; "
-                                  "empty draws a new one")
+        self.seed_edit.setToolTip(
+            "Seed of the shared initial weights and batch order; empty draws a new one"
+        )
         self.shuffle_check = QCheckBox("Shuffle each epoch (same order for all)")
         shared = QGroupBox("Shared by all")
         shared_form = QFormLayout(shared)
@@ -173,8 +179,10 @@ class RaceView(QWidget):
         shared_form.addRow(self.shuffle_check)
 
         self.start_button = QPushButton("Start race")
-        self.start_button.setToolTip("Train every competitor from the same initial weights "
-                                     "on the same batches, one epoch each in turn")
+        self.start_button.setToolTip(
+            "Train every competitor from the same initial weights "
+            "on the same batches, one epoch each in turn"
+        )
         bold = QFont(self.start_button.font())
         bold.setBold(True)
         self.start_button.setFont(bold)
@@ -201,7 +209,8 @@ class RaceView(QWidget):
         self.plots = RunPlots(self.runs)
         self.results = QTableWidget(0, 6)
         self.results.setHorizontalHeaderLabels(
-            ["Competitor", "Test accuracy", "Test loss", "Time", "Samples/s", "Status"])
+            ["Competitor", "Test accuracy", "Test loss", "Time", "Samples/s", "Status"]
+        )
         self.results.verticalHeader().hide()
         self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.results.horizontalHeader()
@@ -252,11 +261,15 @@ class RaceView(QWidget):
             self.drafts = [EntryDraft(next(iter(self.plugins.optimizers)))]
         self._fill_list()
         if missing:
-            self.show_status("Not installed, so left out: " + ", ".join(missing) +
-                             ". Add any installed optimizer with Add.")
+            self.show_status(
+                "Not installed, so left out: "
+                + ", ".join(missing)
+                + ". Add any installed optimizer with Add."
+            )
         else:
-            self.show_status("Ready: the tutorial's SGD, Adam and RMSProp at lr 1e-3. "
-                             "Press Start race.")
+            self.show_status(
+                "Ready: the tutorial's SGD, Adam and RMSProp at lr 1e-3. Press Start race."
+            )
 
     def add_entry(self) -> None:
         row = self.entry_list.currentRow()
@@ -275,8 +288,9 @@ class RaceView(QWidget):
 
     def _label(self, draft: EntryDraft) -> str:
         try:
-            return describe_entry(RaceEntry(draft.optimizer, self._parse_params(draft),
-                                            float(draft.lr)), self.plugins)
+            return describe_entry(
+                RaceEntry(draft.optimizer, self._parse_params(draft), float(draft.lr)), self.plugins
+            )
         except (ParamError, ValueError):
             return f"{draft.optimizer} (check the settings)"
 
@@ -342,8 +356,11 @@ class RaceView(QWidget):
                 lr = float(draft.lr)
                 params = self._parse_params(draft)
             except ValueError as exc:  # ParamError is a ValueError too
-                what = str(exc) if isinstance(exc, ParamError) else \
-                    f"learning rate {draft.lr!r} is not a number"
+                what = (
+                    str(exc)
+                    if isinstance(exc, ParamError)
+                    else f"learning rate {draft.lr!r} is not a number"
+                )
                 raise ConfigError(f"competitor {number} ({draft.optimizer}): {what}") from None
             entries.append(RaceEntry(draft.optimizer, params, lr))
         return entries
@@ -353,10 +370,15 @@ class RaceView(QWidget):
         try:
             seed = int(seed_text) if seed_text else None
         except ValueError:
-            raise ConfigError(f"seed {seed_text!r} is not a whole number; "
-                              "leave it empty for a random one") from None
-        return TrainConfig(epochs=self.epochs_spin.value(), batch_size=self.batch_spin.value(),
-                           seed=seed, shuffle=self.shuffle_check.isChecked()).validate()
+            raise ConfigError(
+                f"seed {seed_text!r} is not a whole number; leave it empty for a random one"
+            ) from None
+        return TrainConfig(
+            epochs=self.epochs_spin.value(),
+            batch_size=self.batch_spin.value(),
+            seed=seed,
+            shuffle=self.shuffle_check.isChecked(),
+        ).validate()
 
     # ----- running -------------------------------------------------------------------------
     @property
@@ -370,17 +392,34 @@ class RaceView(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.running
-        ready = (self.data is not None and self.plugins is not None and bool(self.drafts)
-                 and not self.blocked_reason)
+        ready = (
+            self.data is not None
+            and self.plugins is not None
+            and bool(self.drafts)
+            and not self.blocked_reason
+        )
         self.start_button.setEnabled(not running and ready)
         self.start_button.setToolTip(
-            "Load the dataset first" if self.data is None else
-            f"Not now: {self.blocked_reason}" if self.blocked_reason else
-            "Train every competitor from the same initial weights on the same batches")
+            "Load the dataset first"
+            if self.data is None
+            else f"Not now: {self.blocked_reason}"
+            if self.blocked_reason
+            else "Train every competitor from the same initial weights on the same batches"
+        )
         self.stop_button.setEnabled(running)
-        for widget in (self.add_button, self.remove_button, self.defaults_button,
-                       self.entry_list, self.optimizer_combo, self.lr_edit, self.param_form,
-                       self.epochs_spin, self.batch_spin, self.seed_edit, self.shuffle_check):
+        for widget in (
+            self.add_button,
+            self.remove_button,
+            self.defaults_button,
+            self.entry_list,
+            self.optimizer_combo,
+            self.lr_edit,
+            self.param_form,
+            self.epochs_spin,
+            self.batch_spin,
+            self.seed_edit,
+            self.shuffle_check,
+        ):
             widget.setEnabled(not running)
         self.remove_button.setEnabled(not running and len(self.drafts) > 1)
 
@@ -409,8 +448,9 @@ class RaceView(QWidget):
         self.job.done.connect(self._on_done)
         self._fill_results()
         self._update_buttons()
-        self.show_status(f"Racing {len(race.members)} optimizers from the same weights "
-                         f"(seed {race.seed})\u2026")
+        self.show_status(
+            f"Racing {len(race.members)} optimizers from the same weights (seed {race.seed})\u2026"
+        )
         self.job.start()
         self.pacer.restart()
         self.timer.start()
@@ -443,8 +483,11 @@ class RaceView(QWidget):
             self.worker = None
             self._update_buttons()
             if self.race is not None:
-                best = max((r for r in self.race.results() if r.test_accuracy is not None),
-                           key=lambda r: r.test_accuracy, default=None)
+                best = max(
+                    (r for r in self.race.results() if r.test_accuracy is not None),
+                    key=lambda r: r.test_accuracy,
+                    default=None,
+                )
                 stopped = self.race.stop_requested
                 text = "Race stopped." if stopped else "Race finished."
                 if best is not None:
@@ -490,7 +533,8 @@ class RaceView(QWidget):
                 self.status.setText(
                     f"Racing: {race.members[last.member].name}, epoch {event.epoch}/"
                     f"{race.members[last.member].config.epochs}, batch {event.batch + 1}/"
-                    f"{event.num_batches}")
+                    f"{event.num_batches}"
+                )
         if changed:
             self._fill_results()
 
@@ -518,12 +562,11 @@ class RaceView(QWidget):
             for column, text in enumerate(cells):
                 item = table_item(self.results, row, column, text)
                 if column:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
                 if column == 0 and row < len(self.run_ids):
-                    item.setData(Qt.ItemDataRole.DecorationRole,
-                                 run_color(self.run_ids[row], dark))
+                    item.setData(Qt.ItemDataRole.DecorationRole, run_color(self.run_ids[row], dark))
                 font = item.font()
-                font.setBold(best is not None and result.test_accuracy == best
-                             and column in (0, 1))
+                font.setBold(best is not None and result.test_accuracy == best and column in (0, 1))
                 item.setFont(font)

@@ -43,8 +43,9 @@ class DownloadWorker(QObject):
     def run(self) -> None:
         self.started.emit()
         try:
-            fdata.download(self.root, progress=self.progress.emit,
-                           should_cancel=self.cancel_requested.is_set)
+            fdata.download(
+                self.root, progress=self.progress.emit, should_cancel=self.cancel_requested.is_set
+            )
         except fdata.DownloadCancelled:
             self.errored.emit("The download was cancelled; nothing was left half-written.", "")
         except Exception as exc:  # noqa: BLE001 - shown in the dialog
@@ -59,8 +60,13 @@ class DataDialog(QDialog):
     After ``exec()`` returns ``Accepted``, ``root`` is a folder holding the data.
     """
 
-    def __init__(self, root: Path, reason: str = "", parent: QWidget | None = None,
-                 system_dir: Path = fdata.SYSTEM_DATASET_DIR) -> None:
+    def __init__(
+        self,
+        root: Path,
+        reason: str = "",
+        parent: QWidget | None = None,
+        system_dir: Path = fdata.SYSTEM_DATASET_DIR,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Fashion-MNIST not found")
         self.root = Path(root)
@@ -92,13 +98,17 @@ class DataDialog(QDialog):
         self.copy_button = QPushButton("Copy from System Package")
         self.copy_button.setEnabled(fdata.system_dataset_available(self.system_dir))
         if not self.copy_button.isEnabled():
-            self.copy_button.setToolTip(f"Not installed ({self.system_dir} is missing); "
-                                        "apt-get install dataset-fashion-mnist")
+            self.copy_button.setToolTip(
+                f"Not installed ({self.system_dir} is missing); "
+                "apt-get install dataset-fashion-mnist"
+            )
         self.cancel_button = QPushButton("Cancel")
-        for button, role in ((self.choose_button, QDialogButtonBox.ButtonRole.ActionRole),
-                             (self.download_button, QDialogButtonBox.ButtonRole.ActionRole),
-                             (self.copy_button, QDialogButtonBox.ButtonRole.ActionRole),
-                             (self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole)):
+        for button, role in (
+            (self.choose_button, QDialogButtonBox.ButtonRole.ActionRole),
+            (self.download_button, QDialogButtonBox.ButtonRole.ActionRole),
+            (self.copy_button, QDialogButtonBox.ButtonRole.ActionRole),
+            (self.cancel_button, QDialogButtonBox.ButtonRole.RejectRole),
+        ):
             buttons.addButton(button, role)
         self.choose_button.clicked.connect(self.choose_folder)
         self.download_button.clicked.connect(self.start_download)
@@ -115,8 +125,7 @@ class DataDialog(QDialog):
 
     # ----- the three ways out -------------------------------------------------------
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder with Fashion-MNIST",
-                                                  str(self.root))
+        folder = QFileDialog.getExistingDirectory(self, "Folder with Fashion-MNIST", str(self.root))
         if not folder:
             return
         # Accept either the dataset root or the FashionMNIST/raw folder itself.
@@ -125,15 +134,18 @@ class DataDialog(QDialog):
                 self.root = candidate
                 self.accept()
                 return
-        self.status.setText(f"{folder} does not hold the four files "
-                            f"({', '.join(fdata.RAW_FILES)}) under FashionMNIST/raw.")
+        self.status.setText(
+            f"{folder} does not hold the four files "
+            f"({', '.join(fdata.RAW_FILES)}) under FashionMNIST/raw."
+        )
 
     def copy_system(self) -> None:
         try:
             fdata.copy_from_system(self.root, self.system_dir)
         except OSError as exc:
-            self.status.setText(f"Could not copy into {fdata.raw_folder(self.root)}: "
-                                f"{exc.strerror or exc}")
+            self.status.setText(
+                f"Could not copy into {fdata.raw_folder(self.root)}: {exc.strerror or exc}"
+            )
             return
         self.accept()
 

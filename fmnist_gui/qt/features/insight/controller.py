@@ -92,13 +92,18 @@ class InsightController(QObject):
         self.confusion_view = ConfusionView()
         connect_drilldown(self.confusion_view, self.predictions_view)
         self.confusion_view.cell_activated.connect(
-            lambda *_: window.tabs.setCurrentWidget(self.predictions_view))
+            lambda *_: window.tabs.setCurrentWidget(self.predictions_view)
+        )
         self.predictions_view.refresh_requested.connect(lambda: self.refresh_predictions(True))
         self.race_view = RaceView(window.plugins, window.data, self.runs)
         self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
         window.training_blockers.append(
-            lambda: "A race is running in the Compare tab: stop it there or let it finish, "
-                    "then train." if self.race_view.running else "")
+            lambda: (
+                "A race is running in the Compare tab: stop it there or let it finish, then train."
+                if self.race_view.running
+                else ""
+            )
+        )
         self.race_view.race_started.connect(lambda _race: window.update_actions())
         self.race_view.race_finished.connect(self._on_race_finished)
         self.runs_view = RunsView(self.runs, plots=self.export_targets)
@@ -157,7 +162,7 @@ class InsightController(QObject):
         if trainer is None or run_id is None or all(r.id != run_id for r in self.runs):
             return
         losses = trainer.history.batch_losses
-        new = losses[self._seen_losses:]
+        new = losses[self._seen_losses :]
         self._seen_losses += len(new)
         self.runs.record(run_id, batch_losses=new, status=status)
 
@@ -167,19 +172,24 @@ class InsightController(QObject):
             self.track_trainer(self.window.trainer)
         self._sync_losses()
         if self.training_run_id is not None and any(
-                r.id == self.training_run_id for r in self.runs):
+            r.id == self.training_run_id for r in self.runs
+        ):
             self.runs.record(self.training_run_id, epoch=event.as_dict())
         self._stale = True
         self.refresh_predictions()
 
     @Slot(str)
     def _on_state(self, state: str) -> None:
-        self.race_view.set_blocked("training is running; stop or pause it first"
-                                   if state in ("running", "stopping") else "")
+        self.race_view.set_blocked(
+            "training is running; stop or pause it first"
+            if state in ("running", "stopping")
+            else ""
+        )
         if state in ("idle", "paused") and self._tracked is not None:
             trainer = self._tracked
-            self._sync_losses("finished" if trainer.finished else
-                              "paused" if state == "paused" else "stopped")
+            self._sync_losses(
+                "finished" if trainer.finished else "paused" if state == "paused" else "stopped"
+            )
             self._stale = True
             self.refresh_predictions()  # on demand while paused or stopped
         self._sync_backend()
@@ -187,8 +197,11 @@ class InsightController(QObject):
     def _sync_backend(self) -> None:
         """Follow the window's plugin host and data (they can be replaced at any time)."""
         window = self.window
-        if window.plugins is not None and window.plugins is not self.race_view.plugins \
-                and not self.race_view.running:
+        if (
+            window.plugins is not None
+            and window.plugins is not self.race_view.plugins
+            and not self.race_view.running
+        ):
             self.race_view.set_plugins(window.plugins)
         if window.data is not self.race_view.data:
             self.race_view.set_data(window.data)
@@ -228,7 +241,9 @@ class InsightController(QObject):
         worker.returned.connect(lambda result: self._show_predictions(result, caption))
         worker.errored.connect(
             lambda message, details: self.window.statusBar().showMessage(
-                f"Could not compute the predictions: {message}", 8000))
+                f"Could not compute the predictions: {message}", 8000
+            )
+        )
         self._prediction_job = Job(worker, self)
         self._prediction_job.done.connect(self._on_prediction_done)
         self._prediction_job.start()

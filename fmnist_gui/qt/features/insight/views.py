@@ -47,8 +47,10 @@ CAPTION_LINES = 2
 # ----- colour helpers ------------------------------------------------------------------
 def luminance(color: QColor) -> float:
     """Relative luminance (WCAG), 0 black .. 1 white."""
+
     def channel(c: float) -> float:
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
     r, g, b = (channel(v) for v in (color.redF(), color.greenF(), color.blueF()))
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -62,8 +64,14 @@ def text_color_on(fill: QColor) -> QColor:
 def mix(a: QColor, b: QColor, t: float) -> QColor:
     """``a`` blended towards ``b`` by ``t`` (0..1)."""
     t = min(max(t, 0.0), 1.0)
-    return QColor.fromRgbF(*(x + (y - x) * t for x, y in zip(
-        (a.redF(), a.greenF(), a.blueF()), (b.redF(), b.greenF(), b.blueF()), strict=True)))
+    return QColor.fromRgbF(
+        *(
+            x + (y - x) * t
+            for x, y in zip(
+                (a.redF(), a.greenF(), a.blueF()), (b.redF(), b.greenF(), b.blueF()), strict=True
+            )
+        )
+    )
 
 
 def image_to_qimage(image: torch.Tensor) -> QImage:
@@ -76,9 +84,12 @@ def image_to_qimage(image: torch.Tensor) -> QImage:
 def crisp(image: QImage, scale: int) -> QImage:
     """Magnify by a whole number with nearest-neighbour sampling (never smooth)."""
     scale = max(1, int(scale))
-    return image.scaled(image.width() * scale, image.height() * scale,
-                        Qt.AspectRatioMode.IgnoreAspectRatio,
-                        Qt.TransformationMode.FastTransformation)
+    return image.scaled(
+        image.width() * scale,
+        image.height() * scale,
+        Qt.AspectRatioMode.IgnoreAspectRatio,
+        Qt.TransformationMode.FastTransformation,
+    )
 
 
 # ----- one gallery tile ------------------------------------------------------------------
@@ -103,19 +114,29 @@ class ImageTile(QWidget):
     def correct(self) -> bool:
         return self.true_class == self.predicted_class
 
-    def show_image(self, index: int | None, image: torch.Tensor | None = None,
-                   true_class: int = -1, predicted_class: int = -1,
-                   confidence: float = 0.0) -> None:
+    def show_image(
+        self,
+        index: int | None,
+        image: torch.Tensor | None = None,
+        true_class: int = -1,
+        predicted_class: int = -1,
+        confidence: float = 0.0,
+    ) -> None:
         self.index = index
         self.true_class, self.predicted_class, self.confidence = (
-            true_class, predicted_class, confidence)
+            true_class,
+            predicted_class,
+            confidence,
+        )
         self._image = image_to_qimage(image) if image is not None else None
         self._scaled = None
         self.selected = False
         tip = ""
         if index is not None:
-            tip = (f"Test image #{index}\nPredicted: {CLASS_NAMES[predicted_class]} "
-                   f"({confidence:.0%})\nTrue: {CLASS_NAMES[true_class]}")
+            tip = (
+                f"Test image #{index}\nPredicted: {CLASS_NAMES[predicted_class]} "
+                f"({confidence:.0%})\nTrue: {CLASS_NAMES[true_class]}"
+            )
         self.setToolTip(tip)
         self.update()
 
@@ -124,8 +145,10 @@ class ImageTile(QWidget):
         if self.index is None:
             return "", ""
         mark = "\u2713" if self.correct else "\u2717"
-        return (f"{mark} {CLASS_NAMES[self.predicted_class]} {self.confidence:.0%}",
-                f"true: {CLASS_NAMES[self.true_class]}")
+        return (
+            f"{mark} {CLASS_NAMES[self.predicted_class]} {self.confidence:.0%}",
+            f"true: {CLASS_NAMES[self.true_class]}",
+        )
 
     def _line_height(self) -> int:
         return self.fontMetrics().height()
@@ -147,8 +170,11 @@ class ImageTile(QWidget):
         palette = self.palette()
         rect = self.image_rect()
         if self._scaled is None or self._scaled.width() != rect.width():
-            self._scaled = self._image.scaled(rect.size(), Qt.AspectRatioMode.IgnoreAspectRatio,
-                                              Qt.TransformationMode.FastTransformation)
+            self._scaled = self._image.scaled(
+                rect.size(),
+                Qt.AspectRatioMode.IgnoreAspectRatio,
+                Qt.TransformationMode.FastTransformation,
+            )
         painter.drawImage(rect.topLeft(), self._scaled)
         # The frame: thick red when wrong, a thin neutral line when right.
         if not self.correct:
@@ -158,8 +184,9 @@ class ImageTile(QWidget):
             painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
             painter.drawRect(rect.adjusted(-1, -1, 0, 0))
         if self.selected:
-            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 2,
-                                Qt.PenStyle.DashLine))
+            painter.setPen(
+                QPen(palette.color(QPalette.ColorRole.Highlight), 2, Qt.PenStyle.DashLine)
+            )
             painter.drawRect(rect.adjusted(-4, -4, 3, 3))
         first, second = self.caption()
         line_h = self._line_height()
@@ -174,13 +201,18 @@ class ImageTile(QWidget):
             # A narrow tile drops the confidence before it cuts the class name
             # (the tooltip and the detail pane still give it).
             first = first.rsplit(" ", 1)[0]
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter,
-                         metrics.elidedText(first, Qt.TextElideMode.ElideRight, self.width()))
+        painter.drawText(
+            text_rect,
+            Qt.AlignmentFlag.AlignHCenter,
+            metrics.elidedText(first, Qt.TextElideMode.ElideRight, self.width()),
+        )
         painter.setFont(font)
         painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
-        painter.drawText(text_rect.translated(0, line_h), Qt.AlignmentFlag.AlignHCenter,
-                         painter.fontMetrics().elidedText(second, Qt.TextElideMode.ElideRight,
-                                                          self.width()))
+        painter.drawText(
+            text_rect.translated(0, line_h),
+            Qt.AlignmentFlag.AlignHCenter,
+            painter.fontMetrics().elidedText(second, Qt.TextElideMode.ElideRight, self.width()),
+        )
         painter.end()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
@@ -209,8 +241,7 @@ class ImageDetail(QWidget):
         self.plot.setXRange(0, 1, padding=0.02)
         self.plot.setYRange(-0.6, 9.6, padding=0)
         self.plot.getAxis("left").setTicks([[(i, name) for i, name in enumerate(CLASS_NAMES)]])
-        self.plot.getAxis("bottom").setTicks(
-            [[(v / 4, f"{v * 25}%") for v in range(5)]])
+        self.plot.getAxis("bottom").setTicks([[(v / 4, f"{v * 25}%") for v in range(5)]])
         self.plot.getViewBox().invertY(True)  # T-shirt on top, as in the matrix
         self.plot.setMinimumHeight(220)
         self.bars = pg.BarGraphItem(x0=[0] * 10, y=list(range(10)), height=0.7, width=[0] * 10)
@@ -225,8 +256,9 @@ class ImageDetail(QWidget):
         layout.addWidget(self.plot, 2)
         self._apply_palette()
 
-    def show_image(self, index: int, image: torch.Tensor, probabilities: torch.Tensor,
-                   true_class: int) -> None:
+    def show_image(
+        self, index: int, image: torch.Tensor, probabilities: torch.Tensor, true_class: int
+    ) -> None:
         self.index = index
         self.probabilities = [float(p) for p in probabilities]
         predicted = int(torch.as_tensor(probabilities).argmax())
@@ -237,10 +269,12 @@ class ImageDetail(QWidget):
         self.title.setText(
             f"Test image #{index}: predicted <b style='color:{colour.name()}'>"
             f"{CLASS_NAMES[predicted]}</b> ({self.probabilities[predicted]:.1%}), "
-            f"true <b>{CLASS_NAMES[true_class]}</b> ({verdict})")
+            f"true <b>{CLASS_NAMES[true_class]}</b> ({verdict})"
+        )
         neutral = self.palette().color(QPalette.ColorRole.Mid)
-        brushes = [RIGHT if c == true_class else WRONG if c == predicted else neutral
-                   for c in range(10)]
+        brushes = [
+            RIGHT if c == true_class else WRONG if c == predicted else neutral for c in range(10)
+        ]
         self.bars.setOpts(width=self.probabilities, brushes=brushes, pens=[None] * 10)
         text = self.palette().color(QPalette.ColorRole.Text)
         for c, (item, p) in enumerate(zip(self.values, self.probabilities, strict=True)):
@@ -315,8 +349,9 @@ class PredictionsView(QWidget):
         self.sort_combo.addItem("Random", "random")
         self.sort_combo.currentIndexChanged.connect(lambda _: self.update_gallery())
         self.refresh_button = QPushButton("Refresh")
-        self.refresh_button.setToolTip("Run the current model over the test set again "
-                                       "(and draw a new random sample)")
+        self.refresh_button.setToolTip(
+            "Run the current model over the test set again (and draw a new random sample)"
+        )
         self.refresh_button.clicked.connect(self._on_refresh)
         self.caption = QLabel()
         self.caption.setWordWrap(True)
@@ -325,8 +360,15 @@ class PredictionsView(QWidget):
         self.sheet_button.clicked.connect(self.save_contact_sheet_dialog)
 
         controls = QHBoxLayout()
-        for widget in (QLabel("True:"), self.true_combo, QLabel("Predicted:"),
-                       self.predicted_combo, self.wrong_only, QLabel("Sort:"), self.sort_combo):
+        for widget in (
+            QLabel("True:"),
+            self.true_combo,
+            QLabel("Predicted:"),
+            self.predicted_combo,
+            self.wrong_only,
+            QLabel("Sort:"),
+            self.sort_combo,
+        ):
             controls.addWidget(widget)
         controls.addStretch(1)
         controls.addWidget(self.refresh_button)
@@ -388,8 +430,10 @@ class PredictionsView(QWidget):
 
     def set_filter(self, gallery_filter: GalleryFilter, sort: str | None = None) -> None:
         """Show ``gallery_filter``'s images (the controls follow); ``sort`` optionally too."""
-        for combo, value in ((self.true_combo, gallery_filter.true_class),
-                             (self.predicted_combo, gallery_filter.predicted_class)):
+        for combo, value in (
+            (self.true_combo, gallery_filter.true_class),
+            (self.predicted_combo, gallery_filter.predicted_class),
+        ):
             combo.blockSignals(True)
             combo.setCurrentIndex(combo.findData(value) if value is not None else 0)
             combo.blockSignals(False)
@@ -407,9 +451,11 @@ class PredictionsView(QWidget):
         return self.sort_combo.currentData()
 
     def _filter_from_controls(self, *_) -> None:
-        self._filter = GalleryFilter(self.true_combo.currentData(),
-                                     self.predicted_combo.currentData(),
-                                     self.wrong_only.isChecked())
+        self._filter = GalleryFilter(
+            self.true_combo.currentData(),
+            self.predicted_combo.currentData(),
+            self.wrong_only.isChecked(),
+        )
         self.update_gallery()
 
     def _on_refresh(self) -> None:
@@ -433,29 +479,37 @@ class PredictionsView(QWidget):
             for tile in self.tiles:
                 tile.show_image(None)
             self.caption.setText("")
-            self.empty_label.setText("No predictions yet: train a model (or load a checkpoint)"
-                                     " and the test images appear here.")
+            self.empty_label.setText(
+                "No predictions yet: train a model (or load a checkpoint)"
+                " and the test images appear here."
+            )
             self.empty_label.show()
             self.sheet_button.setEnabled(False)
             return
-        self._shown = insight.select(predictions, self._filter, self.sort_order(),
-                                     limit=len(self.tiles), seed=self._seed)
+        self._shown = insight.select(
+            predictions, self._filter, self.sort_order(), limit=len(self.tiles), seed=self._seed
+        )
         predicted = predictions.predicted
         probabilities = predictions.probabilities
-        for tile, index in zip(self.tiles, self._shown + [None] * len(self.tiles),
-                               strict=False):
+        for tile, index in zip(self.tiles, self._shown + [None] * len(self.tiles), strict=False):
             if index is None:
                 tile.show_image(None)
                 continue
             p = int(predicted[index])
-            tile.show_image(index, self.images[index], int(predictions.labels[index]), p,
-                            float(probabilities[index, p]))
+            tile.show_image(
+                index,
+                self.images[index],
+                int(predictions.labels[index]),
+                p,
+                float(probabilities[index, p]),
+            )
             tile.selected = index == self.detail.index
         total = insight.count(predictions, self._filter)
         order = "hardest first" if self.sort_order() == "hardest" else "random sample"
         self.caption.setText(
             f"Showing {len(self._shown)} of {total:,} ({self._filter.describe()}; {order}). "
-            f"Test accuracy {predictions.accuracy:.1%}.")
+            f"Test accuracy {predictions.accuracy:.1%}."
+        )
         self.empty_label.setText("No test image matches this filter." if not self._shown else "")
         self.empty_label.setVisible(not self._shown)
         self.sheet_button.setEnabled(bool(self._shown))
@@ -464,8 +518,12 @@ class PredictionsView(QWidget):
         """Show test image ``index`` large, with its class probabilities."""
         if self.predictions is None or self.images is None:
             return
-        self.detail.show_image(index, self.images[index], self.predictions.probabilities[index],
-                               int(self.predictions.labels[index]))
+        self.detail.show_image(
+            index,
+            self.images[index],
+            self.predictions.probabilities[index],
+            int(self.predictions.labels[index]),
+        )
         for tile in self.tiles:
             tile.selected = tile.index == index
             tile.update()
@@ -481,13 +539,15 @@ class PredictionsView(QWidget):
         cell_h = 28 * scale + 12 + text_h
         header = 28
         rows = max(1, math.ceil(len(self._shown) / GRID_COLUMNS))
-        sheet = QImage(cell_w * GRID_COLUMNS, header + cell_h * rows,
-                       QImage.Format.Format_RGB32)
+        sheet = QImage(cell_w * GRID_COLUMNS, header + cell_h * rows, QImage.Format.Format_RGB32)
         sheet.fill(QColor("white"))
         painter = QPainter(sheet)
         painter.setPen(QColor("black"))
-        painter.drawText(QRect(6, 0, sheet.width() - 12, header),
-                         Qt.AlignmentFlag.AlignVCenter, self.caption.text())
+        painter.drawText(
+            QRect(6, 0, sheet.width() - 12, header),
+            Qt.AlignmentFlag.AlignVCenter,
+            self.caption.text(),
+        )
         font = painter.font()
         font.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
         painter.setFont(font)
@@ -505,15 +565,15 @@ class PredictionsView(QWidget):
             text = QRect(x, y + 8 + image.height(), cell_w, text_h // 2)
             painter.drawText(text, Qt.AlignmentFlag.AlignHCenter, first)
             painter.setPen(QColor("#555555"))
-            painter.drawText(text.translated(0, text_h // 2), Qt.AlignmentFlag.AlignHCenter,
-                             second)
+            painter.drawText(text.translated(0, text_h // 2), Qt.AlignmentFlag.AlignHCenter, second)
         painter.end()
         return sheet
 
     def save_contact_sheet_dialog(self) -> None:
         """Ask for a file name (the dialog is looked up here, so tests can patch it) and save."""
-        path, _ = QFileDialog.getSaveFileName(self, "Save contact sheet", "predictions.png",
-                                              "PNG image (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save contact sheet", "predictions.png", "PNG image (*.png)"
+        )
         if not path:
             return
         if not path.lower().endswith(".png"):
@@ -609,37 +669,56 @@ class ConfusionView(QWidget):
         fm = painter.fontMetrics()
         left, top, w, h, acc_w = self._metrics()
         painter.setPen(text)
-        title = ("Confusion matrix: rows are the true class, columns the predicted class. "
-                 "Click a cell to see its images.")
-        painter.drawText(QRect(self.MARGIN, self.MARGIN, self.width() - 2 * self.MARGIN,
-                               fm.height()), Qt.AlignmentFlag.AlignLeft,
-                         fm.elidedText(title, Qt.TextElideMode.ElideRight,
-                                       self.width() - 2 * self.MARGIN))
-        painter.drawText(QRect(self.MARGIN, self.MARGIN + fm.height() + 2,
-                               self.width() - 2 * self.MARGIN, fm.height()),
-                         Qt.AlignmentFlag.AlignLeft,
-                         self.caption or "No predictions yet: train a model first.")
+        title = (
+            "Confusion matrix: rows are the true class, columns the predicted class. "
+            "Click a cell to see its images."
+        )
+        painter.drawText(
+            QRect(self.MARGIN, self.MARGIN, self.width() - 2 * self.MARGIN, fm.height()),
+            Qt.AlignmentFlag.AlignLeft,
+            fm.elidedText(title, Qt.TextElideMode.ElideRight, self.width() - 2 * self.MARGIN),
+        )
+        painter.drawText(
+            QRect(
+                self.MARGIN,
+                self.MARGIN + fm.height() + 2,
+                self.width() - 2 * self.MARGIN,
+                fm.height(),
+            ),
+            Qt.AlignmentFlag.AlignLeft,
+            self.caption or "No predictions yet: train a model first.",
+        )
         # Axis titles.
         bold = QFont(painter.font())
         bold.setBold(True)
         painter.setFont(bold)
-        painter.drawText(QRect(left, self.MARGIN + 2 * fm.height() + 6, 10 * w, fm.height()),
-                         Qt.AlignmentFlag.AlignHCenter, "predicted \u2192")
+        painter.drawText(
+            QRect(left, self.MARGIN + 2 * fm.height() + 6, 10 * w, fm.height()),
+            Qt.AlignmentFlag.AlignHCenter,
+            "predicted \u2192",
+        )
         painter.save()
         label_w = max(fm.horizontalAdvance(n) for n in CLASS_NAMES) + 12
         painter.translate(max(self.MARGIN, left - label_w - fm.height() - 4), top + 5 * h)
         painter.rotate(-90)
-        painter.drawText(QRect(-5 * h, 0, 10 * h, fm.height()), Qt.AlignmentFlag.AlignHCenter,
-                         "\u2190 true")
+        painter.drawText(
+            QRect(-5 * h, 0, 10 * h, fm.height()), Qt.AlignmentFlag.AlignHCenter, "\u2190 true"
+        )
         painter.restore()
-        painter.drawText(QRect(left + 10 * w + 8, top - fm.height() - 4, acc_w, fm.height()),
-                         Qt.AlignmentFlag.AlignLeft, "accuracy")
+        painter.drawText(
+            QRect(left + 10 * w + 8, top - fm.height() - 4, acc_w, fm.height()),
+            Qt.AlignmentFlag.AlignLeft,
+            "accuracy",
+        )
         painter.setFont(QFont(self.font()))
         # Class names: rows on the left, columns vertical on top.
         for c, name in enumerate(CLASS_NAMES):
             painter.setPen(text)
-            painter.drawText(QRect(left - label_w - 6, top + c * h, label_w, h),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, name)
+            painter.drawText(
+                QRect(left - label_w - 6, top + c * h, label_w, h),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                name,
+            )
             painter.save()
             painter.translate(left + c * w + w // 2 + fm.ascent() // 2 - 2, top - 6)
             painter.rotate(-90)
@@ -655,8 +734,11 @@ class ConfusionView(QWidget):
                 painter.drawRect(rect.adjusted(0, 0, -1, -1))
                 if self.matrix is not None:
                     count = int(self.matrix[t, p])
-                    painter.setPen(text_color_on(fill) if count else
-                                   palette.color(QPalette.ColorRole.PlaceholderText))
+                    painter.setPen(
+                        text_color_on(fill)
+                        if count
+                        else palette.color(QPalette.ColorRole.PlaceholderText)
+                    )
                     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{count}")
         # Per-class accuracy column: a small bar per row, text in the window's colour.
         for t, value in enumerate(self.accuracy or [None] * 10):
@@ -665,8 +747,9 @@ class ConfusionView(QWidget):
                 bar = QRect(rect.left(), rect.top(), round(rect.width() * value), rect.height())
                 painter.fillRect(bar, mix(palette.color(QPalette.ColorRole.Base), RIGHT, 0.45))
             painter.setPen(text)
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter,
-                             "\u2013" if value is None else f"{value:.1%}")
+            painter.drawText(
+                rect, Qt.AlignmentFlag.AlignCenter, "\u2013" if value is None else f"{value:.1%}"
+            )
         if self.selected is not None:
             painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 3))
             painter.drawRect(self.cell_rect(*self.selected).adjusted(1, 1, -2, -2))
@@ -692,9 +775,11 @@ class ConfusionView(QWidget):
         t, p = cell
         count, row = int(self.matrix[t, p]), int(self.matrix[t].sum())
         share = f" ({count / row:.1%} of {CLASS_NAMES[t]})" if row else ""
-        QToolTip.showText(event.globalPosition().toPoint(),
-                          f"true {CLASS_NAMES[t]}, predicted {CLASS_NAMES[p]}: "
-                          f"{count} images{share}", self)
+        QToolTip.showText(
+            event.globalPosition().toPoint(),
+            f"true {CLASS_NAMES[t]}, predicted {CLASS_NAMES[p]}: {count} images{share}",
+            self,
+        )
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(760, 640)
@@ -703,4 +788,5 @@ class ConfusionView(QWidget):
 def connect_drilldown(confusion: ConfusionView, gallery: PredictionsView) -> None:
     """Clicking a matrix cell fills the gallery with that cell's images, hardest first."""
     confusion.cell_activated.connect(
-        lambda t, p: gallery.set_filter(GalleryFilter.cell(t, p), sort="hardest"))
+        lambda t, p: gallery.set_filter(GalleryFilter.cell(t, p), sort="hardest")
+    )

@@ -42,8 +42,12 @@ from PySide6.QtWidgets import (
 from fmnist_gui.plugins import installer
 
 COLUMNS = ("Enabled", "Name", "Registers", "Version", "Source", "Status")
-STATUS_TEXT = {"loaded": "loaded", "failed": "failed", "disabled": "disabled",
-               "untrusted": "needs approval"}
+STATUS_TEXT = {
+    "loaded": "loaded",
+    "failed": "failed",
+    "disabled": "disabled",
+    "untrusted": "needs approval",
+}
 
 
 def install(window: Any) -> None:
@@ -53,12 +57,24 @@ def install(window: Any) -> None:
     menu = window.menus["plugins"]
     actions: dict[str, QAction] = {}
     for name, text, slot, tip in (
-        ("manage", "&Manage plugins…", lambda: open_manager(window),
-         "See every plugin, its status and errors; enable, disable or remove plugins"),
-        ("install_file", "Install from &file…", lambda: install_from_file(window),
-         "Install a single-file .py plugin (asks before running it)"),
-        ("install_package", "Install &package…", lambda: open_package_installer(window),
-         "pip install a plugin package, wheel or project folder, without restarting"),
+        (
+            "manage",
+            "&Manage plugins…",
+            lambda: open_manager(window),
+            "See every plugin, its status and errors; enable, disable or remove plugins",
+        ),
+        (
+            "install_file",
+            "Install from &file…",
+            lambda: install_from_file(window),
+            "Install a single-file .py plugin (asks before running it)",
+        ),
+        (
+            "install_package",
+            "Install &package…",
+            lambda: open_package_installer(window),
+            "pip install a plugin package, wheel or project folder, without restarting",
+        ),
     ):
         action = QAction(text, window)
         action.setObjectName(f"plugins_{name}")
@@ -89,12 +105,18 @@ def _refresh_window(window: Any) -> None:
 
 
 def _consent(parent: QWidget, title: str, path: Path, sha256: str, intro: str) -> bool:
-    text = (f"{intro}\n\nFile: {path}\nSHA-256: {sha256}\n\n"
-            "A plugin is Python code: it runs with your permissions. Only continue if "
-            "you trust where it comes from.")
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
+    text = (
+        f"{intro}\n\nFile: {path}\nSHA-256: {sha256}\n\n"
+        "A plugin is Python code: it runs with your permissions. Only continue if "
+        "you trust where it comes from."
+    )
+    answer = QMessageBox.question(
+        parent,
+        title,
+        text,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
     return answer == QMessageBox.StandardButton.Yes
 
 
@@ -107,9 +129,13 @@ def ask_about_untrusted(window: Any) -> None:
     for name, record in list(host.records.items()):
         if record.status != "untrusted":
             continue
-        if _consent(window, "Run this plugin?", Path(record.location), record.sha256,
-                    f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. "
-                    "Load it?"):
+        if _consent(
+            window,
+            "Run this plugin?",
+            Path(record.location),
+            record.sha256,
+            f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. Load it?",
+        ):
             approve(window, name)
             approved = True
     if approved:
@@ -117,8 +143,11 @@ def ask_about_untrusted(window: Any) -> None:
 
 
 def _why_untrusted(record: Any) -> str:
-    return "changed since you approved it" if "changed" in record.error else \
-        "has not been approved yet"
+    return (
+        "changed since you approved it"
+        if "changed" in record.error
+        else "has not been approved yet"
+    )
 
 
 def approve(window: Any, name: str) -> Any:
@@ -139,8 +168,9 @@ def install_from_file(window: Any, path: str | Path | None = None) -> Any:
     """
     parent = window
     if path is None:
-        path, _ = QFileDialog.getOpenFileName(parent, "Install plugin from file", "",
-                                              "Python plugin (*.py)")
+        path, _ = QFileDialog.getOpenFileName(
+            parent, "Install plugin from file", "", "Python plugin (*.py)"
+        )
         if not path:
             return None
     path = Path(path)
@@ -154,12 +184,18 @@ def install_from_file(window: Any, path: str | Path | None = None) -> Any:
     name = path.stem
     existing = host.records.get(name)
     if existing is not None and existing.source != "file":
-        QMessageBox.warning(parent, "Cannot install plugin",
-                            f"A {existing.source} plugin named {name!r} is already installed "
-                            f"({existing.location}). Rename the file.")
+        QMessageBox.warning(
+            parent,
+            "Cannot install plugin",
+            f"A {existing.source} plugin named {name!r} is already installed "
+            f"({existing.location}). Rename the file.",
+        )
         return None
-    intro = (f"Install the plugin {path.name}"
-             + (" and replace the one installed with that name" if existing else "") + "?")
+    intro = (
+        f"Install the plugin {path.name}"
+        + (" and replace the one installed with that name" if existing else "")
+        + "?"
+    )
     if not _consent(parent, "Install plugin?", path, sha256, intro):
         return None
     settings = _settings()
@@ -179,9 +215,12 @@ def install_from_file(window: Any, path: str | Path | None = None) -> Any:
         window.statusBar().showMessage(f"Installed plugin {name}: {offers}{note}")
         window.append_log(f"Installed plugin {name} from {path}: {offers}{note}")
     else:
-        QMessageBox.warning(parent, "Plugin installed but not loaded",
-                            f"{name} was copied to {installed.path} but failed to load:\n\n"
-                            f"{record.error}\n\nSee Plugins → Manage plugins… for the traceback.")
+        QMessageBox.warning(
+            parent,
+            "Plugin installed but not loaded",
+            f"{name} was copied to {installed.path} but failed to load:\n\n"
+            f"{record.error}\n\nSee Plugins → Manage plugins… for the traceback.",
+        )
     return record
 
 
@@ -228,8 +267,10 @@ class PluginManagerDialog(QDialog):
         self.details.setObjectName("plugin_details")
         self.details.setReadOnly(True)
         self.details.setFont(QFont("monospace"))
-        self.details.setPlaceholderText("Select a plugin to see where it comes from and, "
-                                        "if it failed, the error and its traceback.")
+        self.details.setPlaceholderText(
+            "Select a plugin to see where it comes from and, "
+            "if it failed, the error and its traceback."
+        )
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
@@ -246,8 +287,12 @@ class PluginManagerDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         row = QHBoxLayout()
-        for button in (self.approve_button, self.remove_button, self.install_file_button,
-                       self.install_package_button):
+        for button in (
+            self.approve_button,
+            self.remove_button,
+            self.install_file_button,
+            self.install_package_button,
+        ):
             row.addWidget(button)
         row.addStretch(1)
         row.addWidget(buttons)
@@ -264,8 +309,10 @@ class PluginManagerDialog(QDialog):
 
     def names(self) -> list[str]:
         """The record key of each row, in order."""
-        return [self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)
-                for r in range(self.table.rowCount())]
+        return [
+            self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)
+            for r in range(self.table.rowCount())
+        ]
 
     def row_of(self, name: str) -> int:
         return self.names().index(name)
@@ -280,26 +327,36 @@ class PluginManagerDialog(QDialog):
             self.table.insertRow(r)
             enabled = QTableWidgetItem()
             can_toggle = record.status in ("loaded", "disabled", "failed") and key == record.name
-            enabled.setFlags(Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
-                             | (Qt.ItemFlag.ItemIsUserCheckable if can_toggle
-                                else Qt.ItemFlag.NoItemFlags))
-            enabled.setCheckState(Qt.CheckState.Unchecked if record.status == "disabled"
-                                  else Qt.CheckState.Checked)
+            enabled.setFlags(
+                Qt.ItemFlag.ItemIsSelectable
+                | Qt.ItemFlag.ItemIsEnabled
+                | (Qt.ItemFlag.ItemIsUserCheckable if can_toggle else Qt.ItemFlag.NoItemFlags)
+            )
+            enabled.setCheckState(
+                Qt.CheckState.Unchecked if record.status == "disabled" else Qt.CheckState.Checked
+            )
             status = STATUS_TEXT.get(record.status, record.status)
             if record.rejected:
                 status += f", {len(record.rejected)} rejected"
-            cells = [enabled, QTableWidgetItem(record.name),
-                     QTableWidgetItem(", ".join(record.provides) or "–"),
-                     QTableWidgetItem(record.version or "–"), QTableWidgetItem(record.source),
-                     QTableWidgetItem(status)]
+            cells = [
+                enabled,
+                QTableWidgetItem(record.name),
+                QTableWidgetItem(", ".join(record.provides) or "–"),
+                QTableWidgetItem(record.version or "–"),
+                QTableWidgetItem(record.source),
+                QTableWidgetItem(status),
+            ]
             cells[1].setData(Qt.ItemDataRole.UserRole, key)
             tip = record.error or record.location
             for c, item in enumerate(cells):
                 item.setToolTip(tip)
                 self.table.setItem(r, c, item)
             if record.error:
-                color = Qt.GlobalColor.darkRed if record.status in ("failed", "untrusted") \
+                color = (
+                    Qt.GlobalColor.darkRed
+                    if record.status in ("failed", "untrusted")
                     else Qt.GlobalColor.darkYellow
+                )
                 cells[5].setForeground(color)
         self.table.blockSignals(False)
         warnings = list(self.host.warnings)
@@ -324,8 +381,11 @@ class PluginManagerDialog(QDialog):
         if record is None:
             self.details.clear()
             return
-        lines = [f"Plugin:   {record.name}", f"Source:   {record.source}",
-                 f"Location: {record.location}"]
+        lines = [
+            f"Plugin:   {record.name}",
+            f"Source:   {record.source}",
+            f"Location: {record.location}",
+        ]
         if record.sha256:
             lines.append(f"SHA-256:  {record.sha256}")
         lines.append(f"Status:   {STATUS_TEXT.get(record.status, record.status)}")
@@ -363,9 +423,13 @@ class PluginManagerDialog(QDialog):
         record = self.host.records.get(name) if name else None
         if record is None or record.status != "untrusted":
             return
-        if _consent(self, "Run this plugin?", Path(record.location), record.sha256,
-                    f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. "
-                    "Load it?"):
+        if _consent(
+            self,
+            "Run this plugin?",
+            Path(record.location),
+            record.sha256,
+            f"The plugin file {Path(record.location).name} {_why_untrusted(record)}. Load it?",
+        ):
             approve(self.window_, name)
             _refresh_window(self.window_)
             self.reload()
@@ -377,14 +441,18 @@ class PluginManagerDialog(QDialog):
         if record is None or not record.removable:
             return
         answer = QMessageBox.question(
-            self, "Remove plugin?", f"Delete {record.location} and unload plugin {name}?",
+            self,
+            "Remove plugin?",
+            f"Delete {record.location} and unload plugin {name}?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
+            QMessageBox.StandardButton.No,
+        )
         if answer != QMessageBox.StandardButton.Yes:
             return
         try:
-            installer.remove_file(record.name, folder=Path(record.location).parent,
-                                  settings=_settings())
+            installer.remove_file(
+                record.name, folder=Path(record.location).parent, settings=_settings()
+            )
         except installer.InstallError as exc:
             QMessageBox.warning(self, "Cannot remove plugin", str(exc))
             return
@@ -435,8 +503,9 @@ class PackageInstallDialog(QDialog):
 
         self.target_edit = QLineEdit()
         self.target_edit.setObjectName("package_target")
-        self.target_edit.setPlaceholderText("fmnist-nadam, a .whl or .tar.gz file, "
-                                            "or a project folder")
+        self.target_edit.setPlaceholderText(
+            "fmnist-nadam, a .whl or .tar.gz file, or a project folder"
+        )
         wheel = QPushButton("&File…")
         wheel.clicked.connect(self._browse_file)
         folder = QPushButton("F&older…")
@@ -488,8 +557,9 @@ class PackageInstallDialog(QDialog):
 
     @Slot()
     def _browse_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Wheel or sdist", "",
-                                              "Python packages (*.whl *.tar.gz *.zip)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Wheel or sdist", "", "Python packages (*.whl *.tar.gz *.zip)"
+        )
         if path:
             self.target_edit.setText(path)
 
@@ -502,8 +572,9 @@ class PackageInstallDialog(QDialog):
     @Slot()
     def install(self) -> None:
         try:
-            argv = installer.pip_install_command(self.target_edit.text(),
-                                                 extra_args=self.extra_pip_args)
+            argv = installer.pip_install_command(
+                self.target_edit.text(), extra_args=self.extra_pip_args
+            )
         except installer.InstallError as exc:
             QMessageBox.warning(self, "Cannot install", str(exc))
             return
@@ -547,8 +618,10 @@ class PackageInstallDialog(QDialog):
         self._kill_timer.stop()
         self._read_output()
         if self._cancelled:
-            self._finish("cancelled", "Cancelled; pip may have left a partial install, "
-                                      "run Install again to complete it.")
+            self._finish(
+                "cancelled",
+                "Cancelled; pip may have left a partial install, run Install again to complete it.",
+            )
         elif code != 0 or status != QProcess.ExitStatus.NormalExit:
             self._finish("failed", f"pip failed (exit code {code}); see its output above.")
         else:
@@ -559,10 +632,15 @@ class PackageInstallDialog(QDialog):
         report = host.rescan()
         self.report = report
         _refresh_window(self.window_)
-        new = [f"{r.name} ({r.status}: {', '.join(r.provides) or r.error or 'nothing'})"
-               for r in report.loaded]
-        message = ("Installed. New plugins: " + "; ".join(new)) if new else \
-            "Installed, but no new fmnist_gui plugin was found in it."
+        new = [
+            f"{r.name} ({r.status}: {', '.join(r.provides) or r.error or 'nothing'})"
+            for r in report.loaded
+        ]
+        message = (
+            ("Installed. New plugins: " + "; ".join(new))
+            if new
+            else "Installed, but no new fmnist_gui plugin was found in it."
+        )
         self.output.appendPlainText("\n" + message)
         for line in report.restart_needed:
             self.output.appendPlainText(line)
@@ -597,11 +675,13 @@ class PackageInstallDialog(QDialog):
 def offer_restart(window: QWidget, reason: str) -> bool:
     """Explain why a restart is needed and restart the app if the user agrees."""
     answer = QMessageBox.question(
-        window, "Restart needed",
+        window,
+        "Restart needed",
         f"{reason}\n\nRestart fmnist-gui now? (Unsaved training is lost unless you save "
         "first; choose No to restart later.)",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.No)
+        QMessageBox.StandardButton.No,
+    )
     if answer != QMessageBox.StandardButton.Yes:
         return False
     if window.close():

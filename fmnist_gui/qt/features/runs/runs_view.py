@@ -38,10 +38,30 @@ from fmnist_gui.qt.features.training.plots import debiased_ema
 
 # Distinct hues (Tableau 10), in a darker set for light backgrounds and a
 # brighter one for dark backgrounds, so every curve keeps its contrast.
-LIGHT_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
-                "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
-DARK_COLORS = ("#6cb6ff", "#ff6b6b", "#63d471", "#c49bff", "#ffb454",
-               "#d8a47f", "#ff8fd8", "#4fe0f0", "#c8c8c8", "#e4e45a")
+LIGHT_COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
+DARK_COLORS = (
+    "#6cb6ff",
+    "#ff6b6b",
+    "#63d471",
+    "#c49bff",
+    "#ffb454",
+    "#d8a47f",
+    "#ff8fd8",
+    "#4fe0f0",
+    "#c8c8c8",
+    "#e4e45a",
+)
 SMOOTHING = 0.9
 
 
@@ -79,8 +99,9 @@ def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | Path) -> Path:
             # SVG generator draws the same scene as vectors.
             _render_svg(item, path)
     else:
-        raise ValueError(f"cannot export a plot as {path.name!r}: use a name ending in "
-                         ".png or .svg")
+        raise ValueError(
+            f"cannot export a plot as {path.name!r}: use a name ending in .png or .svg"
+        )
     if not path.exists():
         raise OSError(f"could not write {path}; check the folder exists and is writable")
     return path
@@ -115,12 +136,12 @@ class RunPlots(QWidget):
         # run id -> (losses smoothed so far, EMA state, smoothed values): each new
         # frame smooths only the losses that arrived since the last one.
         self._smoothed: dict[int, tuple[int, tuple[float, int], np.ndarray]] = {}
-        self.loss_plot = self._make_plot("Training loss", "Loss (smoothed)", "Step (batches)",
-                                         legend=True)
+        self.loss_plot = self._make_plot(
+            "Training loss", "Loss (smoothed)", "Step (batches)", legend=True
+        )
         # One legend serves both plots (same colours); a second one would always
         # cover some accuracy curve, which can sit anywhere from 10% to 90%.
-        self.accuracy_plot = self._make_plot("Test accuracy", "Accuracy (%)", "Epoch",
-                                             legend=False)
+        self.accuracy_plot = self._make_plot("Test accuracy", "Accuracy (%)", "Epoch", legend=False)
         self.accuracy_plot.getAxis("bottom").setTickSpacing(1, 1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -224,11 +245,15 @@ class RunPlots(QWidget):
                 self._remove_curves(run.id)
                 color = run_color(run.id, dark)
                 self._curves[run.id] = (
-                    self.loss_plot.getPlotItem().plot(pen=pg.mkPen(color, width=2),
-                                                      name=run.name),
+                    self.loss_plot.getPlotItem().plot(pen=pg.mkPen(color, width=2), name=run.name),
                     self.accuracy_plot.getPlotItem().plot(
-                        pen=pg.mkPen(color, width=2), symbol="o", symbolSize=7,
-                        symbolBrush=color, symbolPen=None, name=run.name),
+                        pen=pg.mkPen(color, width=2),
+                        symbol="o",
+                        symbolSize=7,
+                        symbolBrush=color,
+                        symbolPen=None,
+                        name=run.name,
+                    ),
                 )
             loss_curve, acc_curve = self._curves[run.id]
             if run.batch_losses:
@@ -236,20 +261,35 @@ class RunPlots(QWidget):
                 loss_curve.setData(np.arange(1, len(smoothed) + 1), smoothed)
             else:
                 loss_curve.setData([], [])
-            acc_curve.setData([e["epoch"] for e in run.epochs],
-                              [100 * e["test_accuracy"] for e in run.epochs])
+            acc_curve.setData(
+                [e["epoch"] for e in run.epochs], [100 * e["test_accuracy"] for e in run.epochs]
+            )
             self._drawn[run.id] = signature
 
 
 class RunsView(QWidget):
     """The session's runs: show/hide, rename (edit the name), remove, export."""
 
-    COLUMNS = ("Show", "Name", "Source", "Optimizer", "Settings", "lr", "Epochs",
-               "Test accuracy", "Test loss", "Status")
+    COLUMNS = (
+        "Show",
+        "Name",
+        "Source",
+        "Optimizer",
+        "Settings",
+        "lr",
+        "Epochs",
+        "Test accuracy",
+        "Test loss",
+        "Status",
+    )
     message = Signal(str)  # what an export did, for the status bar or log
 
-    def __init__(self, runs: RunList, plots: Callable[[], list[pg.PlotWidget]] | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        runs: RunList,
+        plots: Callable[[], list[pg.PlotWidget]] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.runs = runs
         self.plots = plots or (lambda: [])
@@ -258,9 +298,11 @@ class RunsView(QWidget):
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.verticalHeader().hide()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                   | QAbstractItemView.EditTrigger.EditKeyPressed
-                                   | QAbstractItemView.EditTrigger.SelectedClicked)
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.SelectedClicked
+        )
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         # Names stay whole; long settings lists give way (elided, full text in the tooltip).
@@ -275,8 +317,10 @@ class RunsView(QWidget):
         self.csv_button.clicked.connect(self.export_csv_dialog)
         self.plot_button = QPushButton("Export plots (PNG/SVG)\u2026")
         self.plot_button.clicked.connect(self.export_plots_dialog)
-        self.hint = QLabel("Double-click a name to rename it; untick Show to hide a run "
-                           "from the plots and the CSV.")
+        self.hint = QLabel(
+            "Double-click a name to rename it; untick Show to hide a run "
+            "from the plots and the CSV."
+        )
         self.hint.setWordWrap(True)
         buttons = QHBoxLayout()
         for button in (self.remove_button, self.csv_button, self.plot_button):
@@ -316,11 +360,16 @@ class RunsView(QWidget):
                 params = run.config.get("optimizer_params") or {}
                 settings = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
                 cells = [
-                    "", run.name, run.source, str(run.config.get("optimizer", "")),
-                    settings or "defaults", f"{run.config.get('lr', 0):g}",
+                    "",
+                    run.name,
+                    run.source,
+                    str(run.config.get("optimizer", "")),
+                    settings or "defaults",
+                    f"{run.config.get('lr', 0):g}",
                     f"{len(run.epochs)}/{run.config.get('epochs', '?')}",
                     f"{last['test_accuracy']:.1%}" if last else "\u2013",
-                    f"{last['test_loss']:.4f}" if last else "\u2013", run.status,
+                    f"{last['test_loss']:.4f}" if last else "\u2013",
+                    run.status,
                 ]
                 for column, text in enumerate(cells):
                     item = table_item(self.table, row, column, text)
@@ -329,10 +378,12 @@ class RunsView(QWidget):
                     flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
                     if column == 0:
                         flags |= Qt.ItemFlag.ItemIsUserCheckable
-                        item.setCheckState(Qt.CheckState.Checked if run.visible
-                                           else Qt.CheckState.Unchecked)
-                        item.setData(Qt.ItemDataRole.DecorationRole,
-                                     run_color(run.id, is_dark(self)))
+                        item.setCheckState(
+                            Qt.CheckState.Checked if run.visible else Qt.CheckState.Unchecked
+                        )
+                        item.setData(
+                            Qt.ItemDataRole.DecorationRole, run_color(run.id, is_dark(self))
+                        )
                     if column == 1:
                         flags |= Qt.ItemFlag.ItemIsEditable
                         item.setData(Qt.ItemDataRole.UserRole, run.id)
@@ -364,21 +415,24 @@ class RunsView(QWidget):
 
     # ----- exports (the dialogs are looked up here, so tests can patch them) -----------------
     def export_csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export metrics", "runs.csv",
-                                              "CSV files (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export metrics", "runs.csv", "CSV files (*.csv)"
+        )
         if not path:
             return
         try:
             rows = self.runs.export_csv(Path(path))
         except OSError as exc:
-            QMessageBox.warning(self, "Export failed",
-                                f"Could not write {path}: {exc.strerror or exc}")
+            QMessageBox.warning(
+                self, "Export failed", f"Could not write {path}: {exc.strerror or exc}"
+            )
             return
         self.message.emit(f"Wrote {rows} rows to {path}")
 
     def export_plots_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export plots", "runs.png", "PNG image (*.png);;SVG drawing (*.svg)")
+            self, "Export plots", "runs.png", "PNG image (*.png);;SVG drawing (*.svg)"
+        )
         if not path:
             return
         try:
@@ -395,8 +449,10 @@ class RunsView(QWidget):
             raise ValueError("there is no plot to export yet")
         if path.suffix.lower() not in (".png", ".svg"):
             path = path.with_suffix(".png")
-        return [export_plot(plot, path.with_name(f"{path.stem}-{n}{path.suffix}"))
-                for n, plot in enumerate(plots, start=1)]
+        return [
+            export_plot(plot, path.with_name(f"{path.stem}-{n}{path.suffix}"))
+            for n, plot in enumerate(plots, start=1)
+        ]
 
 
 def table_item(table: QTableWidget, row: int, column: int, text: str) -> QTableWidgetItem:

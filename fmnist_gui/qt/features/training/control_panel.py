@@ -41,6 +41,8 @@ def form_label(text: str) -> QLabel:
     label.setMinimumWidth(LABEL_WIDTH)
     label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return label
+
+
 # Characters a number (or a comma-separated list of them) can contain; the
 # real check is Param.parse, this only stops letters from being typed.
 _NUMBER_CHARS = r"[-+0-9.,eE \s()infaINFA]*"
@@ -67,8 +69,7 @@ class ParamForm(QGroupBox):
         self._empty = QLabel("No hyperparameters.")
         self._empty.setEnabled(False)
 
-    def set_params(self, params: tuple[Param, ...], values: dict[str, Any] | None = None
-                   ) -> None:
+    def set_params(self, params: tuple[Param, ...], values: dict[str, Any] | None = None) -> None:
         while self.layout_.rowCount():
             self.layout_.removeRow(0)
         self._empty = QLabel("No hyperparameters.")
@@ -84,8 +85,9 @@ class ParamForm(QGroupBox):
             tip += f"\nDefault: {param.format(param.default)}."
             if param.kind == "bool":
                 field = QCheckBox()
-                field.setChecked(value if isinstance(value, bool)
-                                 else str(value).lower() in ("true", "1"))
+                field.setChecked(
+                    value if isinstance(value, bool) else str(value).lower() in ("true", "1")
+                )
                 field.toggled.connect(self.edited)
             else:
                 field = QLineEdit()
@@ -128,8 +130,10 @@ class ParamForm(QGroupBox):
 
     def raw_values(self) -> dict[str, Any]:
         """Field contents as typed (for the settings), parse or not."""
-        return {p.name: (f.isChecked() if isinstance(f, QCheckBox) else f.text())
-                for p, f in ((p, self.fields[p.name]) for p in self.params)}
+        return {
+            p.name: (f.isChecked() if isinstance(f, QCheckBox) else f.text())
+            for p, f in ((p, self.fields[p.name]) for p in self.params)
+        }
 
 
 class ControlPanel(QWidget):
@@ -162,14 +166,17 @@ class ControlPanel(QWidget):
         self.lr_edit = QLineEdit(f"{defaults.lr:g}")
         self.lr_edit.setObjectName("lr")
         self.lr_edit.setValidator(QRegularExpressionValidator(_NUMBER_CHARS, self.lr_edit))
-        self.lr_edit.setToolTip("Learning rate: how far each optimizer step moves the weights "
-                                "(a number above 0; the tutorial uses 1e-3).")
+        self.lr_edit.setToolTip(
+            "Learning rate: how far each optimizer step moves the weights "
+            "(a number above 0; the tutorial uses 1e-3)."
+        )
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setObjectName("epochs")
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setValue(defaults.epochs)
-        self.epochs_spin.setToolTip("Passes over the 60,000 training images "
-                                    "(the tutorial uses 10).")
+        self.epochs_spin.setToolTip(
+            "Passes over the 60,000 training images (the tutorial uses 10)."
+        )
         self.batch_spin = QSpinBox()
         self.batch_spin.setObjectName("batch_size")
         self.batch_spin.setRange(1, MAX_BATCH_SIZE)
@@ -179,13 +186,16 @@ class ControlPanel(QWidget):
         self.seed_edit.setObjectName("seed")
         self.seed_edit.setPlaceholderText("random")
         self.seed_edit.setValidator(QRegularExpressionValidator(r"[0-9]*", self.seed_edit))
-        self.seed_edit.setToolTip("Seeds torch first, as torch.manual_seed(S) at the top of the "
-                                  "tutorial: the same seed gives the same weights and losses. "
-                                  "Empty: a new random seed each reset.")
+        self.seed_edit.setToolTip(
+            "Seeds torch first, as torch.manual_seed(S) at the top of the "
+            "tutorial: the same seed gives the same weights and losses. "
+            "Empty: a new random seed each reset."
+        )
         self.shuffle_check = QCheckBox("each epoch")
         self.shuffle_check.setObjectName("shuffle")
-        self.shuffle_check.setToolTip("Shuffle the training images at the start of each "
-                                      "epoch. The tutorial does not shuffle.")
+        self.shuffle_check.setToolTip(
+            "Shuffle the training images at the start of each epoch. The tutorial does not shuffle."
+        )
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("device")
         for name in DEVICES:
@@ -203,10 +213,16 @@ class ControlPanel(QWidget):
         form = QFormLayout(training)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        for text, field in (("Optimizer:", self.optimizer_combo), ("Loss:", self.loss_combo),
-                            ("Learning rate:", self.lr_edit), ("Epochs:", self.epochs_spin),
-                            ("Batch size:", self.batch_spin), ("Seed:", self.seed_edit),
-                            ("Device:", self.device_combo), ("Shuffle:", self.shuffle_check)):
+        for text, field in (
+            ("Optimizer:", self.optimizer_combo),
+            ("Loss:", self.loss_combo),
+            ("Learning rate:", self.lr_edit),
+            ("Epochs:", self.epochs_spin),
+            ("Batch size:", self.batch_spin),
+            ("Seed:", self.seed_edit),
+            ("Device:", self.device_combo),
+            ("Shuffle:", self.shuffle_check),
+        ):
             form.addRow(form_label(text), field)
         self.training_form = form
 
@@ -257,9 +273,11 @@ class ControlPanel(QWidget):
             combo.clear()
             for name, spec in table.items():
                 combo.addItem(spec.label or name, name)
-                combo.setItemData(combo.count() - 1,
-                                  f"{spec.description}\nPlugin: {spec.plugin}".strip(),
-                                  Qt.ItemDataRole.ToolTipRole)
+                combo.setItemData(
+                    combo.count() - 1,
+                    f"{spec.description}\nPlugin: {spec.plugin}".strip(),
+                    Qt.ItemDataRole.ToolTipRole,
+                )
             if plugins is None:
                 combo.addItem("Loading plugins…", None)
             index = combo.findData(current)
@@ -282,8 +300,9 @@ class ControlPanel(QWidget):
         spec = self._spec("optimizer")
         memory = self._param_memory.get(f"optimizer:{getattr(spec, 'name', '')}")
         self.optimizer_form.set_params(spec.params if spec else (), memory)
-        self.optimizer_form.setTitle(f"{spec.label} hyperparameters" if spec
-                                     else "Optimizer hyperparameters")
+        self.optimizer_form.setTitle(
+            f"{spec.label} hyperparameters" if spec else "Optimizer hyperparameters"
+        )
         self.optimizer_description.setText(spec.description if spec else "")
         self.optimizer_description.setVisible(bool(spec and spec.description))
         self._current_opt = spec.name if spec else None
@@ -292,8 +311,9 @@ class ControlPanel(QWidget):
     def _loss_changed(self, *_args) -> None:
         self._remember_params()
         spec = self._spec("loss")
-        self.loss_form.set_params(spec.params if spec else (),
-                                  self._param_memory.get(f"loss:{getattr(spec, 'name', '')}"))
+        self.loss_form.set_params(
+            spec.params if spec else (), self._param_memory.get(f"loss:{getattr(spec, 'name', '')}")
+        )
         self.loss_form.setVisible(bool(spec and spec.params))
         self._current_loss = spec.name if spec else None
         self._field_edited()
@@ -324,17 +344,25 @@ class ControlPanel(QWidget):
             self.message.hide()
 
     def _all_fields(self) -> list[QWidget]:
-        return [self.lr_edit, self.epochs_spin, self.batch_spin, self.seed_edit,
-                self.optimizer_combo, self.loss_combo,
-                *self.optimizer_form.fields.values(), *self.loss_form.fields.values()]
+        return [
+            self.lr_edit,
+            self.epochs_spin,
+            self.batch_spin,
+            self.seed_edit,
+            self.optimizer_combo,
+            self.loss_combo,
+            *self.optimizer_form.fields.values(),
+            *self.loss_form.fields.values(),
+        ]
 
     def collect(self) -> tuple[TrainConfig | None, list[FieldError]]:
         """Read and check every field; highlight the bad ones."""
         errors: list[FieldError] = []
         opt_spec, loss_spec = self._spec("optimizer"), self._spec("loss")
         if opt_spec is None:
-            errors.append(FieldError(self.optimizer_combo,
-                                     "no optimizer plugin is loaded (see Plugins)"))
+            errors.append(
+                FieldError(self.optimizer_combo, "no optimizer plugin is loaded (see Plugins)")
+            )
         if loss_spec is None:
             errors.append(FieldError(self.loss_combo, "no loss plugin is loaded (see Plugins)"))
         lr: Any = None
@@ -343,8 +371,11 @@ class ControlPanel(QWidget):
             lr = float(text)
             TrainConfig(lr=lr).validate()
         except ValueError as exc:
-            message = str(exc) if isinstance(exc, ConfigError) else (
-                f"learning rate {text!r} is not a number (the tutorial uses 1e-3)")
+            message = (
+                str(exc)
+                if isinstance(exc, ConfigError)
+                else (f"learning rate {text!r} is not a number (the tutorial uses 1e-3)")
+            )
             errors.append(FieldError(self.lr_edit, message))
         seed_text = self.seed_edit.text().strip()
         seed = None
@@ -353,18 +384,30 @@ class ControlPanel(QWidget):
                 seed = int(seed_text)
                 TrainConfig(seed=seed).validate()
             except ValueError as exc:
-                errors.append(FieldError(self.seed_edit, str(exc) if isinstance(exc, ConfigError)
-                                         else f"seed {seed_text!r} is not a whole number"))
+                errors.append(
+                    FieldError(
+                        self.seed_edit,
+                        str(exc)
+                        if isinstance(exc, ConfigError)
+                        else f"seed {seed_text!r} is not a whole number",
+                    )
+                )
         opt_params, opt_errors = self.optimizer_form.values()
         loss_params, loss_errors = self.loss_form.values()
         errors += opt_errors + loss_errors
         config = None
         if not errors:
             config = TrainConfig(
-                epochs=self.epochs_spin.value(), batch_size=self.batch_spin.value(), lr=lr,
-                optimizer=opt_spec.name, optimizer_params=opt_params,
-                loss=loss_spec.name, loss_params=loss_params, seed=seed,
-                shuffle=self.shuffle_check.isChecked(), device=self.device_combo.currentData(),
+                epochs=self.epochs_spin.value(),
+                batch_size=self.batch_spin.value(),
+                lr=lr,
+                optimizer=opt_spec.name,
+                optimizer_params=opt_params,
+                loss=loss_spec.name,
+                loss_params=loss_params,
+                seed=seed,
+                shuffle=self.shuffle_check.isChecked(),
+                device=self.device_combo.currentData(),
             )
             try:
                 config.validate()
@@ -392,8 +435,10 @@ class ControlPanel(QWidget):
         self.device_combo.setCurrentIndex(max(self.device_combo.findData(config.device), 0))
         self._param_memory[f"optimizer:{config.optimizer}"] = dict(config.optimizer_params)
         self._param_memory[f"loss:{config.loss}"] = dict(config.loss_params)
-        for combo, name in ((self.optimizer_combo, config.optimizer),
-                            (self.loss_combo, config.loss)):
+        for combo, name in (
+            (self.optimizer_combo, config.optimizer),
+            (self.loss_combo, config.loss),
+        ):
             index = combo.findData(name)
             if index >= 0 and index != combo.currentIndex():
                 combo.setCurrentIndex(index)
@@ -441,7 +486,8 @@ class ControlPanel(QWidget):
                 except (TypeError, ValueError):
                     pass
             self.shuffle_check.setChecked(
-                str(settings.value("shuffle", False)).lower() in ("true", "1"))
+                str(settings.value("shuffle", False)).lower() in ("true", "1")
+            )
             # Switching the combos below must not file the defaults over the saved values.
             self._current_opt = self._current_loss = None
             index = self.device_combo.findData(settings.value("device", "auto"))
@@ -462,8 +508,12 @@ class ControlPanel(QWidget):
         While a trainer holds progress only the number of epochs may change
         (raising it lets Start continue); Reset unlocks everything.
         """
-        for widget in self._all_fields() + [self.shuffle_check, self.device_combo,
-                                             self.optimizer_form, self.loss_form]:
+        for widget in self._all_fields() + [
+            self.shuffle_check,
+            self.device_combo,
+            self.optimizer_form,
+            self.loss_form,
+        ]:
             widget.setEnabled(not locked)
         self.epochs_spin.setEnabled(not locked or allow_epochs)
         if self.plugins is None:

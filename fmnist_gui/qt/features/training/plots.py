@@ -29,8 +29,9 @@ from PySide6.QtWidgets import (
 X_STEPS, X_EPOCHS = "steps", "epochs"
 
 
-def debiased_ema(values: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
-                 ) -> tuple[np.ndarray, tuple[float, int]]:
+def debiased_ema(
+    values: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
+) -> tuple[np.ndarray, tuple[float, int]]:
     """TensorBoard's smoothing: an exponential moving average divided by ``1 - w**n``.
 
     The debiasing stops the curve from starting near zero. ``state`` is
@@ -43,7 +44,7 @@ def debiased_ema(values: Sequence[float], weight: float, state: tuple[float, int
     for i, v in enumerate(values):
         last = last * w + one_minus_w * v
         count += 1
-        debias = 1.0 - w ** count if w > 0 else 1.0
+        debias = 1.0 - w**count if w > 0 else 1.0
         out[i] = last / debias if debias > 0 else v
     return out, (last, count)
 
@@ -61,7 +62,7 @@ class _Buffer:
             grown = np.empty(max(2 * len(self.data), self.size + n), dtype=np.float64)
             grown[: self.size] = self.data[: self.size]
             self.data = grown
-        self.data[self.size: self.size + n] = values
+        self.data[self.size : self.size + n] = values
         self.size += n
 
     def view(self) -> np.ndarray:
@@ -89,7 +90,8 @@ class TrainingPlots(QWidget):
         self._fitting = True
         self._build()
         self.loss_plot.getPlotItem().getViewBox().sigRangeChangedManually.connect(
-            self._on_loss_view_changed_manually)
+            self._on_loss_view_changed_manually
+        )
 
     # ----- building ---------------------------------------------------------------
     def _build(self) -> None:
@@ -115,8 +117,7 @@ class TrainingPlots(QWidget):
         )
         self.smoothing_label = QLabel(f"{self.smoothing:.3f}")
         self.smoothing_label.setMinimumWidth(40)
-        self.smoothing_slider.valueChanged.connect(
-            lambda v: self.set_smoothing(v / 1000))
+        self.smoothing_slider.valueChanged.connect(lambda v: self.set_smoothing(v / 1000))
         controls.addWidget(self.smoothing_slider)
         controls.addWidget(self.smoothing_label)
         controls.addSpacing(24)
@@ -124,10 +125,12 @@ class TrainingPlots(QWidget):
         self.x_axis_combo = QComboBox()
         self.x_axis_combo.addItem("Steps", X_STEPS)
         self.x_axis_combo.addItem("Epochs", X_EPOCHS)
-        self.x_axis_combo.setToolTip("Show the training loss against optimizer steps "
-                                     "(batches) or against epochs")
+        self.x_axis_combo.setToolTip(
+            "Show the training loss against optimizer steps (batches) or against epochs"
+        )
         self.x_axis_combo.currentIndexChanged.connect(
-            lambda _i: self.set_x_mode(self.x_axis_combo.currentData()))
+            lambda _i: self.set_x_mode(self.x_axis_combo.currentData())
+        )
         controls.addWidget(self.x_axis_combo)
         controls.addStretch(1)
 
@@ -152,16 +155,14 @@ class TrainingPlots(QWidget):
             widget.setMinimumHeight(150)
             return widget
 
-        self.loss_plot = make_plot("Training loss per batch", "Loss", "Step (batches)",
-                                   grid=False)
+        self.loss_plot = make_plot("Training loss per batch", "Loss", "Step (batches)", grid=False)
         item = self.loss_plot.getPlotItem()
         legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
         legend.setBrush(pg.mkBrush(background))
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         self.raw_curve = item.plot(pen=pg.mkPen(self._raw_color, width=1), name="raw")
-        self.smooth_curve = item.plot(pen=pg.mkPen(self._smooth_color, width=2),
-                                      name="smoothed")
+        self.smooth_curve = item.plot(pen=pg.mkPen(self._smooth_color, width=2), name="smoothed")
         # A 2 px line was most of a frame's cost (Qt strokes each wide segment). The
         # smoothed curve barely moves from one batch to the next, so one vertex per
         # 2 px of plot, each the mean of the batches it covers, draws the same line
@@ -179,21 +180,36 @@ class TrainingPlots(QWidget):
         legend = item.addLegend(offset=(10, -4), labelTextColor=foreground, colCount=2)
         legend.setBrush(pg.mkBrush(background))
         self.test_loss_curve = item.plot(
-            pen=pg.mkPen(self._test_color, width=2), symbol="o", symbolSize=6,
-            symbolBrush=self._test_color, symbolPen=None, name="test loss")
+            pen=pg.mkPen(self._test_color, width=2),
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=self._test_color,
+            symbolPen=None,
+            name="test loss",
+        )
         self.train_epoch_curve = item.plot(
             pen=pg.mkPen(self._smooth_color, width=2, style=Qt.PenStyle.DashLine),
-            symbol="s", symbolSize=5, symbolBrush=self._smooth_color, symbolPen=None,
-            name="train loss (mean)")
+            symbol="s",
+            symbolSize=5,
+            symbolBrush=self._smooth_color,
+            symbolPen=None,
+            name="train loss (mean)",
+        )
 
-        self.accuracy_plot = make_plot("Test accuracy per epoch", "Accuracy (%)", "Epoch",
-                                       grid=True)
+        self.accuracy_plot = make_plot(
+            "Test accuracy per epoch", "Accuracy (%)", "Epoch", grid=True
+        )
         item = self.accuracy_plot.getPlotItem()
         legend = item.addLegend(offset=(-10, -10), labelTextColor=foreground)
         legend.setBrush(pg.mkBrush(background))
         self.accuracy_curve = item.plot(
-            pen=pg.mkPen(self._acc_color, width=2), symbol="o", symbolSize=6,
-            symbolBrush=self._acc_color, symbolPen=None, name="test accuracy")
+            pen=pg.mkPen(self._acc_color, width=2),
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=self._acc_color,
+            symbolPen=None,
+            name="test accuracy",
+        )
 
         bottom = QHBoxLayout()
         bottom.setSpacing(6)
@@ -213,8 +229,13 @@ class TrainingPlots(QWidget):
         """How many batch losses the plot holds."""
         return self._losses.size
 
-    def sync(self, losses: Sequence[float], epochs: Sequence[Any] = (),
-             steps_per_epoch: int | None = None, planned_steps: int = 0) -> bool:
+    def sync(
+        self,
+        losses: Sequence[float],
+        epochs: Sequence[Any] = (),
+        steps_per_epoch: int | None = None,
+        planned_steps: int = 0,
+    ) -> bool:
         """Take the losses and epoch results not drawn yet; True when anything changed.
 
         ``losses`` is the trainer's growing ``history.batch_losses`` (the worker
@@ -228,7 +249,7 @@ class TrainingPlots(QWidget):
         self.planned_steps = planned_steps
         changed = False
         if len(losses) > self._losses.size:
-            new = losses[self._losses.size:]
+            new = losses[self._losses.size :]
             self._losses.extend(new)
             smoothed, self._ema_state = debiased_ema(new, self.smoothing, self._ema_state)
             self._smoothed.extend(smoothed)
