@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.fileio import write_atomically
 from fmnist_gui.training.config import TrainConfig
 
@@ -47,7 +48,7 @@ CONFIG_COLUMNS = (
 CSV_COLUMNS = ("run_id", "run_name", "source", "status", "epoch", *METRIC_COLUMNS, *CONFIG_COLUMNS)
 
 
-class RunError(ValueError):
+class RunError(FmnistError, ValueError):
     """A run-list request that cannot be done (unknown run, empty name); the message says why."""
 
 

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 import torch
 
 from fmnist_gui import __version__
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
 from fmnist_gui.plugins.specs import ParamError
 from fmnist_gui.system.fileio import write_atomically
@@ -61,7 +62,7 @@ _KNOWN_MAGICS = {
 }
 
 
-class CheckpointError(Exception):
+class CheckpointError(FmnistError):
     """A checkpoint that cannot be read or written; the message names file, reason and fix."""
 
     def __init__(self, path: Path | str, reason: str, fix: str = "") -> None:

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import pluggy
 
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins import hookspecs
 from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
 from fmnist_gui.system.paths import user_plugin_dir
@@ -59,7 +60,7 @@ _SPEC_HOOKS: dict[str, tuple[type, str, str]] = {
 }
 
 
-class UnknownPluginError(LookupError):
+class UnknownPluginError(FmnistError, LookupError):
     """A name that no loaded plugin registered; the message lists the known ones."""
 
 

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.fileio import write_atomically
 from fmnist_gui.system.paths import user_data_dir, user_plugin_dir
 
@@ -30,7 +31,7 @@ _REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
-class InstallError(Exception):
+class InstallError(FmnistError):
     """An install that cannot go ahead; the message names the problem and the fix."""
 
 

@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fmnist_gui.errors import FmnistError
+
 ParamKind = Literal["float", "int", "bool", "floats"]
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class ParamError(ValueError):
+class ParamError(FmnistError, ValueError):
     """A hyperparameter value or key that a schema refuses; the message says why."""
 
 

@@ -6,11 +6,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from fmnist_gui.errors import FmnistError
+
 MAX_BATCH_SIZE = 60000
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ConfigError(ValueError):
+class ConfigError(FmnistError, ValueError):
     """A setting the user gave is invalid; the message names it and the fix."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.fileio import write_atomically
 
 CLASS_NAMES = (
@@ -60,7 +61,7 @@ _IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
 ProgressFn = Callable[[str, int, int], None]
 
 
-class DataError(RuntimeError):
+class DataError(FmnistError, RuntimeError):
     """The dataset is missing, unreadable or corrupt; the message says what to do."""
 
 

@@ -9,7 +9,6 @@ and optimizer are always left at a batch boundary, ready to continue.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
@@ -21,6 +20,8 @@ from typing import Any, Literal
 
 import torch
 
+from fmnist_gui.errors import FmnistError
+from fmnist_gui.plugins.boundary import PluginFailure, blame
 from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
 from fmnist_gui.plugins.specs import ParamError
 from fmnist_gui.training.config import ConfigError, TrainConfig
@@ -30,16 +31,8 @@ from fmnist_gui.training.model import NeuralNetwork
 RunStatus = Literal["finished", "stopped", "diverged", "failed"]
 
 
-class IncompatibleState(ValueError):
+class IncompatibleState(FmnistError, ValueError):
     """A saved training state that does not fit this app, its plugins or this data."""
-
-
-class PluginFailure(RuntimeError):
-    """Code from a plugin raised or misbehaved; ``plugin`` names it."""
-
-    def __init__(self, plugin: str, message: str) -> None:
-        super().__init__(message)
-        self.plugin = plugin
 
 
 # ----- events ------------------------------------------------------------------
@@ -95,21 +88,6 @@ class History:
 
     batch_losses: list[float] = field(default_factory=list)
     epochs: list[EpochEnd] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def _blame(spec, kind: str, during: str) -> Iterator[None]:
-    """Turn an exception from plugin code into a ``PluginFailure`` naming the plugin."""
-    try:
-        yield
-    except PluginFailure:
-        raise
-    except Exception as exc:
-        raise PluginFailure(
-            spec.plugin,
-            f"{kind} {spec.name!r} (plugin {spec.plugin!r}) raised during "
-            f"{during}: {type(exc).__name__}: {exc}",
-        ) from exc
 
 
 def resolve_device(name: str) -> torch.device:
@@ -368,7 +346,7 @@ class Trainer:
                 started = self._segment_started = time.perf_counter()
 
             pred = model(X)
-            with _blame(self.loss_spec, "loss", "training"):
+            with blame(self.loss_spec, "loss", "training"):
                 loss = loss_fn(pred, y)
                 value = loss.item()
             if not math.isfinite(value):
@@ -381,7 +359,7 @@ class Trainer:
                     "unusable. Reset and try a lower learning rate.",
                 )
             optimizer.zero_grad()
-            with _blame(self.loss_spec, "loss", "backward()"):
+            with blame(self.loss_spec, "loss", "backward()"):
                 loss.backward()
             self._step_optimizer()
 
@@ -409,7 +387,7 @@ class Trainer:
         params = self._watched
         versions = [p._version for p in params]
         try:
-            with _blame(self.optimizer_spec, "optimizer", "step()"):
+            with blame(self.optimizer_spec, "optimizer", "step()"):
                 self.optimizer.step()
         except PluginFailure as exc:
             changed = sum(p._version != v for p, v in zip(params, versions, strict=True))
@@ -461,7 +439,7 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for X, y in loader.batches():
             pred = self.model(X)
-            with _blame(self.loss_spec, "loss", "testing"):
+            with blame(self.loss_spec, "loss", "testing"):
                 test_loss += self.loss_fn(pred, y).double()
             correct += (pred.argmax(1) == y).sum()
         self.model.train()
