@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fmnist-installed
 
-.PHONY: setup data run test lint bench clean
+.PHONY: setup data gui-libs run test lint bench clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,18 @@ data: setup
 	fi
 	$(BIN)/fmnist-train --prepare-data
 
-run: data
+# Qt's X11 platform plugin needs libraries a fresh Debian or Ubuntu lacks
+# (libxcb-cursor0 and others); fmnist-gui names them itself where we cannot install.
+gui-libs: setup
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  pkgs="$$($(BIN)/python -c 'from fmnist_gui.qt.preflight import APT_XCB_PACKAGES as p; print(p)')"; \
+	  dpkg -s $$pkgs >/dev/null 2>&1 || \
+	  (apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) || \
+	  echo "note: could not install Qt's X11 libraries ($$pkgs)"; \
+	fi
+
+run: data gui-libs
 	$(BIN)/fmnist-gui
 
 test: data

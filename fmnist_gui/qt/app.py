@@ -87,6 +87,14 @@ def app_icon():
 def main(argv: list[str] | None = None) -> int:
     args, qt_args = build_parser().parse_known_args(argv)
 
+    from fmnist_gui.qt import preflight
+
+    # Before any Qt module loads: a missing X11 library makes Qt abort the process.
+    problem = preflight.check()
+    if problem is not None:
+        print(problem.message, file=sys.stderr)
+        return 1
+
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
