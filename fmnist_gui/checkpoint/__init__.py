@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 import torch
 
 from fmnist_gui import __version__
+from fmnist_gui.checkpoint.archive import ArchiveProblem, verify_archive
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
 from fmnist_gui.plugins.specs import ParamError
@@ -318,6 +319,11 @@ def _load_safely(path: Path, map_location, max_bytes: int) -> Any:
             "is not a PyTorch file (unrecognised content)",
             "choose a checkpoint saved by this app or by torch.save",
         )
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            verify_archive(path, max_bytes)
+        except ArchiveProblem as problem:
+            raise CheckpointError(path, problem.reason, problem.fix) from None
     try:
         return _torch_load(path, map_location)
     except Exception as exc:
