@@ -84,12 +84,18 @@ def system_dataset_available(system_dir: Path | None = None) -> bool:
     return all((Path(system_dir) / f"{name}.gz").is_file() for name in RAW_FILES)
 
 
-def copy_from_system(root: Path, system_dir: Path | None = None) -> None:
-    """Decompress the Debian package's files into ``root`` (atomically, file by file)."""
+def copy_from_system(
+    root: Path, system_dir: Path | None = None, names: list[str] | None = None
+) -> None:
+    """Decompress ``NAME.gz`` files (default: the Debian package's) into ``root``.
+
+    Atomically, file by file; ``names`` limits it to those files (default: every
+    missing one).
+    """
     system_dir = system_dataset_dir() if system_dir is None else system_dir
     folder = raw_folder(root)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in missing_files(root):
+    for name in missing_files(root) if names is None else names:
         source = Path(system_dir) / f"{name}.gz"
         try:
             with gzip.open(source, "rb") as src:
@@ -171,13 +177,23 @@ def ensure_dataset(
     a download (when allowed). The error names the folder and every fix.
     """
     root = Path(root)
+    folder = raw_folder(root)
+    for name in RAW_FILES:
+        for path in (folder / name, folder / f"{name}.gz"):
+            if path.is_dir():
+                raise DataError(
+                    f"{path} is a folder, not the data file it is named after: move it "
+                    "out of the way, then try again"
+                )
     if not missing_files(root):
         return
     try:
-        # Files the user dropped in still compressed count as present.
-        if system_dataset_available(raw_folder(root)):
-            copy_from_system(root, raw_folder(root))
-            return
+        # Files the user dropped in still compressed count as present, each on its own.
+        dropped = [name for name in missing_files(root) if (folder / f"{name}.gz").is_file()]
+        if dropped:
+            copy_from_system(root, folder, dropped)
+            if not missing_files(root):
+                return
         if system_dataset_available(system_dir):
             copy_from_system(root, system_dir)
             return
@@ -194,8 +210,14 @@ def ensure_dataset(
             f"cannot write the dataset into {raw_folder(root)}: {exc.strerror or exc}. "
             "Choose a writable folder with --data-dir."
         ) from None
+    missing = missing_files(root)
+    what = (
+        "Fashion-MNIST is not in"
+        if len(missing) == len(RAW_FILES)
+        else f"Fashion-MNIST lacks {', '.join(missing)} in"
+    )
     raise DataError(
-        f"Fashion-MNIST is not in {raw_folder(root)} and {reason}. Fixes: connect to the "
+        f"{what} {raw_folder(root)} and {reason}. Fixes: connect to the "
         "internet and retry; or install Debian's package (apt-get install "
         "dataset-fashion-mnist); or put the four files "
         f"({', '.join(RAW_FILES)}, or their .gz) in that folder; "

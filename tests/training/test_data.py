@@ -167,3 +167,33 @@ def test_idx_file_with_no_items_is_refused(tiny_root):
     write_idx(raw_folder(tiny_root) / "t10k-labels-idx1-ubyte", np.zeros(0))
     with pytest.raises(DataError, match="holds no items"):
         load_dataset(tiny_root, allow_download=False)
+
+
+def test_one_gz_dropped_in_beside_three_raw_files_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_GUI_SYSTEM_DATASET", str(tmp_path / "no-package"))
+    root = make_tiny_fashion_mnist(tmp_path / "root")
+    raw = raw_folder(root)
+    make_tiny_fashion_mnist(tmp_path / "gz", gz=True)
+    name = "t10k-labels-idx1-ubyte"
+    (raw / name).unlink()
+    (raw / f"{name}.gz").write_bytes((raw_folder(tmp_path / "gz") / f"{name}.gz").read_bytes())
+    data = load_dataset(root, allow_download=False)
+    assert (raw / name).is_file() and len(data.test) == 128
+
+
+def test_a_data_file_replaced_by_a_folder_is_named(tmp_path):
+    root = make_tiny_fashion_mnist(tmp_path / "root")
+    target = raw_folder(root) / "train-labels-idx1-ubyte"
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(DataError, match="is a folder, not the data file") as err:
+        load_dataset(root, allow_download=False)
+    assert str(target) in str(err.value)
+
+
+def test_a_partly_missing_dataset_names_the_missing_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_GUI_SYSTEM_DATASET", str(tmp_path / "no-package"))
+    root = make_tiny_fashion_mnist(tmp_path / "root")
+    (raw_folder(root) / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(DataError, match="lacks t10k-images-idx3-ubyte in"):
+        load_dataset(root, allow_download=False)
