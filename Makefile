@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 # Both set up .venv in this checkout first (idempotent) and fetch the dataset.
+# `make lint` is what CI runs before the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
 # The dataset: Debian's package when we are root on Debian (no internet needed),
@@ -43,11 +44,15 @@ run: data gui-libs
 test: data
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
+# Lint, formatting, types and the import contracts (pyproject.toml configures each).
 lint: setup
-	$(BIN)/python -m ruff check fmnist_gui plugins tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy fmnist_gui
+	$(BIN)/lint-imports --no-logo
 
 bench: data
 	$(BIN)/python benchmarks/bench_epoch.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

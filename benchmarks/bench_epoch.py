@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
-from fmnist_gui.plugins.host import get_plugin_manager  # noqa: E402
-from fmnist_gui.system.paths import default_data_root  # noqa: E402
-from fmnist_gui.training.config import TrainConfig  # noqa: E402
-from fmnist_gui.training.data import load_dataset  # noqa: E402
-from fmnist_gui.training.trainer import EpochEnd, Trainer  # noqa: E402
-from tests.support import tutorial_reference as tut  # noqa: E402
+from fmnist_gui.plugins.host import get_plugin_manager
+from fmnist_gui.system.paths import default_data_root
+from fmnist_gui.training.config import TrainConfig
+from fmnist_gui.training.data import load_dataset
+from fmnist_gui.training.trainer import EpochEnd, Trainer
+from tests.support import tutorial_reference as tut
 
 
 def tutorial_epoch(root: Path, state) -> float:

@@ -10,8 +10,8 @@ dozens of small parallel regions in a training step pays a wake-up.
 The GUI thread touches torch now and then (loading data, drawing
 predictions), which leaves its own pool behind. Then the training thread's
 pool and the GUI thread's idle pool together exceed the CPUs of a small
-machine, and the worker trains about 13% slower than the CLI does in its
-main thread (measured on 2 CPUs: ``benchmarks/bench_gui.py``).
+machine, and the worker trains slower than the CLI does in its main thread;
+``benchmarks/bench_gui.py`` measures the GUI epoch against the headless one.
 
 :func:`release_thread_pool` hands back the *calling* thread's pool through
 the standard ``omp_pause_resource_all`` (OpenMP 5.0), which libgomp

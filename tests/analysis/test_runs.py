@@ -44,7 +44,8 @@ def test_csv_has_one_row_per_epoch_per_shown_run(tmp_path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == CSV_COLUMNS
-    assert set(METRIC_COLUMNS) <= set(CSV_COLUMNS) and set(CONFIG_COLUMNS) <= set(CSV_COLUMNS)
+    assert set(METRIC_COLUMNS) <= set(CSV_COLUMNS)
+    assert set(CONFIG_COLUMNS) <= set(CSV_COLUMNS)
     assert [(r["run_name"], r["epoch"]) for r in rows] == [
         ("SGD lr=0.001", "1"),
         ("SGD lr=0.001", "2"),
@@ -52,7 +53,9 @@ def test_csv_has_one_row_per_epoch_per_shown_run(tmp_path):
         ("Adam lr=0.001", "2"),
         ("Adam lr=0.001", "3"),
     ]
-    assert rows[0]["optimizer"] == "sgd" and rows[0]["seed"] == "1" and rows[0]["lr"] == "0.001"
+    assert rows[0]["optimizer"] == "sgd"
+    assert rows[0]["seed"] == "1"
+    assert rows[0]["lr"] == "0.001"
     assert rows[2]["optimizer_params"] == '{"betas": [0.8, 0.9]}'
     assert float(rows[4]["test_accuracy"]) == pytest.approx(0.9)
 

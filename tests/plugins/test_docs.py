@@ -64,7 +64,9 @@ def test_every_python_block_is_valid_python():
 
 
 @pytest.mark.parametrize(
-    "name, body", plugin_examples(), ids=lambda v: v if isinstance(v, str) and "\n" not in v else ""
+    ("name", "body"),
+    plugin_examples(),
+    ids=lambda v: v if isinstance(v, str) and "\n" not in v else "",
 )
 def test_example_plugin_loads_and_passes_the_self_test(tmp_path, name, body):
     (tmp_path / f"{name}.py").write_text(body, encoding="utf-8")
@@ -72,7 +74,8 @@ def test_example_plugin_loads_and_passes_the_self_test(tmp_path, name, body):
         host = get_plugin_manager([tmp_path])
         record = host.records[name]
         assert record.status == "loaded", record.traceback
-        assert record.error == "" and record.rejected == {}
+        assert record.error == ""
+        assert record.rejected == {}
         assert record.provides, "the example registers nothing"
     finally:
         sys.modules.pop(FILE_MODULE_PREFIX + name, None)

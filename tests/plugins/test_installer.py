@@ -28,7 +28,8 @@ def plugin_file(tmp_path):
 
 def test_settings_round_trip_atomically(tmp_path):
     settings = PluginSettings.load()
-    assert settings.disabled == set() and settings.problem == ""
+    assert settings.disabled == set()
+    assert settings.problem == ""
     settings.set_enabled("builtin_losses", False)
     settings.trusted_files["x.py"] = "ab" * 32
     settings.save()
@@ -74,7 +75,7 @@ def test_install_refuses_a_file_changed_after_consent(plugin_file):
 
 
 @pytest.mark.parametrize(
-    "name, words",
+    ("name", "words"),
     [
         ("notes.txt", "not a Python file"),
         ("my-plugin.py", "Python identifier"),
@@ -118,7 +119,7 @@ def test_pip_command_for_the_running_interpreter(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "target, words",
+    ("target", "words"),
     [
         ("", "give a package name"),
         ("fmnist nadam; echo hi", "not a package name"),

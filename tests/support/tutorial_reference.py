@@ -62,7 +62,7 @@ def train_loop(dataloader, model, loss_fn, optimizer, print_fn=print, losses=Non
             print_fn(f"loss: {loss:>7f}  [{current:>5d}/{size:>5d}]")
 
 
-def test_loop(dataloader, model, loss_fn, print_fn=print):
+def test_loop(dataloader, model, loss_fn, print_fn=print):  # noqa: PT028 - the tutorial's name
     size = len(dataloader.dataset)
     num_batches = len(dataloader)
     test_loss, correct = 0, 0
