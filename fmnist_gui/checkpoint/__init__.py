@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import torch
 
 from fmnist_gui import __version__
-from fmnist_gui.checkpoint.archive import ArchiveProblem, verify_archive
+from fmnist_gui.checkpoint.archive import ArchiveError, verify_archive
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
 from fmnist_gui.plugins.specs import ParamError
@@ -322,7 +322,7 @@ def _load_safely(path: Path, map_location, max_bytes: int) -> Any:
     if head.startswith(_ZIP_MAGIC):
         try:
             verify_archive(path, max_bytes)
-        except ArchiveProblem as problem:
+        except ArchiveError as problem:
             raise CheckpointError(path, problem.reason, problem.fix) from None
     try:
         return _torch_load(path, map_location)

@@ -21,7 +21,7 @@ from pathlib import Path
 _CHUNK = 1 << 20
 
 
-class ArchiveProblem(ValueError):
+class ArchiveError(ValueError):
     """Why an archive is refused: ``reason`` and ``fix`` complete "FILE ..." sentences."""
 
     def __init__(self, reason: str, fix: str) -> None:
@@ -31,29 +31,29 @@ class ArchiveProblem(ValueError):
 
 
 def verify_archive(path: Path, max_bytes: int) -> None:
-    """Raise ``ArchiveProblem`` unless ``path`` is an intact archive as ``torch.save`` writes."""
+    """Raise ``ArchiveError`` unless ``path`` is an intact archive as ``torch.save`` writes."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise ArchiveProblem(
+        raise ArchiveError(
             f"is truncated or damaged (not a complete PyTorch archive: {exc})",
             "use another copy",
         ) from None
     with archive:
         infos = archive.infolist()
         if not infos:
-            raise ArchiveProblem("is an empty archive", "it is not one of this app's files")
+            raise ArchiveError("is an empty archive", "it is not one of this app's files")
         declared = 0
         for info in infos:
             if info.compress_type != zipfile.ZIP_STORED:
-                raise ArchiveProblem(
+                raise ArchiveError(
                     f"holds a compressed record ({info.filename!r}), which torch.save never "
                     "writes; compressed records can expand to many gigabytes when loaded",
                     "it was not written by this app or by torch.save; it is not loaded",
                 )
             declared += info.file_size
             if info.file_size != info.compress_size or declared > max_bytes:
-                raise ArchiveProblem(
+                raise ArchiveError(
                     f"declares {declared / 2**20:.0f} MiB of contents or more, over the "
                     f"{max_bytes / 2**20:.0f} MiB limit for checkpoints",
                     "it is not one of this app's files; it is not loaded",
@@ -70,15 +70,15 @@ def _check_crc(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
                 pass
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         if "CRC" in str(exc):
-            raise ArchiveProblem(
+            raise ArchiveError(
                 f"is damaged: the bytes of its record {info.filename!r} do not match their "
                 "checksum (CRC-32), so some values in it have changed since it was saved",
                 "use another copy of the file",
             ) from None
-        raise ArchiveProblem(
+        raise ArchiveError(
             f"is damaged: its record {info.filename!r} cannot be read ({exc})",
             "use another copy of the file",
         ) from None
 
 
-__all__ = ["ArchiveProblem", "verify_archive"]
+__all__ = ["ArchiveError", "verify_archive"]

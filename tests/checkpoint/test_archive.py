@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fmnist_gui import checkpoint as ckpt
-from fmnist_gui.checkpoint.archive import ArchiveProblem, verify_archive
+from fmnist_gui.checkpoint.archive import ArchiveError, verify_archive
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.trainer import Trainer
 from tests.conftest import run_stopping_after
@@ -52,9 +52,11 @@ def test_deflated_records_are_refused_without_inflating_them(saved, tmp_path):
     with pytest.raises(ckpt.CheckpointError) as info:
         ckpt.read_checkpoint(bomb)
     message = str(info.value)
-    assert str(bomb) in message and "compressed record" in message
+    assert str(bomb) in message
+    assert "compressed record" in message
     # Not a decompression error: the garbled streams were never inflated.
-    assert "decompress" not in message.lower() and "invalid" not in message.lower()
+    assert "decompress" not in message.lower()
+    assert "invalid" not in message.lower()
 
 
 def test_a_directory_declaring_more_than_the_cap_is_refused(saved, tmp_path):
@@ -99,7 +101,8 @@ def test_flipped_bytes_inside_a_weight_are_refused(saved, tmp_path, where):
     )
     with pytest.raises(ckpt.CheckpointError, match="CRC-32") as info:
         ckpt.read_checkpoint(damaged)
-    assert str(damaged) in str(info.value) and "another copy" in str(info.value)
+    assert str(damaged) in str(info.value)
+    assert "another copy" in str(info.value)
 
 
 def test_cut_and_empty_archives_are_named(saved, tmp_path):
@@ -110,7 +113,7 @@ def test_cut_and_empty_archives_are_named(saved, tmp_path):
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w"):
         pass
-    with pytest.raises(ArchiveProblem, match="empty archive"):
+    with pytest.raises(ArchiveError, match="empty archive"):
         verify_archive(empty, CAP)
 
 

@@ -64,8 +64,10 @@ def test_missing_library_is_named_with_install_commands(tmp_path):
 
     assert preflight.missing_libraries(plugin) == [soname]
     problem = preflight.check({"DISPLAY": ":0"}, plugin=plugin)
-    assert problem is not None and problem.missing == (soname,)
-    assert "\n" not in problem.message and soname in problem.message
+    assert problem is not None
+    assert problem.missing == (soname,)
+    assert "\n" not in problem.message
+    assert soname in problem.message
     # An xcb extension library: Debian's naming rule, one libxcb package elsewhere.
     assert "sudo apt-get install libxcb-fmnistgone0" in problem.message
     assert "sudo dnf install libxcb" in problem.message
@@ -97,7 +99,8 @@ def test_no_display_is_one_line_and_exit_1_not_a_qt_abort(tmp_path):
     )
     assert out.returncode == 1, out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "DISPLAY is not set" in lines[0], out.stderr
+    assert len(lines) == 1, out.stderr
+    assert "DISPLAY is not set" in lines[0]
     assert "xvfb-run" in lines[0]
 
 
@@ -164,7 +167,8 @@ def test_app_opens_its_window_on_a_real_x_server_and_quits(tmp_path):
             check=True,
         ).stdout
         width, height = (int(v) for v in geometry.split("Geometry:")[1].split()[0].split("x"))
-        assert width >= 640 and height >= 400, geometry
+        assert width >= 640, geometry
+        assert height >= 400, geometry
         # No window manager: focus by hand, then a real key press through XTEST.
         xdo_env = {**os.environ, "DISPLAY": display}
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=xdo_env, check=True)
