@@ -24,7 +24,8 @@ from fmnist_gui.plugins.host import get_plugin_manager  # noqa: E402
 from fmnist_gui.system.paths import default_data_root  # noqa: E402
 from fmnist_gui.training.config import TrainConfig  # noqa: E402
 from fmnist_gui.training.data import load_dataset  # noqa: E402
-from fmnist_gui.training.trainer import EpochEnd, Trainer  # noqa: E402
+from fmnist_gui.training.events import EpochEnd  # noqa: E402
+from fmnist_gui.training.trainer import Trainer  # noqa: E402
 from tests.support import tutorial_reference as tut  # noqa: E402
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TextIO
 
 from fmnist_gui import __version__
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.paths import default_data_root
-from fmnist_gui.training.config import ConfigError, TrainConfig
+from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.tutorial_log import format_event
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -157,10 +158,11 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     args = build_parser().parse_args(argv)
 
     # Imports that pull in torch wait until the arguments are known to be sane.
-    from fmnist_gui.plugins.host import UnknownPluginError, get_plugin_manager
-    from fmnist_gui.plugins.specs import ParamError
+    from fmnist_gui.plugins.host import get_plugin_manager
     from fmnist_gui.training.data import DataError, ensure_dataset, load_dataset, raw_folder
-    from fmnist_gui.training.trainer import EpochEnd, PluginFailure, RunEnd, Trainer
+    from fmnist_gui.training.driver import RunDriver
+    from fmnist_gui.training.events import EpochEnd, RunEnd
+    from fmnist_gui.training.trainer import Trainer
 
     plugins = get_plugin_manager(args.plugin_dir)
     if args.list_plugins:
@@ -193,7 +195,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 shuffle=args.shuffle,
                 device=args.device,
             ).validate()
-        except (ConfigError, ParamError, UnknownPluginError) as exc:
+        except FmnistError as exc:
             raise UsageError(str(exc)) from None
         if args.init_weights is not None:
             try:
@@ -226,20 +228,15 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             )
         else:
             trainer = Trainer(config, data, plugins, initial_state=initial_state)
-    except (
-        ConfigError,
-        ParamError,
-        UnknownPluginError,
-        PluginFailure,
-        ckpt.CheckpointError,
-    ) as exc:
+    except FmnistError as exc:
         raise UsageError(str(exc)) from None
 
     # Opened (and truncated) only once the run is sure to start.
     metrics = _open_metrics(args.metrics_json)
-    saver = _Saver(trainer, args.save)
+    driver = RunDriver(trainer)
+    saver = _Saver(driver, args.save)
     with metrics or contextlib.nullcontext(), saver.stop_on_interrupt():
-        for event in trainer.run():
+        for event in driver.run():
             # The same lines as the desktop app's log panel (fmnist_gui.training.tutorial_log).
             line = format_event(event)
             if line is not None:
@@ -330,14 +327,11 @@ def _read_resume(args, argv, plugins) -> dict:
 
 
 def _params_differ(plugins, kind: str, entry: dict, assignments: list[str]) -> bool:
-    from fmnist_gui.plugins.host import UnknownPluginError
-    from fmnist_gui.plugins.specs import ParamError
-
     try:
         spec = getattr(plugins, kind)(entry["name"])
         given = spec.resolve(spec.parse_assignments(assignments))
         saved = spec.resolve(entry["params"])
-    except (ParamError, UnknownPluginError):
+    except FmnistError:
         return True
     return any(given[k] != saved[k] for k in spec.parse_assignments(assignments))
 
@@ -366,8 +360,8 @@ def _check_save_path(path: Path) -> None:
 class _Saver:
     """Writes the --save checkpoint; a failed save is reported and training goes on."""
 
-    def __init__(self, trainer, path: Path | None) -> None:
-        self.trainer, self.path = trainer, path
+    def __init__(self, driver, path: Path | None) -> None:
+        self.driver, self.path = driver, path
         self.ok = True
         self.interrupted = False
 
@@ -377,7 +371,8 @@ class _Saver:
         from fmnist_gui.checkpoint import CheckpointError, save_checkpoint
 
         try:
-            save_checkpoint(self.path, self.trainer.state_dict())
+            # Called between two events of the run: at a batch boundary.
+            save_checkpoint(self.path, self.driver.trainer.state_dict())
             self.ok = True
         except CheckpointError as exc:
             self.ok = False
@@ -394,7 +389,7 @@ class _Saver:
             if self.interrupted:
                 raise KeyboardInterrupt  # a second Ctrl-C: quit now, without saving
             self.interrupted = True
-            self.trainer.request_stop()
+            self.driver.request_stop()
             print(
                 f"fmnist-train: stopping at the next batch to save {self.path} "
                 "(Ctrl-C again to quit without saving)",

@@ -34,6 +34,7 @@ import torch
 
 from fmnist_gui import __version__
 from fmnist_gui.errors import FmnistError
+from fmnist_gui.plugins.boundary import PluginFailure
 from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
 from fmnist_gui.plugins.specs import ParamError
 from fmnist_gui.system.fileio import write_atomically
@@ -41,7 +42,7 @@ from fmnist_gui.system.paths import user_data_dir
 from fmnist_gui.training.config import ConfigError, TrainConfig
 from fmnist_gui.training.data import FashionMNISTData
 from fmnist_gui.training.model import NeuralNetwork
-from fmnist_gui.training.trainer import IncompatibleState, PluginFailure, Trainer
+from fmnist_gui.training.trainer import IncompatibleState, Trainer
 
 FORMAT = "fmnist-gui-checkpoint"
 FORMAT_VERSION = 1

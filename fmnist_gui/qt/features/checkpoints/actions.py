@@ -8,7 +8,7 @@
   unsaved training; quitting, opening or importing over it asks first (the
   quit question is window-modal and non-blocking, so closing never hangs);
 * saving while training asks the *training thread* for the snapshot
-  (``Trainer.request_snapshot``): it is taken between two batches and the
+  (``RunDriver.request_snapshot``): it is taken between two batches and the
   training goes on;
 * at each epoch end the training is autosaved under ``user_data_dir()/autosave``;
   a clean quit removes it, so one found at the next launch means a crash:
@@ -124,9 +124,6 @@ class CheckpointActions(QObject):
 
     @Slot(str)
     def _on_state_changed(self, state: str) -> None:
-        if state == "idle" and self.window.trainer is not None:
-            # A request that reached the trainer after its run ended: serve it here.
-            self.window.trainer.serve_snapshot_requests()
         self.update_title()
 
     @Slot(object)
@@ -144,13 +141,14 @@ class CheckpointActions(QObject):
         failed meanwhile), a user's save says so in a dialog; a ``quiet`` one
         (autosave) only in the status bar, since the failure has its own dialog.
         """
-        trainer = self.window.trainer
+        trainer, driver = self.window.trainer, self.window.driver
         if trainer is None:
             return
-        if self.window.job is None:
+        if driver is None:
             callback(trainer.state_dict())
             return
-        future = trainer.request_snapshot()
+        # Taken by the training thread, or at once here if its run has just ended.
+        future = driver.request_snapshot()
         future.add_done_callback(lambda f: self._snapshot_done.emit(f, (callback, quiet)))
 
     @Slot(object, object)
@@ -522,7 +520,7 @@ class CheckpointActions(QObject):
 
 def rebuild_log(trainer: Any) -> str:
     """The tutorial's lines for a loaded history (for checkpoints made by the CLI)."""
-    from fmnist_gui.training.trainer import BatchEnd, EpochStart
+    from fmnist_gui.training.events import BatchEnd, EpochStart
     from fmnist_gui.training.tutorial_log import format_event
 
     losses, epochs = trainer.history.batch_losses, trainer.history.epochs
