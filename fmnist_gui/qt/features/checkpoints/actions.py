@@ -37,6 +37,9 @@ RECENT_KEY = "checkpoints/recent"
 FOLDER_KEY = "folders/checkpoints"
 MAX_RECENT = 8
 APP_TITLE = "Fashion-MNIST Trainer"
+# QFileDialog name filters.
+FILE_FILTER = "Training checkpoints (*.pt *.pth);;All files (*)"
+WEIGHTS_FILTER = "Model weights (*.pth *.pt);;All files (*)"
 
 Snapshot = dict[str, Any]
 
@@ -188,8 +191,6 @@ class CheckpointActions(QObject):
             w.statusBar().showMessage("Nothing to save yet: train or open a model first.")
             return False
         start = str(self.path or Path(self._folder()) / "training.pt")
-        from fmnist_gui.checkpoint import FILE_FILTER
-
         chosen, _ = QFileDialog.getSaveFileName(w, "Save Checkpoint", start, FILE_FILTER)
         if not chosen:
             return False
@@ -240,7 +241,7 @@ class CheckpointActions(QObject):
 
         w = self.window
         path = self._file_to_load(
-            path, "Open a checkpoint", "Open Checkpoint", ckpt.FILE_FILTER, confirm=True
+            path, "Open a checkpoint", "Open Checkpoint", FILE_FILTER, confirm=True
         )
         if path is None:
             return False
@@ -290,7 +291,7 @@ class CheckpointActions(QObject):
             w.statusBar().showMessage("No model to export yet.")
             return False
         start = str(Path(self._folder()) / "model_weights.pth")
-        chosen, _ = QFileDialog.getSaveFileName(w, "Export Weights", start, ckpt.WEIGHTS_FILTER)
+        chosen, _ = QFileDialog.getSaveFileName(w, "Export Weights", start, WEIGHTS_FILTER)
         if not chosen:
             return False
         path = Path(chosen)
@@ -316,7 +317,7 @@ class CheckpointActions(QObject):
 
         w = self.window
         path = self._file_to_load(
-            path, "Import weights", "Import Weights", ckpt.WEIGHTS_FILTER, confirm=confirm
+            path, "Import weights", "Import Weights", WEIGHTS_FILTER, confirm=confirm
         )
         if path is None:
             return False
