@@ -13,14 +13,18 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fmnist_gui import __version__
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.paths import default_data_root
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.tutorial_log import format_event
+
+if TYPE_CHECKING:  # the checkpoint package imports torch
+    from fmnist_gui.checkpoint import CheckpointFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -287,7 +291,7 @@ def _explicit_options(argv: list[str] | None) -> dict:
     return vars(parser.parse_args(argv))
 
 
-def _read_resume(args, argv, plugins) -> dict:
+def _read_resume(args, argv, plugins) -> CheckpointFile:
     """Read the --resume checkpoint; options that contradict it are a usage error."""
     from fmnist_gui import checkpoint as ckpt
 
@@ -311,8 +315,12 @@ def _read_resume(args, argv, plugins) -> dict:
         if dest not in given:
             continue
         if dest in ("opt_param", "loss_param"):
-            kind = "optimizer" if dest == "opt_param" else "loss"
-            differs = _params_differ(plugins, kind, checkpoint[kind], given[dest])
+            kind, entry = (
+                ("optimizer", checkpoint["optimizer"])
+                if dest == "opt_param"
+                else ("loss", checkpoint["loss"])
+            )
+            differs = _params_differ(plugins, kind, entry, given[dest])
             value = " ".join(given[dest])
         else:
             differs = given[dest] != saved[dest]
@@ -326,7 +334,7 @@ def _read_resume(args, argv, plugins) -> dict:
     return checkpoint
 
 
-def _params_differ(plugins, kind: str, entry: dict, assignments: list[str]) -> bool:
+def _params_differ(plugins, kind: str, entry: Mapping, assignments: list[str]) -> bool:
     try:
         spec = getattr(plugins, kind)(entry["name"])
         given = spec.resolve(spec.parse_assignments(assignments))
@@ -336,7 +344,7 @@ def _params_differ(plugins, kind: str, entry: dict, assignments: list[str]) -> b
     return any(given[k] != saved[k] for k in spec.parse_assignments(assignments))
 
 
-def _resume_epochs(args, argv, checkpoint: dict) -> int:
+def _resume_epochs(args, argv, checkpoint: CheckpointFile) -> int:
     """--epochs is the total; without it, the checkpoint's own total."""
     given = _explicit_options(argv)
     epochs = given.get("epochs", checkpoint["config"]["epochs"])

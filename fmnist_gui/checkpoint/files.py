@@ -244,8 +244,11 @@ def trainer_from_checkpoint(
     Raises ``MissingPluginError`` when its optimizer or loss is not installed
     and ``CheckpointError`` for anything else that does not fit.
     """
-    for kind, table in (("optimizer", plugins.optimizers), ("loss", plugins.losses)):
-        entry = checkpoint[kind]
+    wanted = (
+        ("optimizer", checkpoint["optimizer"], plugins.optimizers),
+        ("loss", checkpoint["loss"], plugins.losses),
+    )
+    for kind, entry, table in wanted:
         if entry["name"] not in table:
             version = str(checkpoint.get("plugins", {}).get(entry["plugin"], ""))
             raise MissingPluginError(path, kind, entry["name"], entry["plugin"], version)

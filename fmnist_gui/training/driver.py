@@ -18,7 +18,7 @@ The CLI, the window's training worker and the race share it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Future
 
 from fmnist_gui.training.events import BatchEnd, EpochStart, Event, RunEnd
@@ -96,7 +96,7 @@ class RunDriver:
         return future
 
     # ----- the run (the training thread) ----------------------------------------------
-    def run(self) -> Iterator[Event]:
+    def run(self) -> Generator[Event, None, None]:
         """The trainer's events, ending with one ``RunEnd``; see the class for control."""
         with self._lock:
             if self._running:

@@ -9,13 +9,13 @@ so whoever iterates it decides what happens between two batches (the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterable
 
 import torch
 from torch import nn
 
 from fmnist_gui.plugins.boundary import PluginFailure, blame
+from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
 from fmnist_gui.training.data import BatchLoader
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -36,9 +36,9 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     batches: Iterable[Batch],
     *,
-    loss_spec: Any,
-    optimizer_spec: Any,
-) -> Iterator[tuple[float, int]]:
+    loss_spec: LossSpec,
+    optimizer_spec: OptimizerSpec,
+) -> Generator[tuple[float, int], None, None]:
     """The tutorial's train_loop: yields ``(loss, len(X))`` once each batch's step is done.
 
     ``loss_spec`` and ``optimizer_spec`` name the plugins in failure messages.
@@ -64,7 +64,7 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loss_fn: LossFn, loader: BatchLoader, *, loss_spec: Any
+    model: nn.Module, loss_fn: LossFn, loader: BatchLoader, *, loss_spec: LossSpec
 ) -> tuple[float, float]:
     """The tutorial's test_loop: ``(mean batch loss, accuracy as a fraction)``."""
     model.eval()
@@ -85,7 +85,7 @@ def _tensors_a_step_may_write(
     model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> list[torch.Tensor]:
     # Listed once an epoch rather than once a batch: the list is the costly part.
-    watched = list(model.parameters())
+    watched: list[torch.Tensor] = list(model.parameters())
     known = {id(p) for p in watched}
     watched += [
         p for group in optimizer.param_groups for p in group["params"] if id(p) not in known
@@ -93,7 +93,9 @@ def _tensors_a_step_may_write(
     return watched
 
 
-def _step(optimizer: torch.optim.Optimizer, spec: Any, watched: list[torch.Tensor]) -> None:
+def _step(
+    optimizer: torch.optim.Optimizer, spec: OptimizerSpec, watched: list[torch.Tensor]
+) -> None:
     """``optimizer.step()``; a failure says whether it had already changed weights."""
     # Every in-place write bumps a tensor's version counter: if the step raises,
     # the counters tell whether it had already changed weights (no copy needed).

@@ -14,7 +14,7 @@ own ``RunDriver``, so a stop from another thread lands at a batch boundary.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -204,7 +204,9 @@ class Race:
             member.status, member.message = "stopped", "the race was stopped"
             yield RaceEvent(i, RunEnd("stopped", member.message))
 
-    def _one_epoch(self, i: int, runs: dict[int, Iterator[Event]]) -> Iterator[RaceEvent]:
+    def _one_epoch(
+        self, i: int, runs: dict[int, Generator[Event, None, None]]
+    ) -> Iterator[RaceEvent]:
         member = self.members[i]
         for event in runs[i]:
             yield RaceEvent(i, event)

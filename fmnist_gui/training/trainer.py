@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, cast
 
 import torch
@@ -215,7 +215,7 @@ class Trainer:
         """Training seconds of the current epoch so far (its test pass not included)."""
         return self.epoch_clock.seconds
 
-    def run(self) -> Iterator[Event]:
+    def run(self) -> Generator[Event, None, None]:
         """Train until ``config.epochs`` epochs are done; the last event is a ``RunEnd``.
 
         Between two events the trainer is at a batch boundary: the caller may
