@@ -24,7 +24,8 @@ from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.system.paths import default_data_root
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.data import load_dataset
-from fmnist_gui.training.trainer import EpochEnd, Trainer
+from fmnist_gui.training.events import EpochEnd
+from fmnist_gui.training.trainer import Trainer
 from tests.support import tutorial_reference as tut
 
 

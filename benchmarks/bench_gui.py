@@ -125,7 +125,8 @@ def main() -> int:
     from fmnist_gui.system.openmp import release_thread_pool
     from fmnist_gui.training.config import TrainConfig
     from fmnist_gui.training.data import FashionMNISTData, Split, load_dataset
-    from fmnist_gui.training.trainer import EpochEnd, Trainer
+    from fmnist_gui.training.events import EpochEnd
+    from fmnist_gui.training.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

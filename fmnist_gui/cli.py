@@ -13,13 +13,18 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from fmnist_gui import __version__
+from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.paths import default_data_root
-from fmnist_gui.training.config import ConfigError, TrainConfig
+from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.tutorial_log import format_event
+
+if TYPE_CHECKING:  # the checkpoint package imports torch
+    from fmnist_gui.checkpoint import CheckpointFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -157,10 +162,11 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     args = build_parser().parse_args(argv)
 
     # Imports that pull in torch wait until the arguments are known to be sane.
-    from fmnist_gui.plugins.host import UnknownPluginError, get_plugin_manager
-    from fmnist_gui.plugins.specs import ParamError
+    from fmnist_gui.plugins.host import get_plugin_manager
     from fmnist_gui.training.data import DataError, ensure_dataset, load_dataset, raw_folder
-    from fmnist_gui.training.trainer import EpochEnd, PluginFailure, RunEnd, Trainer
+    from fmnist_gui.training.driver import RunDriver
+    from fmnist_gui.training.events import EpochEnd, RunEnd
+    from fmnist_gui.training.trainer import Trainer
 
     plugins = get_plugin_manager(args.plugin_dir)
     if args.list_plugins:
@@ -193,7 +199,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 shuffle=args.shuffle,
                 device=args.device,
             ).validate()
-        except (ConfigError, ParamError, UnknownPluginError) as exc:
+        except FmnistError as exc:
             raise UsageError(str(exc)) from None
         if args.init_weights is not None:
             try:
@@ -226,20 +232,15 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             )
         else:
             trainer = Trainer(config, data, plugins, initial_state=initial_state)
-    except (
-        ConfigError,
-        ParamError,
-        UnknownPluginError,
-        PluginFailure,
-        ckpt.CheckpointError,
-    ) as exc:
+    except FmnistError as exc:
         raise UsageError(str(exc)) from None
 
     # Opened (and truncated) only once the run is sure to start.
     metrics = _open_metrics(args.metrics_json)
-    saver = _Saver(trainer, args.save)
+    driver = RunDriver(trainer)
+    saver = _Saver(driver, args.save)
     with metrics or contextlib.nullcontext(), saver.stop_on_interrupt():
-        for event in trainer.run():
+        for event in driver.run():
             # The same lines as the desktop app's log panel (fmnist_gui.training.tutorial_log).
             line = format_event(event)
             if line is not None:
@@ -290,7 +291,7 @@ def _explicit_options(argv: list[str] | None) -> dict:
     return vars(parser.parse_args(argv))
 
 
-def _read_resume(args, argv, plugins) -> dict:
+def _read_resume(args, argv, plugins) -> CheckpointFile:
     """Read the --resume checkpoint; options that contradict it are a usage error."""
     from fmnist_gui import checkpoint as ckpt
 
@@ -314,8 +315,12 @@ def _read_resume(args, argv, plugins) -> dict:
         if dest not in given:
             continue
         if dest in ("opt_param", "loss_param"):
-            kind = "optimizer" if dest == "opt_param" else "loss"
-            differs = _params_differ(plugins, kind, checkpoint[kind], given[dest])
+            kind, entry = (
+                ("optimizer", checkpoint["optimizer"])
+                if dest == "opt_param"
+                else ("loss", checkpoint["loss"])
+            )
+            differs = _params_differ(plugins, kind, entry, given[dest])
             value = " ".join(given[dest])
         else:
             differs = given[dest] != saved[dest]
@@ -329,20 +334,17 @@ def _read_resume(args, argv, plugins) -> dict:
     return checkpoint
 
 
-def _params_differ(plugins, kind: str, entry: dict, assignments: list[str]) -> bool:
-    from fmnist_gui.plugins.host import UnknownPluginError
-    from fmnist_gui.plugins.specs import ParamError
-
+def _params_differ(plugins, kind: str, entry: Mapping, assignments: list[str]) -> bool:
     try:
         spec = getattr(plugins, kind)(entry["name"])
         given = spec.resolve(spec.parse_assignments(assignments))
         saved = spec.resolve(entry["params"])
-    except (ParamError, UnknownPluginError):
+    except FmnistError:
         return True
     return any(given[k] != saved[k] for k in spec.parse_assignments(assignments))
 
 
-def _resume_epochs(args, argv, checkpoint: dict) -> int:
+def _resume_epochs(args, argv, checkpoint: CheckpointFile) -> int:
     """--epochs is the total; without it, the checkpoint's own total."""
     given = _explicit_options(argv)
     epochs = given.get("epochs", checkpoint["config"]["epochs"])
@@ -366,8 +368,8 @@ def _check_save_path(path: Path) -> None:
 class _Saver:
     """Writes the --save checkpoint; a failed save is reported and training goes on."""
 
-    def __init__(self, trainer, path: Path | None) -> None:
-        self.trainer, self.path = trainer, path
+    def __init__(self, driver, path: Path | None) -> None:
+        self.driver, self.path = driver, path
         self.ok = True
         self.interrupted = False
 
@@ -377,7 +379,8 @@ class _Saver:
         from fmnist_gui.checkpoint import CheckpointError, save_checkpoint
 
         try:
-            save_checkpoint(self.path, self.trainer.state_dict())
+            # Called between two events of the run: at a batch boundary.
+            save_checkpoint(self.path, self.driver.trainer.state_dict())
             self.ok = True
         except CheckpointError as exc:
             self.ok = False
@@ -394,7 +397,7 @@ class _Saver:
             if self.interrupted:
                 raise KeyboardInterrupt  # a second Ctrl-C: quit now, without saving
             self.interrupted = True
-            self.trainer.request_stop()
+            self.driver.request_stop()
             print(
                 f"fmnist-train: stopping at the next batch to save {self.path} "
                 "(Ctrl-C again to quit without saving)",

@@ -163,14 +163,16 @@ def window(qtbot, tiny_root, plugins, settings):
 
 def run_stopping_after(trainer, batches: int):
     """Run, asking to stop once ``batches`` batches are done; return the ``RunEnd``."""
-    from fmnist_gui.training.trainer import BatchEnd, RunEnd
+    from fmnist_gui.training.driver import RunDriver
+    from fmnist_gui.training.events import BatchEnd, RunEnd
 
+    driver = RunDriver(trainer)
     seen = 0
-    for event in trainer.run():
+    for event in driver.run():
         if isinstance(event, BatchEnd):
             seen += 1
             if seen == batches:
-                trainer.request_stop()
+                driver.request_stop()
         if isinstance(event, RunEnd):
             return event
     raise AssertionError("run() ended without RunEnd")

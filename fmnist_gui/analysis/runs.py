@@ -20,19 +20,14 @@ from typing import Any, Literal
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.fileio import write_atomically
 from fmnist_gui.training.config import TrainConfig
+from fmnist_gui.training.events import EPOCH_FIELDS
 
 RunSource = Literal["training", "race"]
 ChangeKind = Literal["added", "changed", "removed"]
 Listener = Callable[[ChangeKind, "Run"], None]
 
-METRIC_COLUMNS = (
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "train_seconds",
-    "test_seconds",
-    "samples_per_second",
-)
+# Every number of an EpochEnd but its index, in the same order.
+METRIC_COLUMNS = tuple(name for name in EPOCH_FIELDS if name != "epoch")
 CONFIG_COLUMNS = (
     "optimizer",
     "optimizer_params",
@@ -171,7 +166,7 @@ class RunList:
         run = self.get(run_id)
         run.batch_losses.extend(float(v) for v in batch_losses)
         if epoch is not None:
-            run.epochs.append({k: float(epoch[k]) for k in ("epoch", *METRIC_COLUMNS)})
+            run.epochs.append({k: float(epoch[k]) for k in EPOCH_FIELDS})
         if status is not None:
             run.status = status
         self._notify("changed", run)

@@ -8,24 +8,26 @@ is then the optimizer and its settings: exactly what the race compares.
 
 Members take turns one epoch at a time (round robin), so the curves grow side
 by side, while each epoch runs without interruption and its timing (seconds,
-samples/s) measures that member alone.
+samples/s) measures that member alone. Each member's trainer runs through its
+own ``RunDriver``, so a stop from another thread lands at a batch boundary.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
-from fmnist_gui.plugins.specs import ParamError
+from fmnist_gui.errors import FmnistError
+from fmnist_gui.plugins.host import PluginHost
 from fmnist_gui.training.config import ConfigError, TrainConfig
 from fmnist_gui.training.data import FashionMNISTData
+from fmnist_gui.training.driver import RunDriver
+from fmnist_gui.training.events import EpochEnd, Event, RunEnd, RunStatus
 from fmnist_gui.training.model import NeuralNetwork
-from fmnist_gui.training.trainer import EpochEnd, Event, RunEnd, RunStatus, Trainer, new_seed
+from fmnist_gui.training.trainer import Trainer, new_seed
 
 # The tutorial's optimizer and the two it names as alternatives, by plugin name
 # (never by class: whichever plugin registers these names provides them).
@@ -73,7 +75,7 @@ def describe_entry(entry: RaceEntry, plugins: PluginHost) -> str:
     try:
         spec = plugins.optimizer(entry.optimizer)
         resolved = spec.resolve(entry.optimizer_params)
-    except (UnknownPluginError, ParamError):
+    except FmnistError:
         # The Trainer reports the actual problem; the label only has to exist.
         return f"{entry.optimizer} lr={entry.lr:g}"
     parts = [spec.label]
@@ -101,6 +103,10 @@ class Member:
     trainer: Trainer
     status: RunStatus | None = None  # None while it still has epochs to go
     message: str = ""
+    driver: RunDriver = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.driver = RunDriver(self.trainer)
 
     @property
     def config(self) -> TrainConfig:
@@ -166,60 +172,50 @@ class Race:
             )
             try:
                 trainer = Trainer(config, data, plugins, initial_state=self.initial_state)
-            except (ConfigError, ParamError, UnknownPluginError) as exc:
+            except FmnistError as exc:
                 raise ConfigError(f"race entry {number} ({name}): {exc}") from exc
             self.members.append(Member(name, entry, trainer))
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._active: Trainer | None = None
+        # Set from any thread; a plain bool store is atomic.
+        self._stop_requested = False
 
     # ----- control (any thread) ------------------------------------------------
     def request_stop(self) -> None:
         """Stop at the next batch boundary; members not yet run to the end count as stopped."""
-        self._stop.set()
-        with self._lock:
-            if self._active is not None:
-                self._active.request_stop()
+        self._stop_requested = True
+        for member in self.members:  # the one training now stops at its next batch
+            member.driver.request_stop()
 
     @property
     def stop_requested(self) -> bool:
-        return self._stop.is_set()
+        return self._stop_requested
 
     # ----- the race ---------------------------------------------------------------
     def run(self) -> Iterator[RaceEvent]:
         """Round robin, one epoch per member per turn; ends with every member's ``RunEnd``."""
-        generators = {i: m.trainer.run() for i, m in enumerate(self.members) if m.status is None}
-        while generators and not self._stop.is_set():
-            for i in list(generators):
-                if self._stop.is_set():
+        runs = {i: m.driver.run() for i, m in enumerate(self.members) if m.status is None}
+        while runs and not self._stop_requested:
+            for i in list(runs):
+                if self._stop_requested:
                     break
-                yield from self._one_epoch(i, generators)
-        for i, generator in generators.items():  # left behind by a stop
-            generator.close()
+                yield from self._one_epoch(i, runs)
+        for i, run in runs.items():  # left behind by a stop
+            run.close()
             member = self.members[i]
             member.status, member.message = "stopped", "the race was stopped"
             yield RaceEvent(i, RunEnd("stopped", member.message))
 
-    def _one_epoch(self, i: int, generators: dict[int, Iterator[Event]]) -> Iterator[RaceEvent]:
+    def _one_epoch(
+        self, i: int, runs: dict[int, Generator[Event, None, None]]
+    ) -> Iterator[RaceEvent]:
         member = self.members[i]
-        with self._lock:
-            self._active = member.trainer
-        try:
-            for event in generators[i]:
-                # Trainer.run() clears its stop flag when it starts, so a stop
-                # that raced with that is passed on again from this thread.
-                if self._stop.is_set():
-                    member.trainer.request_stop()
-                yield RaceEvent(i, event)
-                if isinstance(event, EpochEnd):
-                    return
-                if isinstance(event, RunEnd):
-                    member.status, member.message = event.status, event.message
-                    del generators[i]
-                    return
-        finally:
-            with self._lock:
-                self._active = None
+        for event in runs[i]:
+            yield RaceEvent(i, event)
+            if isinstance(event, EpochEnd):
+                return
+            if isinstance(event, RunEnd):
+                member.status, member.message = event.status, event.message
+                del runs[i]
+                return
 
     # ----- results -------------------------------------------------------------------
     def results(self) -> list[MemberResult]:

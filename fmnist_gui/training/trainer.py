@@ -1,93 +1,45 @@
-"""The training engine: the tutorial's train_loop and test_loop, resumable.
+"""The training engine: the tutorial's loop, resumable at any batch.
 
-No Qt here. ``Trainer.run()`` is a generator of events (``EpochStart``,
-``BatchEnd``, ``EpochEnd``, then one ``RunEnd``); the CLI prints them, the Qt
-worker forwards them to the window. ``request_stop()`` and ``pause()`` may be
-called from any thread: they are flags checked between batches, so the model
-and optimizer are always left at a batch boundary, ready to continue.
+No Qt and no threads here. ``Trainer.run()`` is a generator of events
+(``fmnist_gui.training.events``) that suspends at every batch boundary; the
+loop itself is ``fmnist_gui.training.loop``. Whoever iterates ``run()`` owns
+the run's control: it stops by no longer asking for the next event, pauses by
+waiting between two events, and snapshots by calling ``state_dict()`` there.
+``RunDriver`` (``fmnist_gui.training.driver``) does all three on behalf of
+other threads.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Generator, Iterator
+from typing import Any, cast
 
 import torch
 
 from fmnist_gui.errors import FmnistError
-from fmnist_gui.plugins.boundary import PluginFailure, blame
-from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
-from fmnist_gui.plugins.specs import ParamError
+from fmnist_gui.plugins.boundary import PluginFailure
+from fmnist_gui.plugins.host import PluginHost
 from fmnist_gui.training.config import ConfigError, TrainConfig
 from fmnist_gui.training.data import BatchLoader, FashionMNISTData
+from fmnist_gui.training.events import (
+    EPOCH_FIELDS,
+    BatchEnd,
+    EpochEnd,
+    EpochStart,
+    Event,
+    History,
+    RunEnd,
+)
+from fmnist_gui.training.loop import DivergedError, evaluate, train_one_epoch
 from fmnist_gui.training.model import NeuralNetwork
-
-RunStatus = Literal["finished", "stopped", "diverged", "failed"]
+from fmnist_gui.training.state import TrainingState
 
 
 class IncompatibleState(FmnistError, ValueError):
     """A saved training state that does not fit this app, its plugins or this data."""
-
-
-# ----- events ------------------------------------------------------------------
-@dataclass(frozen=True)
-class EpochStart:
-    epoch: int  # 1-based
-    num_batches: int
-    resumed_at_batch: int  # 0 unless an interrupted epoch is being continued
-
-
-@dataclass(frozen=True)
-class BatchEnd:
-    epoch: int  # 1-based
-    batch: int  # 0-based index within the epoch
-    step: int  # 1-based count of optimizer steps since the start of training
-    loss: float
-    batch_len: int
-    dataset_size: int
-    num_batches: int
-
-    @property
-    def current(self) -> int:
-        """The tutorial's ``current``: samples before this batch (``batch * len(X)``)."""
-        return self.batch * self.batch_len
-
-
-@dataclass(frozen=True)
-class EpochEnd:
-    epoch: int
-    train_loss: float  # mean of the epoch's batch losses
-    test_loss: float
-    test_accuracy: float  # fraction, 0..1
-    train_seconds: float
-    test_seconds: float
-    samples_per_second: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    status: RunStatus
-    message: str = ""
-
-
-Event = EpochStart | BatchEnd | EpochEnd | RunEnd
-
-
-@dataclass
-class History:
-    """Everything the plots need to be redrawn: kept by the engine, saved in checkpoints."""
-
-    batch_losses: list[float] = field(default_factory=list)
-    epochs: list[EpochEnd] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,12 +61,51 @@ def new_seed() -> int:
     return int.from_bytes(os.urandom(4), "little")
 
 
+class Stopwatch:
+    """Seconds added up over the stretches between ``start()`` and ``stop()``."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.total = seconds  # the finished stretches
+        self._since: float | None = None  # perf_counter() when the running stretch began
+
+    @property
+    def running(self) -> bool:
+        return self._since is not None
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self.total += time.perf_counter() - self._since
+            self._since = None
+
+    @property
+    def seconds(self) -> float:
+        """The total so far, the running stretch included."""
+        if self._since is None:
+            return self.total
+        return self.total + time.perf_counter() - self._since
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside this block out of the total (e.g. a pause)."""
+        was_running = self.running
+        self.stop()
+        try:
+            yield
+        finally:
+            if was_running:
+                self.start()
+
+
 class Trainer:
     """One model being trained under one ``TrainConfig``.
 
     Construction validates everything (config, plugin names, hyperparameters)
-    and raises ``ConfigError``/``ParamError``/``UnknownPluginError``/
-    ``PluginFailure`` with a readable message before any training starts.
+    and raises an ``FmnistError`` (``ConfigError``, ``ParamError``,
+    ``UnknownPluginError``, ``PluginFailure``) with a readable message before
+    any training starts.
     """
 
     def __init__(
@@ -166,18 +157,10 @@ class Trainer:
         # permutation was drawn: replaying it gives the same order on resume.
         self.epoch_generator_state: torch.Tensor = self.shuffle_generator.get_state()
         self.epoch_loss_sum = 0.0
-        self.epoch_train_seconds = 0.0
+        # Runs while the epoch's batches are trained; whoever pauses between two
+        # events wraps the wait in ``epoch_clock.paused()``.
+        self.epoch_clock = Stopwatch()
         self.history = History()
-        # perf_counter() when the running stretch of training began, or None:
-        # lets a snapshot taken mid-epoch count the seconds not yet added.
-        self._segment_started: float | None = None
-
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-        # Futures for snapshots asked for from other threads (request_snapshot).
-        self._snapshot_lock = threading.Lock()
-        self._snapshot_requests: list[Future] = []
 
     # ----- building from plugins ------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -222,93 +205,41 @@ class Trainer:
             loss_fn = loss_fn.to(self.device)
         return loss_fn
 
-    # ----- control (any thread) ------------------------------------------------
-    def request_stop(self) -> None:
-        self._stop.set()
-        self._running.set()  # wake a paused loop so it can notice
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    def request_snapshot(self) -> Future:
-        """Ask for a ``state_dict()`` taken at the next batch boundary (any thread).
-
-        While ``run()`` is going, the training thread fulfils the future
-        between two batches (or while paused, or when the run ends) and goes
-        on training. When no run is going, the owner calls
-        ``serve_snapshot_requests()`` (or simply ``state_dict()``).
-        """
-        future: Future = Future()
-        with self._snapshot_lock:
-            self._snapshot_requests.append(future)
-        return future
-
-    def serve_snapshot_requests(self) -> None:
-        """Fulfil pending ``request_snapshot()`` futures now; call only at a batch boundary."""
-        with self._snapshot_lock:
-            pending, self._snapshot_requests = self._snapshot_requests, []
-        if not pending:
-            return
-        try:
-            state = self.state_dict()
-        except Exception as exc:  # noqa: BLE001 - handed to whoever asked
-            for future in pending:
-                future.set_exception(exc)
-            return
-        for future in pending:
-            future.set_result(state)
-
-    def _fail_snapshot_requests(self, message: str) -> None:
-        with self._snapshot_lock:
-            pending, self._snapshot_requests = self._snapshot_requests, []
-        for future in pending:
-            future.set_exception(RuntimeError(message))
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
+    # ----- the run ----------------------------------------------------------------
     @property
     def finished(self) -> bool:
         return self.epochs_done >= self.config.epochs
 
-    # ----- the loops ------------------------------------------------------------
-    def run(self) -> Iterator[Event]:
-        """Train until ``config.epochs`` epochs are done or a stop is requested.
+    @property
+    def epoch_train_seconds(self) -> float:
+        """Training seconds of the current epoch so far (its test pass not included)."""
+        return self.epoch_clock.seconds
 
-        Calling it again after a stop (or after raising ``config.epochs``)
-        continues exactly where the last call left off. A stop requested before
-        the call is honoured at once; the request is used up when the call ends.
+    def run(self) -> Generator[Event, None, None]:
+        """Train until ``config.epochs`` epochs are done; the last event is a ``RunEnd``.
+
+        Between two events the trainer is at a batch boundary: the caller may
+        take a ``state_dict()`` there, wait (inside ``epoch_clock.paused()``, so
+        the pause is not training time), or stop iterating (closing the
+        generator). Calling ``run()`` again after a stop (or after raising
+        ``config.epochs``) continues exactly where the last call left off.
         """
         try:
-            yield from self._run()
-        finally:
-            self._stop.clear()
-
-    def _run(self) -> Iterator[Event]:
-        try:
-            self.serve_snapshot_requests()
             while self.epochs_done < self.config.epochs:
-                if self._stop.is_set():
-                    self.serve_snapshot_requests()
-                    yield RunEnd("stopped", f"stopped after epoch {self.epochs_done}")
-                    return
-                status = yield from self._train_epoch()
-                if status is not None:
-                    self.serve_snapshot_requests()  # stopped or diverged: at a boundary
-                    yield status
-                    return
+                yield from self._train_epoch()
                 yield self._finish_epoch()
+        except DivergedError as exc:
+            end = RunEnd(
+                "diverged",
+                f"{exc} at epoch {self.epochs_done + 1}, batch {self.batch_in_epoch}, "
+                "so this batch was not applied; the weights are probably already "
+                "unusable. Reset and try a lower learning rate.",
+            )
         except PluginFailure as exc:
-            # The failing step may have left the weights half-updated: no snapshot of that.
-            self._fail_snapshot_requests(f"training failed: {exc}")
-            yield RunEnd("failed", str(exc))
-            return
-        self.serve_snapshot_requests()
-        yield RunEnd("finished")
+            end = RunEnd("failed", str(exc))
+        else:
+            end = RunEnd("finished")
+        yield end
 
     def _train_epoch(self) -> Iterator[Event]:
         loader = self.train_loader
@@ -320,100 +251,45 @@ class Trainer:
         order = loader.epoch_order()
         yield EpochStart(epoch, len(loader), self.batch_in_epoch)
 
-        model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
-        # The tensors a failing step may have written (see _step_optimizer), listed
-        # once an epoch: building the list costs ~30 us, reading it ~1 us a batch.
-        watched = list(model.parameters())
-        known = {id(p) for p in watched}
-        watched += [
-            p for group in optimizer.param_groups for p in group["params"] if id(p) not in known
-        ]
-        self._watched = watched
-        model.train()
-        batches = loader.batches(order, start=self.batch_in_epoch)
-        started = self._segment_started = time.perf_counter()
-        for X, y in batches:
-            if self._snapshot_requests:  # a save asked from another thread
-                self.serve_snapshot_requests()
-            if self._stop.is_set() or not self._running.is_set():
-                self.epoch_train_seconds += time.perf_counter() - started
-                self._segment_started = None
-                if not self._wait_while_paused():
-                    return RunEnd(
-                        "stopped",
-                        f"stopped at epoch {epoch}, batch {self.batch_in_epoch} of {len(loader)}",
-                    )
-                started = self._segment_started = time.perf_counter()
-
-            pred = model(X)
-            with blame(self.loss_spec, "loss", "training"):
-                loss = loss_fn(pred, y)
-                value = loss.item()
-            if not math.isfinite(value):
-                self.epoch_train_seconds += time.perf_counter() - started
-                self._segment_started = None
-                return RunEnd(
-                    "diverged",
-                    f"the loss became {value} at epoch {epoch}, batch {self.batch_in_epoch}, "
-                    "so this batch was not applied; the weights are probably already "
-                    "unusable. Reset and try a lower learning rate.",
-                )
-            optimizer.zero_grad()
-            with blame(self.loss_spec, "loss", "backward()"):
-                loss.backward()
-            self._step_optimizer()
-
-            self.batch_in_epoch += 1
-            self.global_step += 1
-            self.epoch_loss_sum += value
-            self.history.batch_losses.append(value)
-            yield BatchEnd(
-                epoch,
-                self.batch_in_epoch - 1,
-                self.global_step,
-                value,
-                len(X),
-                loader.dataset_size,
-                len(loader),
-            )
-        self.epoch_train_seconds += time.perf_counter() - started
-        self._segment_started = None
-        return None
-
-    def _step_optimizer(self) -> None:
-        # Every in-place write bumps a tensor's version counter: if the step raises,
-        # the counters tell whether it had already changed weights (no copy needed).
-        # Writes through ``p.data`` bypass the counter, so "no change" is only "none seen".
-        params = self._watched
-        versions = [p._version for p in params]
+        losses = train_one_epoch(
+            self.model,
+            self.loss_fn,
+            self.optimizer,
+            loader.batches(order, start=self.batch_in_epoch),
+            loss_spec=self.loss_spec,
+            optimizer_spec=self.optimizer_spec,
+        )
+        self.epoch_clock.start()
         try:
-            with blame(self.optimizer_spec, "optimizer", "step()"):
-                self.optimizer.step()
-        except PluginFailure as exc:
-            changed = sum(p._version != v for p, v in zip(params, versions, strict=True))
-            if not changed:
-                raise  # the weights are still those after the last completed batch
-            raise PluginFailure(
-                exc.plugin,
-                f"{exc}; it had already changed {changed} of the "
-                f"{len(params)} weight tensors, so this model is no longer as it was after "
-                "the last completed batch: start a new one (Reset in the app), or continue "
-                "from your last saved checkpoint.",
-            ) from exc.__cause__
-
-    def _wait_while_paused(self) -> bool:
-        """Block while paused; return False when a stop was requested."""
-        while not self._running.wait(0.05):
-            self.serve_snapshot_requests()  # saving while paused
-        return not self._stop.is_set()
+            for loss, batch_len in losses:
+                self.batch_in_epoch += 1
+                self.global_step += 1
+                self.epoch_loss_sum += loss
+                self.history.batch_losses.append(loss)
+                yield BatchEnd(
+                    epoch,
+                    self.batch_in_epoch - 1,
+                    self.global_step,
+                    loss,
+                    batch_len,
+                    loader.dataset_size,
+                    len(loader),
+                )
+        finally:
+            # Every way out (the end, a divergence, a failure, a stop) ends the stretch.
+            self.epoch_clock.stop()
+            losses.close()
 
     def _finish_epoch(self) -> EpochEnd:
-        test_loss, accuracy, test_seconds = self.evaluate()
-        batches = max(self.batch_in_epoch, 1)
-        seconds = self.epoch_train_seconds
+        started = time.perf_counter()
+        test_loss, accuracy = evaluate(
+            self.model, self.loss_fn, self.test_loader, loss_spec=self.loss_spec
+        )
+        test_seconds = time.perf_counter() - started
+        seconds = self.epoch_clock.seconds
         result = EpochEnd(
             epoch=self.epochs_done + 1,
-            train_loss=self.epoch_loss_sum / batches,
+            train_loss=self.epoch_loss_sum / max(self.batch_in_epoch, 1),
             test_loss=test_loss,
             test_accuracy=accuracy,
             train_seconds=seconds,
@@ -425,88 +301,63 @@ class Trainer:
         self.epochs_done += 1
         self.batch_in_epoch = 0
         self.epoch_loss_sum = 0.0
-        self.epoch_train_seconds = 0.0
+        self.epoch_clock = Stopwatch()
         return result
 
-    @torch.no_grad()
-    def evaluate(self) -> tuple[float, float, float]:
-        """The tutorial's test_loop: (mean batch loss, accuracy fraction, seconds)."""
-        started = time.perf_counter()
-        self.model.eval()
-        loader = self.test_loader
-        # float64 accumulators add exactly as the tutorial's Python floats do.
-        test_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for X, y in loader.batches():
-            pred = self.model(X)
-            with blame(self.loss_spec, "loss", "testing"):
-                test_loss += self.loss_fn(pred, y).double()
-            correct += (pred.argmax(1) == y).sum()
-        self.model.train()
-        mean_loss = test_loss.item() / len(loader)
-        return mean_loss, correct.item() / loader.dataset_size, time.perf_counter() - started
-
     # ----- snapshots (the file format lives in fmnist_gui.checkpoint) ---------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> TrainingState:
         """Everything needed to continue this training bit for bit, as plain data.
 
-        Only tensors (copied to the CPU, so training may go on meanwhile) and
-        Python primitives, so ``torch.load(weights_only=True)`` reads it back
-        with no allowlist. Take it between two events of ``run()``: the
-        generator is then suspended at a batch boundary.
+        Tensors are copied to the CPU, so training may go on meanwhile. Take it
+        between two events of ``run()``: the generator is then suspended at a
+        batch boundary.
         """
-        seconds = self.epoch_train_seconds
-        if self._segment_started is not None:  # mid-epoch, in a running stretch
-            seconds += time.perf_counter() - self._segment_started
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        return _cpu_copy(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": {
-                    "name": self.optimizer_spec.name,
-                    "plugin": self.optimizer_spec.plugin,
-                    "params": _plain(self.optimizer_params),
-                    "state_dict": self.optimizer.state_dict(),
-                },
-                "loss": {
-                    "name": self.loss_spec.name,
-                    "plugin": self.loss_spec.plugin,
-                    "params": _plain(self.loss_params),
-                },
-                "config": self.config.to_dict(),
-                "position": {
-                    "epochs_done": self.epochs_done,
-                    "batch_in_epoch": self.batch_in_epoch,
-                    "global_step": self.global_step,
-                    "epoch_generator_state": self.epoch_generator_state,
-                    # A Python float pickles as its 8 bytes: the sum comes back exactly.
-                    "epoch_loss_sum": float(self.epoch_loss_sum),
-                    "epoch_train_seconds": float(seconds),
-                    "seed": self.seed,
-                },
-                "rng": {
-                    "torch_cpu": torch.get_rng_state(),
-                    "cuda": list(cuda_rng),
-                    "shuffle": self.shuffle_generator.get_state(),
-                },
-                "history": {
-                    # float64 holds each float32-valued loss exactly.
-                    "batch_losses": torch.tensor(self.history.batch_losses, dtype=torch.float64),
-                    "epochs": [e.as_dict() for e in self.history.epochs],
-                },
-                "data": {
-                    "train_size": self.train_loader.dataset_size,
-                    "test_size": self.test_loader.dataset_size,
-                },
-                "torch_threads": torch.get_num_threads(),
-                "plugins": dict(self.plugin_versions),
-            }
-        )
+        state: TrainingState = {
+            "model": self.model.state_dict(),
+            "optimizer": {
+                "name": self.optimizer_spec.name,
+                "plugin": self.optimizer_spec.plugin,
+                "params": _plain(self.optimizer_params),
+                "state_dict": self.optimizer.state_dict(),
+            },
+            "loss": {
+                "name": self.loss_spec.name,
+                "plugin": self.loss_spec.plugin,
+                "params": _plain(self.loss_params),
+            },
+            "config": self.config.to_dict(),
+            "position": {
+                "epochs_done": self.epochs_done,
+                "batch_in_epoch": self.batch_in_epoch,
+                "global_step": self.global_step,
+                "epoch_generator_state": self.epoch_generator_state,
+                "epoch_loss_sum": float(self.epoch_loss_sum),
+                "epoch_train_seconds": float(self.epoch_clock.seconds),
+                "seed": self.seed,
+            },
+            "rng": {
+                "torch_cpu": torch.get_rng_state(),
+                "cuda": list(cuda_rng),
+                "shuffle": self.shuffle_generator.get_state(),
+            },
+            "history": {
+                "batch_losses": torch.tensor(self.history.batch_losses, dtype=torch.float64),
+                "epochs": [e.as_dict() for e in self.history.epochs],
+            },
+            "data": {
+                "train_size": self.train_loader.dataset_size,
+                "test_size": self.test_loader.dataset_size,
+            },
+            "torch_threads": torch.get_num_threads(),
+            "plugins": dict(self.plugin_versions),
+        }
+        return cast(TrainingState, _cpu_copy(state))
 
     @classmethod
     def from_state_dict(
         cls,
-        state: dict[str, Any],
+        state: TrainingState,
         data: FashionMNISTData,
         plugins: PluginHost,
         *,
@@ -514,9 +365,9 @@ class Trainer:
     ) -> Trainer:
         """A new Trainer that continues exactly where ``state`` (``state_dict()``) left off.
 
-        ``epochs`` replaces the saved total. Raises ``ConfigError``,
-        ``ParamError``, ``UnknownPluginError``, ``PluginFailure`` or
-        ``IncompatibleState``; on failure torch's global RNG is left as it was.
+        ``epochs`` replaces the saved total. Raises an ``FmnistError`` (a bad
+        config, plugin or hyperparameter, or ``IncompatibleState``); on failure
+        torch's global RNG is left as it was.
         The structure of ``state`` is assumed checked (``fmnist_gui.checkpoint``).
         """
         rng_before = torch.get_rng_state()
@@ -569,7 +420,7 @@ class Trainer:
         trainer.batch_in_epoch = batch_in_epoch
         trainer.global_step = position["global_step"]
         trainer.epoch_loss_sum = float(position["epoch_loss_sum"])
-        trainer.epoch_train_seconds = float(position["epoch_train_seconds"])
+        trainer.epoch_clock = Stopwatch(float(position["epoch_train_seconds"]))
         rng = state["rng"]
         try:
             trainer.epoch_generator_state = position["epoch_generator_state"].clone()
@@ -585,10 +436,7 @@ class Trainer:
         history = state["history"]
         trainer.history = History(
             batch_losses=history["batch_losses"].tolist(),
-            epochs=[
-                EpochEnd(**{k: e[k] for k in EpochEnd.__dataclass_fields__})
-                for e in history["epochs"]
-            ],
+            epochs=[EpochEnd(**{k: e[k] for k in EPOCH_FIELDS}) for e in history["epochs"]],
         )
         # Matrix products may round differently with another thread count;
         # use the saved one where this machine has the cores for it.
@@ -596,16 +444,6 @@ class Trainer:
         if threads != torch.get_num_threads() and 1 <= threads <= (os.cpu_count() or 1):
             torch.set_num_threads(threads)
         return trainer
-
-    # ----- odds and ends ----------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer_spec.name,
-            "optimizer_params": self.optimizer_params,
-            "loss": self.loss_spec.name,
-            "seed": self.seed,
-            "device": str(self.device),
-        }
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
@@ -626,17 +464,4 @@ def _cpu_copy(value: Any) -> Any:
     return value
 
 
-__all__ = [
-    "BatchEnd",
-    "ConfigError",
-    "EpochEnd",
-    "EpochStart",
-    "Event",
-    "History",
-    "IncompatibleState",
-    "ParamError",
-    "PluginFailure",
-    "RunEnd",
-    "Trainer",
-    "UnknownPluginError",
-]
+__all__ = ["IncompatibleState", "Stopwatch", "Trainer", "new_seed", "resolve_device"]

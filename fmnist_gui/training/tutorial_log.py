@@ -6,32 +6,30 @@ No Qt and no torch here: both front ends format engine events through
 
 from __future__ import annotations
 
-from typing import Any
+from fmnist_gui.training.events import BatchEnd, EpochEnd, EpochStart, Event, RunEnd
 
 DONE_LINE = "Done!"
 # The tutorial prints a loss line every 100 batches.
 LOSS_LINE_EVERY = 100
 
 
-def format_event(event: Any) -> str | None:
+def format_event(event: Event) -> str | None:
     """The text the tutorial prints for an engine event, or ``None`` when it prints nothing.
 
     The text may span lines; it is what one ``print()`` call writes, minus the
     final newline.
     """
-    # Matched on the class name so that this module needs no torch (engine imports it).
-    kind = type(event).__name__
-    if kind == "EpochStart":
-        return f"Epoch {event.epoch}\n-------------------------------"
-    if kind == "BatchEnd":
+    if isinstance(event, BatchEnd):
         if event.batch % LOSS_LINE_EVERY != 0:
             return None
         return f"loss: {event.loss:>7f}  [{event.current:>5d}/{event.dataset_size:>5d}]"
-    if kind == "EpochEnd":
+    if isinstance(event, EpochStart):
+        return f"Epoch {event.epoch}\n-------------------------------"
+    if isinstance(event, EpochEnd):
         return (
             f"Test Error: \n Accuracy: {(100 * event.test_accuracy):>0.1f}%, "
             f"Avg loss: {event.test_loss:>8f} \n"
         )
-    if kind == "RunEnd" and event.status == "finished":
+    if isinstance(event, RunEnd) and event.status == "finished":
         return DONE_LINE
     return None

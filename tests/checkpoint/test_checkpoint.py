@@ -6,8 +6,10 @@ import builtins
 import errno
 import os
 import pickle
+import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -249,6 +251,31 @@ def test_damaged_structure_is_named(saved):
     damaged = rewrite(path, lambda o: o["config"].update(epochs="x"))
     with pytest.raises(ckpt.CheckpointError, match="'config' is not a valid training config"):
         ckpt.read_checkpoint(damaged)
+
+
+def _shape_paths(shape, prefix=""):
+    """Every key of a TypedDict shape, nested ones as "position.seed": (path, required)."""
+    for key, hint in typing.get_type_hints(shape).items():
+        yield prefix + key, key in shape.__required_keys__
+        if typing.is_typeddict(hint):
+            yield from _shape_paths(hint, f"{prefix}{key}.")
+
+
+def test_the_saved_dict_is_the_declared_shape_and_every_part_is_checked(saved):
+    path, _ = saved
+    obj = torch.load(path, weights_only=True)
+    declared = dict(_shape_paths(ckpt.CheckpointFile))
+    nested = {where.partition(".")[0] for where in declared if "." in where}
+    saved_paths = set(obj) | {f"{k}.{sub}" for k in nested for sub in obj[k]}
+    assert saved_paths == set(declared)  # the trainer saves exactly what is declared
+    for where, required in declared.items():
+        if where in ("format", "format_version") or not required:
+            continue  # refused by their own checks first; optional ones may be absent
+        damaged = {k: dict(v) if isinstance(v, dict) else v for k, v in obj.items()}
+        parent, _, key = where.rpartition(".")
+        (damaged[parent] if parent else damaged).pop(key)
+        with pytest.raises(ckpt.CheckpointError, match=f"'{re.escape(where)}' is missing"):
+            ckpt.check_checkpoint(path, damaged)
 
 
 def test_plugin_not_installed_names_it_and_weights_still_load(tmp_path, tiny_data):

@@ -22,7 +22,9 @@ import torch
 
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.training.config import TrainConfig
-from fmnist_gui.training.trainer import BatchEnd, EpochEnd, Trainer
+from fmnist_gui.training.driver import RunDriver
+from fmnist_gui.training.events import BatchEnd, EpochEnd
+from fmnist_gui.training.trainer import Trainer
 from tests.conftest import run_stopping_after
 
 BATCHES_PER_EPOCH = 8  # 256 tiny training images / 32
@@ -74,9 +76,10 @@ def test_resume_is_bitwise_identical(
         assert end.status == "stopped" and (first.epochs_done, first.batch_in_epoch) == (1, 3)
     elif where == "epoch-boundary":  # stop asked at the first epoch's end
         first = Trainer(config_for(optimizer, shuffle), tiny_data, plugins)
-        for event in first.run():
+        driver = RunDriver(first)
+        for event in driver.run():
             if isinstance(event, EpochEnd):
-                first.request_stop()
+                driver.request_stop()
         assert (first.epochs_done, first.batch_in_epoch) == (1, 0)
     else:  # a finished one-epoch training, continued to two epochs
         first = Trainer(config_for(optimizer, shuffle, epochs=1), tiny_data, plugins)
@@ -145,7 +148,7 @@ import json, sys
 from pathlib import Path
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.training.data import load_dataset
-from fmnist_gui.training.trainer import BatchEnd
+from fmnist_gui.training.events import BatchEnd
 from fmnist_gui.plugins.host import get_plugin_manager
 
 root, plugin_dir, *paths = sys.argv[1:]
@@ -288,16 +291,17 @@ def test_snapshot_requested_from_another_thread_running_and_paused(tiny_data, pl
     """What the app's Save does during training: the training thread takes the snapshot."""
     ref = reference("adam", True)
     trainer = Trainer(config_for("adam", True), tiny_data, plugins)
-    trainer.pause()  # the loop will wait at its first batch boundary
+    driver = RunDriver(trainer)
+    driver.pause()  # the loop will wait at its first batch boundary
     events: list = []
-    thread = threading.Thread(target=lambda: events.extend(trainer.run()))
+    thread = threading.Thread(target=lambda: events.extend(driver.run()))
     thread.start()
     try:
-        paused = trainer.request_snapshot().result(timeout=120)  # served while paused
-        trainer.resume()
-        running = trainer.request_snapshot().result(timeout=120)  # served between batches
+        paused = driver.request_snapshot().result(timeout=120)  # served while paused
+        driver.resume()
+        running = driver.request_snapshot().result(timeout=120)  # served between batches
     finally:
-        trainer.resume()
+        driver.resume()
         thread.join(120)
     assert events[-1].status == "finished"
     assert paused["position"]["global_step"] == 0

@@ -21,7 +21,8 @@ from fmnist_gui.plugins.host import (
 from fmnist_gui.plugins.installer import PluginSettings
 from fmnist_gui.system.paths import user_plugin_dir
 from fmnist_gui.training.config import TrainConfig
-from fmnist_gui.training.trainer import BatchEnd, RunEnd, Trainer
+from fmnist_gui.training.events import BatchEnd, RunEnd
+from fmnist_gui.training.trainer import Trainer
 from tests.support.plugin_fixtures import good_optimizer_source, make_distribution, write_plugin
 
 BUILTIN_OPTIMIZERS = {"sgd", "adam", "rmsprop"}

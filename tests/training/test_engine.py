@@ -1,4 +1,7 @@
-"""The engine against the tutorial's own loop, number for number, plus control flow."""
+"""The engine against the tutorial's own loop, number for number, plus control flow.
+
+Control (stop, pause, snapshots) goes through a ``RunDriver``, as in the app.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ import torch
 from torch import nn
 
 from fmnist_gui.training.config import ConfigError, TrainConfig
-from fmnist_gui.training.trainer import BatchEnd, EpochEnd, EpochStart, RunEnd, Trainer
+from fmnist_gui.training.driver import RunDriver
+from fmnist_gui.training.events import BatchEnd, EpochEnd, EpochStart, RunEnd
+from fmnist_gui.training.trainer import Trainer
+from tests.conftest import run_stopping_after
 from tests.support import tutorial_reference as tut
 from tests.support.plugin_fixtures import write_plugin
 
@@ -86,46 +92,86 @@ def test_stop_then_run_again_equals_uninterrupted(tiny_data, plugins, shuffle, o
     expected = _numbers(events_of(Trainer(config, tiny_data, plugins)))
     for stop_after in (1, 7, 10, 20):
         parted = Trainer(config, tiny_data, plugins)
+        driver = RunDriver(parted)
         got = []
-        for event in parted.run():
+        for event in driver.run():
             got.append(event)
             if isinstance(event, BatchEnd) and event.step == stop_after:
-                parted.request_stop()
+                driver.request_stop()
         status = got[-1].status
         assert status == ("finished" if stop_after == 20 else "stopped"), stop_after
+        got += list(driver.run())
+        assert _numbers(got) == expected, f"stopped after step {stop_after}"
+
+
+def test_closing_the_run_anywhere_then_running_again_equals_uninterrupted(tiny_data, plugins):
+    """Stop means stop iterating: the trainer needs no flag of its own."""
+    config = TrainConfig(epochs=2, batch_size=26, seed=5, shuffle=True)
+    expected = _numbers(events_of(Trainer(config, tiny_data, plugins)))
+    for stop_after in (1, 10, 11, 15):  # mid-epoch, between a last batch and its test pass
+        parted = Trainer(config, tiny_data, plugins)
+        got, run = [], parted.run()
+        for event in run:
+            got.append(event)
+            if isinstance(event, BatchEnd) and event.step == stop_after:
+                break
+        run.close()
+        assert parted.global_step == stop_after
         got += list(parted.run())
         assert _numbers(got) == expected, f"stopped after step {stop_after}"
 
 
+def test_stop_after_an_epochs_last_batch_comes_after_its_test_pass(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=2, batch_size=26, seed=5), tiny_data, plugins)
+    driver = RunDriver(trainer)
+    events = []
+    for event in driver.run():
+        events.append(event)
+        if isinstance(event, BatchEnd) and event.step in (10, 20):  # each epoch's last batch
+            driver.request_stop()
+    assert isinstance(events[-2], EpochEnd) and events[-1] == RunEnd(
+        "stopped", "stopped after epoch 1"
+    )
+    events = list(driver.run())  # the stop was used up; the second epoch's last batch ...
+    assert events[-1].status == "finished"
+    driver.request_stop()  # ... and a stop asked once every epoch is done changes nothing
+    assert [type(e).__name__ for e in driver.run()] == ["RunEnd"]
+    assert trainer.epochs_done == 2
+
+
 def test_pause_blocks_between_batches_and_resume_continues(tiny_data, plugins):
     trainer = Trainer(TrainConfig(epochs=1, batch_size=16, seed=0), tiny_data, plugins)
+    driver = RunDriver(trainer)
     steps: list[int] = []
     paused_at = threading.Event()
 
     def consume():
-        for event in trainer.run():
+        for event in driver.run():
             if isinstance(event, BatchEnd):
                 steps.append(event.step)
                 if event.step == 3:
-                    trainer.pause()
+                    driver.pause()
                     paused_at.set()
 
     worker = threading.Thread(target=consume)
     worker.start()
     assert paused_at.wait(10)
-    worker.join(0.3)
-    assert worker.is_alive() and steps == [1, 2, 3] and trainer.paused
-    trainer.resume()
+    # Served by the paused loop: proof that it waits at the boundary after step 3.
+    snapshot = driver.request_snapshot().result(timeout=10)
+    assert snapshot["position"]["global_step"] == 3
+    assert worker.is_alive() and steps == [1, 2, 3] and driver.paused
+    driver.resume()
     worker.join(10)
     assert not worker.is_alive() and steps == list(range(1, 17))
 
 
 def test_stop_while_paused_ends_the_run(tiny_data, plugins):
     trainer = Trainer(TrainConfig(epochs=1, batch_size=16, seed=0), tiny_data, plugins)
-    run = trainer.run()
+    driver = RunDriver(trainer)
+    run = driver.run()
     next(run), next(run)  # EpochStart, first batch
-    trainer.pause()
-    trainer.request_stop()
+    driver.pause()
+    driver.request_stop()
     rest = list(run)
     assert rest[-1] == RunEnd("stopped", "stopped at epoch 1, batch 1 of 16")
     assert trainer.batch_in_epoch == 1 and trainer.global_step == 1
@@ -188,7 +234,7 @@ def test_optimizer_params_reach_the_optimizer(tiny_data, plugins):
 
 
 def test_optimizer_refusing_its_settings_names_the_plugin(tiny_data, plugins):
-    from fmnist_gui.training.trainer import PluginFailure
+    from fmnist_gui.plugins.boundary import PluginFailure
 
     config = TrainConfig(optimizer="sgd", optimizer_params={"nesterov": True})
     with pytest.raises(PluginFailure, match="builtin_optimizers.*Nesterov"):
@@ -203,13 +249,13 @@ def test_real_data_first_epoch_matches_tutorial_start(real_data_root, plugins):
     data = load_dataset(real_data_root, allow_download=False)
     assert len(data.train) == 60000 and len(data.test) == 10000
     trainer = Trainer(TrainConfig(epochs=1, seed=0), data, plugins)
-    run = trainer.run()
+    driver = RunDriver(trainer)
     losses = []
-    for event in run:
+    for event in driver.run():
         if isinstance(event, BatchEnd):
             losses.append(event.loss)
             if event.step == 200:
-                trainer.request_stop()
+                driver.request_stop()
     torch.manual_seed(0)
     train_dl, _ = tut.make_loaders(str(real_data_root))
     model = tut.NeuralNetwork()
@@ -308,8 +354,36 @@ def test_optimizer_raising_in_step_says_whether_it_changed_weights(
 
 def test_stop_requested_before_run_is_honoured_then_used_up(tiny_data, plugins):
     trainer = Trainer(TrainConfig(epochs=1, batch_size=64, seed=0), tiny_data, plugins)
-    trainer.request_stop()
-    assert [type(e).__name__ for e in trainer.run()] == ["RunEnd"]
-    assert trainer.global_step == 0
-    events = events_of(trainer)
+    driver = RunDriver(trainer)
+    driver.request_stop()
+    assert list(driver.run()) == [RunEnd("stopped", "stopped after epoch 0")]
+    assert trainer.global_step == 0 and not driver.stop_requested
+    events = list(driver.run())
     assert events[-1].status == "finished" and trainer.global_step == 4
+
+
+def test_snapshot_asked_while_no_run_goes_is_taken_at_once(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=64, seed=0), tiny_data, plugins)
+    driver = RunDriver(trainer)
+    run_stopping_after(trainer, 2)
+    future = driver.request_snapshot()
+    assert future.done() and future.result()["position"]["global_step"] == 2
+
+
+def test_snapshot_asked_during_a_step_that_fails_reports_the_failure(tiny_data, plugins):
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=16, seed=0), tiny_data, plugins)
+    driver = RunDriver(trainer)
+    futures = []
+    real_loss = trainer.loss_fn
+
+    def loss_fn(pred, y):
+        if trainer.global_step == 3:
+            futures.append(driver.request_snapshot())  # as from another thread, mid-batch
+            raise RuntimeError("boom")
+        return real_loss(pred, y)
+
+    trainer.loss_fn = loss_fn
+    events = list(driver.run())
+    assert events[-1].status == "failed" and not driver.running
+    with pytest.raises(RuntimeError, match="training failed: loss 'cross_entropy'"):
+        futures[0].result(timeout=0)

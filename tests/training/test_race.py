@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fmnist_gui.training.config import ConfigError, TrainConfig
+from fmnist_gui.training.events import BatchEnd, EpochEnd, RunEnd
 from fmnist_gui.training.race import Race, RaceEntry, default_entries
-from fmnist_gui.training.trainer import BatchEnd, EpochEnd, RunEnd
 
 BASE = TrainConfig(epochs=2, batch_size=64, seed=11, shuffle=True)
 

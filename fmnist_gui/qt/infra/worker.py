@@ -27,10 +27,11 @@ from fmnist_gui.system.openmp import release_thread_pool
 
 
 class TrainingWorker(QObject):
-    """Drives one ``Trainer.run()`` call in a worker thread.
+    """Drives one run of a ``Trainer`` in a worker thread, through ``self.driver``.
 
-    The trainer belongs to the window: the worker only borrows it for one run
-    and keeps nothing the window needs once ``finished`` has been emitted.
+    The trainer belongs to the window: the worker only borrows it for one run.
+    Stop, pause, resume and snapshots go to ``driver`` (a ``RunDriver``), from
+    any thread; a stop asked before the thread starts is honoured.
     """
 
     started = Signal()
@@ -43,27 +44,16 @@ class TrainingWorker(QObject):
 
     def __init__(self, trainer: Any, batch_interval: float = 0.1) -> None:
         super().__init__()
-        self.trainer = trainer
+        from fmnist_gui.training.driver import RunDriver  # torch is loaded by now
+
+        self.driver = RunDriver(trainer)
         self.batch_interval = batch_interval
         # Read by the GUI timer; a plain attribute store is atomic under the GIL.
         self.last_batch: Any = None
-        self._stop_requested = False
-
-    def request_stop(self) -> None:
-        """Stop after the current batch (any thread), even if the run has not begun yet.
-
-        ``Trainer.run()`` clears the trainer's stop flag when it begins, so a
-        Stop that lands between ``thread.start()`` and that moment would be
-        lost; the worker remembers it and passes it on at the first event.
-        """
-        self._stop_requested = True
-        trainer = self.trainer
-        if trainer is not None:
-            trainer.request_stop()
 
     @Slot()
     def run(self) -> None:
-        from fmnist_gui.training.trainer import BatchEnd, EpochEnd, EpochStart, RunEnd
+        from fmnist_gui.training.events import BatchEnd, EpochEnd, EpochStart, RunEnd
         from fmnist_gui.training.tutorial_log import format_event
 
         self.started.emit()
@@ -71,10 +61,7 @@ class TrainingWorker(QObject):
         try:
             next_emit = 0.0
             interval = self.batch_interval
-            trainer = self.trainer
-            for event in trainer.run():
-                if self._stop_requested:
-                    trainer.request_stop()
+            for event in self.driver.run():
                 if type(event) is BatchEnd:
                     # The hot path: keep it to a few attribute operations.
                     self.last_batch = event
@@ -97,8 +84,6 @@ class TrainingWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a dialog
             self.errored.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
             end = RunEnd("failed", str(exc))
-        finally:
-            self.trainer = None  # the worker keeps nothing once it is done
         self.finished.emit(end)
 
 

@@ -24,6 +24,9 @@ Extension points (for the checkpoint, plugin and insight features):
 ``self.trainer``, ``self.data``, ``self.plugins``
     The live ``Trainer`` (``None`` before the first Start), the loaded
     ``FashionMNISTData`` and the ``PluginHost``.
+``self.driver``
+    The running job's ``RunDriver`` (``None`` while idle): ask it for a
+    snapshot (``request_snapshot()``) while training runs.
 ``adopt_trainer(trainer)``
     Replace the live trainer, e.g. after loading a checkpoint: the plots,
     the form and the log follow it. Only while idle.
@@ -204,6 +207,8 @@ class MainWindow(QMainWindow):
         self.plots: Any = None  # TrainingPlots, built once pyqtgraph is imported
         self.job: Job | None = None
         self.worker: TrainingWorker | None = None
+        # The running job's RunDriver: pause, resume, stop and snapshots go through it.
+        self.driver: Any = None
         self._loader: Job | None = None
         self._run_end: Any = None
         self._close_requested = False
@@ -546,13 +551,11 @@ class MainWindow(QMainWindow):
         self._launch()
 
     def _new_trainer(self) -> Any:
-        from fmnist_gui.training.trainer import (
-            ConfigError,
-            ParamError,
-            PluginFailure,
-            Trainer,
-            UnknownPluginError,
-        )
+        from fmnist_gui.plugins.boundary import PluginFailure
+        from fmnist_gui.plugins.host import UnknownPluginError
+        from fmnist_gui.plugins.specs import ParamError
+        from fmnist_gui.training.config import ConfigError
+        from fmnist_gui.training.trainer import Trainer
 
         config, errors = self.panel.collect()
         if config is None:
@@ -581,6 +584,7 @@ class MainWindow(QMainWindow):
         worker.errored.connect(self._on_worker_error)
         worker.finished.connect(self._on_run_end)
         self.worker = worker
+        self.driver = worker.driver
         self._run_end = None
         self._run_started = time.monotonic()
         self._run_elapsed = 0.0
@@ -605,12 +609,12 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(blocked, 8000)
             return
         if self.state == "running":
-            self.trainer.pause()
+            self.driver.pause()
             self._run_elapsed += time.monotonic() - self._run_started
             self.set_state("paused")
             self.statusBar().showMessage("Paused. Resume continues with the next batch.")
         elif self.state == "paused":
-            self.trainer.resume()
+            self.driver.resume()
             self._run_started = time.monotonic()
             self.set_state("running")
             self.statusBar().showMessage("Training…")
@@ -710,6 +714,7 @@ class MainWindow(QMainWindow):
         # Only now has the thread really ended: a new run may start.
         self.job = None
         self.worker = None
+        self.driver = None
         self.frame_timer.stop()
         sys.setswitchinterval(self._saved_switch_interval)
         if self.state == "running":
@@ -925,10 +930,8 @@ class MainWindow(QMainWindow):
         event.accept()
 
     def _request_stop(self) -> None:
-        if self.worker is not None:
-            self.worker.request_stop()
-        elif self.trainer is not None:
-            self.trainer.request_stop()
+        if self.driver is not None:
+            self.driver.request_stop()
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Stop and join every worker (the app calls this after the event loop ends)."""

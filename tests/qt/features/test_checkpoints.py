@@ -18,7 +18,8 @@ from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.qt.shell.main_window import ACTION_STATES, MainWindow
 from fmnist_gui.training.config import TrainConfig
-from fmnist_gui.training.trainer import BatchEnd, Trainer
+from fmnist_gui.training.trainer import Trainer
+from tests.conftest import run_stopping_after
 from tests.support import tutorial_reference as tut
 from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
 from tests.support.qt_helpers import open_window
@@ -135,9 +136,7 @@ def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
     qtbot, window, tmp_path, tiny_data, plugins, monkeypatch
 ):
     first = reference_trainer(tiny_data, plugins, 2)
-    for event in first.run():
-        if isinstance(event, BatchEnd) and event.step == 11:
-            first.request_stop()
+    run_stopping_after(first, 11)
     path = tmp_path / "made-by-the-engine.pt"
     ckpt.save_checkpoint(path, first.state_dict())
 

@@ -21,8 +21,8 @@ def window(qtbot, tiny_root, plugins, tmp_path):
     w.start_loading()
     qtbot.waitUntil(lambda: w.state == "idle" and w.insight is not None, timeout=30_000)
     yield w
-    if w.trainer is not None:
-        w.trainer.request_stop()
+    if w.driver is not None:
+        w.driver.request_stop()
     w.insight.shutdown()
     qtbot.waitUntil(lambda: w.job is None and not w.insight.busy(), timeout=30_000)
 

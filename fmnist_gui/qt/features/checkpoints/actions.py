@@ -8,7 +8,7 @@
   unsaved training; quitting, opening or importing over it asks first (the
   quit question is window-modal and non-blocking, so closing never hangs);
 * saving while training asks the *training thread* for the snapshot
-  (``Trainer.request_snapshot``): it is taken between two batches and the
+  (``RunDriver.request_snapshot``): it is taken between two batches and the
   training goes on;
 * at each epoch end the training is autosaved under ``user_data_dir()/autosave``;
   a clean quit removes it, so one found at the next launch means a crash:
@@ -37,6 +37,9 @@ RECENT_KEY = "checkpoints/recent"
 FOLDER_KEY = "folders/checkpoints"
 MAX_RECENT = 8
 APP_TITLE = "Fashion-MNIST Trainer"
+# QFileDialog name filters.
+FILE_FILTER = "Training checkpoints (*.pt *.pth);;All files (*)"
+WEIGHTS_FILTER = "Model weights (*.pth *.pt);;All files (*)"
 
 Snapshot = dict[str, Any]
 
@@ -124,9 +127,6 @@ class CheckpointActions(QObject):
 
     @Slot(str)
     def _on_state_changed(self, state: str) -> None:
-        if state == "idle" and self.window.trainer is not None:
-            # A request that reached the trainer after its run ended: serve it here.
-            self.window.trainer.serve_snapshot_requests()
         self.update_title()
 
     @Slot(object)
@@ -144,13 +144,14 @@ class CheckpointActions(QObject):
         failed meanwhile), a user's save says so in a dialog; a ``quiet`` one
         (autosave) only in the status bar, since the failure has its own dialog.
         """
-        trainer = self.window.trainer
+        trainer, driver = self.window.trainer, self.window.driver
         if trainer is None:
             return
-        if self.window.job is None:
+        if driver is None:
             callback(trainer.state_dict())
             return
-        future = trainer.request_snapshot()
+        # Taken by the training thread, or at once here if its run has just ended.
+        future = driver.request_snapshot()
         future.add_done_callback(lambda f: self._snapshot_done.emit(f, (callback, quiet)))
 
     @Slot(object, object)
@@ -190,8 +191,6 @@ class CheckpointActions(QObject):
             w.statusBar().showMessage("Nothing to save yet: train or open a model first.")
             return False
         start = str(self.path or Path(self._folder()) / "training.pt")
-        from fmnist_gui.checkpoint import FILE_FILTER
-
         chosen, _ = QFileDialog.getSaveFileName(w, "Save Checkpoint", start, FILE_FILTER)
         if not chosen:
             return False
@@ -242,7 +241,7 @@ class CheckpointActions(QObject):
 
         w = self.window
         path = self._file_to_load(
-            path, "Open a checkpoint", "Open Checkpoint", ckpt.FILE_FILTER, confirm=True
+            path, "Open a checkpoint", "Open Checkpoint", FILE_FILTER, confirm=True
         )
         if path is None:
             return False
@@ -292,7 +291,7 @@ class CheckpointActions(QObject):
             w.statusBar().showMessage("No model to export yet.")
             return False
         start = str(Path(self._folder()) / "model_weights.pth")
-        chosen, _ = QFileDialog.getSaveFileName(w, "Export Weights", start, ckpt.WEIGHTS_FILTER)
+        chosen, _ = QFileDialog.getSaveFileName(w, "Export Weights", start, WEIGHTS_FILTER)
         if not chosen:
             return False
         path = Path(chosen)
@@ -318,7 +317,7 @@ class CheckpointActions(QObject):
 
         w = self.window
         path = self._file_to_load(
-            path, "Import weights", "Import Weights", ckpt.WEIGHTS_FILTER, confirm=confirm
+            path, "Import weights", "Import Weights", WEIGHTS_FILTER, confirm=confirm
         )
         if path is None:
             return False
@@ -522,7 +521,7 @@ class CheckpointActions(QObject):
 
 def rebuild_log(trainer: Any) -> str:
     """The tutorial's lines for a loaded history (for checkpoints made by the CLI)."""
-    from fmnist_gui.training.trainer import BatchEnd, EpochStart
+    from fmnist_gui.training.events import BatchEnd, EpochStart
     from fmnist_gui.training.tutorial_log import format_event
 
     losses, epochs = trainer.history.batch_losses, trainer.history.epochs

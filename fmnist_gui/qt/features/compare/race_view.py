@@ -45,6 +45,7 @@ from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
 from fmnist_gui.system.openmp import release_thread_pool
 from fmnist_gui.training.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
+from fmnist_gui.training.events import BatchEnd, EpochEnd, RunEnd
 from fmnist_gui.training.race import (
     DEFAULT_EPOCHS,
     DEFAULT_LR,
@@ -54,7 +55,6 @@ from fmnist_gui.training.race import (
     RaceEvent,
     describe_entry,
 )
-from fmnist_gui.training.trainer import BatchEnd, EpochEnd, RunEnd
 
 
 class RaceWorker(QObject):
