@@ -147,10 +147,17 @@ def test_pause_and_resume(qtbot, app):
     assert app.window.actions["pause"].text() == "&Resume"
     assert enabled_actions(app) >= {"pause", "stop"}
     assert "start" not in enabled_actions(app)
-    qtbot.wait(200)  # a batch under way when Pause came may still finish
-    held = trainer.global_step
-    qtbot.wait(300)
+    # A snapshot asked now is taken where the training thread parks: at the batch
+    # boundary after the batch that was under way when Pause came.
+    snapshots: list[dict] = []
+    app.checkpoints.with_snapshot(snapshots.append)
+    qtbot.waitUntil(lambda: len(snapshots) == 1, timeout=30_000)
+    held = snapshots[0]["position"]["global_step"]
     assert trainer.global_step == held
+    # A second one is served by the paused thread itself, at that same step.
+    app.checkpoints.with_snapshot(snapshots.append)
+    qtbot.waitUntil(lambda: len(snapshots) == 2, timeout=30_000)
+    assert snapshots[1]["position"]["global_step"] == held == trainer.global_step
     app.window.actions["pause"].trigger()
     assert app.window.state == "running"
     qtbot.waitUntil(lambda: trainer.global_step > held, timeout=30_000)
