@@ -84,6 +84,33 @@ def test_closing_during_a_race_stops_it_then_closes(qtbot, app):
     assert {r.status for r in app.insight.runs} == {"stopped"}
 
 
+def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    app.training.panel.epochs_spin.setValue(1)
+    app.training.panel.batch_spin.setValue(32)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    assert app.checkpoints.unsaved
+    race_view = app.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    app.window.close()
+    box = app.checkpoints.quit_box
+    assert box is not None and "Save it before quitting?" in box.text()
+    assert race_view.running  # not stopped for a question that may be cancelled
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert race_view.running and app.window.isVisible()
+
+    app.window.close()
+    app.checkpoints.quit_box.button(QMessageBox.StandardButton.Discard).click()
+    assert app.window.isVisible()  # now the race stops first, then the window closes
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
+    assert not race_view.running
+
+
 def test_start_waits_while_a_race_runs(qtbot, app):
     race_view = app.insight.race_view
     race_view.batch_spin.setValue(4)

@@ -215,6 +215,20 @@ def test_closing_during_training_stops_and_closes(qtbot, app, monkeypatch):
     assert not threads.live_threads()
 
 
+def test_closing_while_loading_waits_for_the_loading_thread(qtbot, tiny_root, plugins, settings):
+    from fmnist_gui.qt.app import build_app
+
+    app = build_app(tiny_root, plugins=plugins, settings=settings)
+    qtbot.addWidget(app.window)
+    app.window.show()
+    app.start_loading()
+    app.window.close()
+    assert app.window.isVisible() and app.backend.loading
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=60_000)
+    assert not app.backend.loading
+    assert app.window.state == "loading" and not app.insight.ready  # closed, never idle
+
+
 def test_start_stop_hammered_never_runs_two_workers(qtbot, app):
     jobs_seen = set()
     for i in range(100):

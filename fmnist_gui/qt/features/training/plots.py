@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
@@ -238,6 +238,7 @@ class TrainingPlots(QWidget):
         """How many batch losses the plot holds, drawn or not yet."""
         return self._losses.size + len(self._new_losses)
 
+    @Slot(int, float)
     def add_loss(self, step: int, loss: float) -> None:
         """One batch's loss (``step`` counts from 1); drawn at the next ``draw()``.
 
