@@ -121,7 +121,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from fmnist_gui.plugins.host import get_plugin_manager
-    from fmnist_gui.qt.shell.main_window import MainWindow
+    from fmnist_gui.qt.app import build_app
     from fmnist_gui.system.openmp import release_thread_pool
     from fmnist_gui.training.config import TrainConfig
     from fmnist_gui.training.data import FashionMNISTData, Split, load_dataset
@@ -140,17 +140,18 @@ def main() -> int:
 
     tmp = tempfile.mkdtemp()
     settings = QSettings(str(Path(tmp) / "bench.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(args.data_dir, plugins=plugins, settings=settings)
+    fmnist = build_app(args.data_dir, plugins=plugins, settings=settings)
+    window, training = fmnist.window, fmnist.training
     window.resize(1280, 800)
     window.show()
-    window.start_loading()
+    fmnist.start_loading()
     while window.state == "loading":
         app.processEvents()
         time.sleep(0.005)
-    window.data = data  # the same (possibly limited) tensors as the headless side
-    window.panel.seed_edit.setText("0")
-    window.panel.batch_spin.setValue(args.batch_size)
-    window.panel.epochs_spin.setValue(1)
+    fmnist.backend.data = data  # the same (possibly limited) tensors as the headless side
+    training.panel.seed_edit.setText("0")
+    training.panel.batch_spin.setValue(args.batch_size)
+    training.panel.epochs_spin.setValue(1)
 
     # Event-loop heartbeat: how late each 5 ms tick fires while training runs.
     lateness: list[float] = []
@@ -211,24 +212,24 @@ def main() -> int:
 
     def gui_epoch(with_heartbeat: bool = False) -> tuple[float, float]:
         """(wall seconds from Start to idle again; the engine's epoch seconds)."""
-        window.trainer = None  # a fresh model, as Reset would give
+        training.trainer = None  # a fresh model, as Reset would give
         window.update_actions()
         if with_heartbeat:
             beat["last"], beat["on"] = 0.0, True
             heartbeat.start()
         ends: list = []
-        window.epoch_finished.connect(ends.append)
+        training.epoch_finished.connect(ends.append)
         started, cpu = time.perf_counter(), time.thread_time()
         if profiler is not None and not with_heartbeat:
             profiler.enable()
         window.actions["start"].trigger()
-        pump_until(lambda: window.state == "idle" and window.job is None)
+        pump_until(lambda: window.state == "idle" and training.job is None)
         elapsed = time.perf_counter() - started
         if profiler is not None:
             profiler.disable()
         if not with_heartbeat:
             gui_cpu.append(time.thread_time() - cpu)
-        window.epoch_finished.disconnect(ends.append)
+        training.epoch_finished.disconnect(ends.append)
         heartbeat.stop()
         beat["on"] = False
         return elapsed, ends[0].train_seconds + ends[0].test_seconds
@@ -252,21 +253,21 @@ def main() -> int:
 
     # Stop latency: Stop pressed mid-epoch until the worker's finished reaches the GUI.
     stops = []
-    window.panel.epochs_spin.setValue(100)
+    training.panel.epochs_spin.setValue(100)
     for _ in range(args.stops):
-        window.trainer = None
+        training.trainer = None
         window.update_actions()
         window.actions["start"].trigger()
         finished_at: dict[str, float] = {}
-        window.worker.finished.connect(
+        training.worker.finished.connect(
             lambda _e, mark=finished_at: mark.setdefault("t", time.perf_counter())
         )
-        pump_until(lambda: window.trainer.global_step >= 20)
+        pump_until(lambda: training.trainer.global_step >= 20)
         pressed = time.perf_counter()
         window.actions["stop"].trigger()
-        pump_until(lambda mark=finished_at: "t" in mark and window.job is None)
+        pump_until(lambda mark=finished_at: "t" in mark and training.job is None)
         stops.append(finished_at["t"] - pressed)
-    window.dirty = False
+    training.dirty = False
     window.close()
     if profiler is not None:
         profiler.dump_stats(args.profile)

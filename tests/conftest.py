@@ -148,17 +148,18 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def window(qtbot, tiny_root, plugins, settings):
-    """A real MainWindow on tiny data, set for long runs that a test can stop."""
+def app(qtbot, tiny_root, plugins, settings):
+    """The real app (window and features) on tiny data, set for long runs that a test can stop."""
     from tests.support.qt_helpers import close_window, open_window
 
-    w = open_window(qtbot, tiny_root, plugins, settings)
+    app = open_window(qtbot, tiny_root, plugins, settings)
     # Small batches: many steps per epoch, so a run lasts long enough to stop it.
-    w.panel.batch_spin.setValue(4)
-    w.panel.epochs_spin.setValue(200)
-    w.panel.seed_edit.setText("1")
-    yield w
-    close_window(qtbot, w)
+    panel = app.training.panel
+    panel.batch_spin.setValue(4)
+    panel.epochs_spin.setValue(200)
+    panel.seed_edit.setText("1")
+    yield app
+    close_window(qtbot, app)
 
 
 def run_stopping_after(trainer, batches: int):

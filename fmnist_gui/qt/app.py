@@ -1,7 +1,11 @@
-"""``fmnist-gui``: start the desktop app.
+"""``fmnist-gui``: start the desktop app. This module is the composition root.
+
+``build_app`` makes the window shell and the feature controllers, each with
+typed references to what it needs, and wires what they share: the close guards,
+in the order they are asked, and the steps that follow the backend's loading.
 
 The window is shown before torch (and pyqtgraph) are imported: both take
-seconds to import, so they load after the first paint (``MainWindow.start_loading``)
+seconds to import, so they load after the first paint (``App.start_loading``)
 while the window already tells the user what it is doing.
 """
 
@@ -12,6 +16,18 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+
+    from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.qt.features.checkpoints.controller import CheckpointController
+    from fmnist_gui.qt.features.insight.controller import InsightController
+    from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
+    from fmnist_gui.qt.features.training.controller import TrainingController
+    from fmnist_gui.qt.shell.backend import Backend
+    from fmnist_gui.qt.shell.window import MainWindow
 
 _LAUNCHED = time.perf_counter()
 
@@ -75,6 +91,78 @@ class _FirstPaint:
         widget.installEventFilter(self.filter)
 
 
+class App:
+    """The window shell and its features, as ``build_app`` wired them."""
+
+    def __init__(
+        self,
+        window: MainWindow,
+        training: TrainingController,
+        insight: InsightController,
+        plugin_menu: PluginMenu,
+        checkpoints: CheckpointController,
+    ) -> None:
+        self.window = window
+        self.backend: Backend = window.backend
+        self.training = training
+        self.insight = insight
+        self.plugin_menu = plugin_menu
+        self.checkpoints = checkpoints
+        # Each guard may keep the window open; the first that holds ends the round.
+        # Unsaved training is asked about before a race is stopped for nothing;
+        # while training runs, the training's own question comes first (the
+        # checkpoint guard steps aside then).
+        window.close_guards[:] = [checkpoints, insight, training]
+        window.backend.loaded.connect(self._on_backend_loaded)
+
+    def start_loading(self) -> None:
+        """The slow imports, after the window's first paint: pyqtgraph here, torch in a worker."""
+        self.training.build_plots()
+        self.window.statusBar().showMessage("Loading PyTorch, the plugins and the dataset…")
+        self.backend.start_loading()
+
+    def _on_backend_loaded(self) -> None:
+        if self.window.state != "idle":  # closed while loading
+            return
+        self.insight.build_views()
+        # Approving a plugin may bring back the optimizer that a recovered
+        # autosave needs: ask first, then offer the recovery.
+        self.plugin_menu.ask_about_untrusted()
+        self.checkpoints.offer_recovery()
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop and join every worker thread (after the event loop ends)."""
+        self.training.shutdown(timeout_ms)
+        self.insight.shutdown(timeout_ms)
+        self.backend.wait(timeout_ms)
+
+
+def build_app(
+    data_dir: Path | None = None,
+    *,
+    plugins: PluginHost | None = None,
+    plugin_dirs: list[Path] | None = None,
+    settings: QSettings | None = None,
+) -> App:
+    """Build the window and its features; nothing heavy is imported (see ``start_loading``)."""
+    from fmnist_gui.qt.features.checkpoints.controller import CheckpointController
+    from fmnist_gui.qt.features.insight.controller import InsightController
+    from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
+    from fmnist_gui.qt.features.training.controller import TrainingController
+    from fmnist_gui.qt.shell.backend import Backend
+    from fmnist_gui.qt.shell.window import MainWindow, make_settings
+
+    settings = settings if settings is not None else make_settings()
+    backend = Backend(settings, data_dir, plugins=plugins, plugin_dirs=plugin_dirs)
+    window = MainWindow(backend, settings)
+    backend.setParent(window)
+    training = TrainingController(window)  # first: its tab is the first one
+    insight = InsightController(window, training)
+    plugin_menu = PluginMenu(window)
+    checkpoints = CheckpointController(window, training, extras=[insight])
+    return App(window, training, insight, plugin_menu, checkpoints)
+
+
 def app_icon():
     from importlib.resources import as_file, files
 
@@ -98,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from fmnist_gui.qt.shell.main_window import SETTINGS_APP, SETTINGS_ORG, MainWindow
+    from fmnist_gui.qt.shell.window import SETTINGS_APP, SETTINGS_ORG
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setOrganizationName(SETTINGS_ORG)
@@ -107,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     app.setDesktopFileName("fmnist-gui")
     app.setWindowIcon(app_icon())
 
-    window = MainWindow(args.data_dir, plugin_dirs=args.plugin_dir)
+    fmnist = build_app(args.data_dir, plugin_dirs=args.plugin_dir)
+    window = fmnist.window
     # The slow imports start once the window has painted itself for the first time.
     first_paint = _FirstPaint(window.statusBar(), lambda: QTimer.singleShot(0, shown))
     window.show()
@@ -120,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"(torch imported: {'torch' in sys.modules})",
                 flush=True,
             )
-        window.start_loading()
+        fmnist.start_loading()
 
     status = app.exec()
     del first_paint
-    window.shutdown()  # every worker thread is joined here; settings were saved on close
+    fmnist.shutdown()  # every worker thread is joined here; settings were saved on close
     if os.environ.get("FMNIST_GUI_FULL_TEARDOWN"):
         return status
     # Tearing the interpreter down with torch loaded takes 1.5-3.5 s on a busy

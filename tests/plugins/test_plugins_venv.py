@@ -106,7 +106,8 @@ def test_non_editable_install_runs_both_commands_with_builtins(fresh_install):
             bin_dir / "python",
             "-I",
             "-c",
-            "import fmnist_gui, fmnist_builtins, fmnist_gui.qt.shell.main_window, pathlib;"
+            "import fmnist_gui, fmnist_builtins, pathlib;"
+            "import fmnist_gui.qt.features.checkpoints.controller;"
             "from importlib.resources import files;"
             "p = pathlib.Path(fmnist_gui.__file__).parent;"
             "print(p); print(fmnist_builtins.__file__);"

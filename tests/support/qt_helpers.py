@@ -1,21 +1,21 @@
-"""Opening and closing a real MainWindow in tests (offscreen)."""
+"""Opening and closing the real app (its window and features) in tests, offscreen."""
 
 from __future__ import annotations
 
-from fmnist_gui.qt.shell.main_window import MainWindow
+from fmnist_gui.qt.app import App, build_app
 
 
-def open_window(qtbot, root, plugins, settings, **kwargs) -> MainWindow:
-    """Show the window on ``root`` and wait until its data and plugins are loaded."""
-    window = MainWindow(root, plugins=plugins, settings=settings, **kwargs)
-    qtbot.addWidget(window)
-    window.show()
-    window.start_loading()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=60_000)
-    return window
+def open_window(qtbot, root, plugins, settings, **kwargs) -> App:
+    """Show the app's window on ``root`` and wait until its data and plugins are loaded."""
+    app = build_app(root, plugins=plugins, settings=settings, **kwargs)
+    qtbot.addWidget(app.window)
+    app.window.show()
+    app.start_loading()
+    qtbot.waitUntil(lambda: app.window.state == "idle", timeout=60_000)
+    return app
 
 
-def close_window(qtbot, window: MainWindow) -> None:
+def close_window(qtbot, app: App) -> None:
     """Stop whatever runs and wait for its thread to end (the leak fixture checks)."""
-    window.shutdown(30_000)
-    qtbot.waitUntil(lambda: window.job is None and window._loader is None, timeout=30_000)
+    app.shutdown(30_000)
+    qtbot.waitUntil(lambda: app.training.job is None and not app.backend.loading, timeout=30_000)

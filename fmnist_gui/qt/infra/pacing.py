@@ -1,6 +1,6 @@
 """Frame pacing: the plots redraw as often as the GUI thread can afford while a worker trains.
 
-Every frame (pull the new losses, ``setData``, repaint) runs in the GUI
+Every frame (draw the losses that arrived, ``setData``, repaint) runs in the GUI
 thread and holds the GIL that the training thread needs between two torch
 operations; on a machine whose cores the training already fills, it also
 takes a core from it. So the frame rate is not a constant: ``FramePacer``
@@ -8,16 +8,15 @@ measures what the GUI thread really spent (its CPU time from one frame to
 the next, painting and everything else included) and sets the timer's
 interval so that this stays near ``duty`` of the wall time, between 30
 frames per second and 4. Everything the GUI thread does between two frames
-counts, not only drawing: while the user hovers a plot, or a second paced
-view (a race) draws too, the frames slow down, since the budget is the
-thread's. The measurement is smoothed over frames, which also evens out a
+counts, not only drawing: the per-batch signals, the user hovering a plot, a second paced
+view (a race); when they cost more, the frames slow down, since the budget
+is the thread's. The measurement is smoothed over frames, which also evens out a
 coarse ``thread_time`` clock (15.6 ms steps on Windows).
 
-A frame that costs 1 ms of GUI-thread CPU gets 25 fps. On the 2-core
-machine where ``benchmarks/bench_gui.py`` was run, a frame (with the window's
-other work between frames) costs 6-7 ms, so the plots run at 4 fps there.
-With a fixed 10 fps a GUI epoch took 1.12x a headless one there; with this
-pacing and the cheaper frames of ``plots.py``, 1.03x (medians, same bench).
+A frame that costs 1 ms of GUI-thread CPU gets 25 fps; on a small machine
+whose frames cost several milliseconds the plots slow to a few frames per
+second, which keeps the GUI epoch close to the headless one
+(``benchmarks/bench_gui.py`` measures both).
 """
 
 from __future__ import annotations
@@ -56,6 +55,7 @@ class FramePacer:
         self.timer.setInterval(self.start_ms)
 
     def frame(self) -> None:
+        """Call once per frame: measures the GUI thread's CPU since the last call."""
         cpu = time.thread_time()
         if self._last_cpu is not None:
             spent = cpu - self._last_cpu
@@ -65,7 +65,3 @@ class FramePacer:
             wanted = 1000.0 * self.cost / self.duty
             self.timer.setInterval(int(min(max(wanted, self.min_ms), self.max_ms)))
         self._last_cpu = cpu
-
-    @property
-    def fps(self) -> float:
-        return 1000.0 / max(self.timer.interval(), 1)

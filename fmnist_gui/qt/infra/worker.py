@@ -4,26 +4,24 @@ Each job is a ``QObject`` moved to a ``QThread`` (as superqt's workers are):
 ``run()`` emits ``started``, then ``finished`` or ``errored``, and catches every
 exception into ``errored`` so nothing ever escapes into Qt's event loop.
 
-Training does *not* emit a Qt signal per batch. A cross-thread signal per
-batch (hundreds per second) makes the GUI thread wake up and take the GIL as
-often, which a prototype measured at 1.6-1.9x the headless epoch. Instead the
-worker leaves the latest ``BatchEnd`` in ``last_batch`` (one attribute store),
-the engine appends each loss to ``trainer.history.batch_losses``, and the
-window reads both from a ``QTimer`` at a frame rate. ``batch`` is emitted at
-most every ``batch_interval`` seconds, for listeners that want a heartbeat.
+``TrainingWorker`` emits ``batch_loss(step, loss)`` for every batch: the
+GUI thread only appends it to the plot's buffer, and draws on its paced frame
+timer (``pacing.py``), not per signal.
 """
 
 from __future__ import annotations
 
-import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from fmnist_gui.qt.infra import threads
 from fmnist_gui.system.openmp import release_thread_pool
+
+if TYPE_CHECKING:
+    from fmnist_gui.training.trainer import Trainer
 
 
 class TrainingWorker(QObject):
@@ -35,49 +33,42 @@ class TrainingWorker(QObject):
     """
 
     started = Signal()
-    batch = Signal(object)  # BatchEnd, throttled to ``batch_interval``
-    epoch_started = Signal(object)  # EpochStart
+    batch_loss = Signal(int, float)  # (step, loss) of every BatchEnd
     epoch = Signal(object)  # EpochEnd
     log = Signal(str)  # one of the tutorial's lines, formatted as the CLI prints it
     finished = Signal(object)  # RunEnd
     errored = Signal(str, str)  # message, traceback
 
-    def __init__(self, trainer: Any, batch_interval: float = 0.1) -> None:
+    def __init__(self, trainer: Trainer) -> None:
         super().__init__()
         from fmnist_gui.training.driver import RunDriver  # torch is loaded by now
 
         self.driver = RunDriver(trainer)
-        self.batch_interval = batch_interval
-        # Read by the GUI timer; a plain attribute store is atomic under the GIL.
-        self.last_batch: Any = None
+        self._ran = False
 
     @Slot()
     def run(self) -> None:
-        from fmnist_gui.training.events import BatchEnd, EpochEnd, EpochStart, RunEnd
+        from fmnist_gui.training.events import BatchEnd, EpochEnd, RunEnd
         from fmnist_gui.training.tutorial_log import format_event
 
         self.started.emit()
         end = RunEnd("failed", "the run ended without a result")
         try:
-            next_emit = 0.0
-            interval = self.batch_interval
+            if self._ran:
+                raise RuntimeError("a TrainingWorker runs only once")
+            self._ran = True
+            batch_loss = self.batch_loss
             for event in self.driver.run():
                 if type(event) is BatchEnd:
                     # The hot path: keep it to a few attribute operations.
-                    self.last_batch = event
+                    batch_loss.emit(event.step, event.loss)
                     if event.batch % 100 == 0:
                         self.log.emit(format_event(event))
-                    now = time.monotonic()
-                    if now >= next_emit:
-                        next_emit = now + interval
-                        self.batch.emit(event)
                     continue
                 line = format_event(event)
                 if line is not None:
                     self.log.emit(line)
-                if isinstance(event, EpochStart):
-                    self.epoch_started.emit(event)
-                elif isinstance(event, EpochEnd):
+                if isinstance(event, EpochEnd):
                     self.epoch.emit(event)
                 elif isinstance(event, RunEnd):
                     end = event
@@ -142,9 +133,6 @@ class Job(QObject):
         release_thread_pool()
         self.thread.start()
         return self
-
-    def is_running(self) -> bool:
-        return self.thread is not None
 
     def wait(self, msecs: int) -> bool:
         """Block until the thread ends (at most ``msecs``); True when it did."""

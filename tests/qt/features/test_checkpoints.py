@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.plugins.host import get_plugin_manager
-from fmnist_gui.qt.shell.main_window import ACTION_STATES, MainWindow
+from fmnist_gui.qt.app import App
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.trainer import Trainer
 from tests.conftest import run_stopping_after
@@ -28,11 +28,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Buttons = QMessageBox.StandardButton
 
 
-def train_some(qtbot, w: MainWindow, steps: int = 5) -> None:
-    w.start()
-    qtbot.waitUntil(lambda: w.trainer.global_step >= steps, timeout=60_000)
-    w.stop()
-    qtbot.waitUntil(lambda: w.state == "idle", timeout=60_000)
+def train_some(qtbot, w: App, steps: int = 5) -> None:
+    w.training.start()
+    qtbot.waitUntil(lambda: w.training.trainer.global_step >= steps, timeout=60_000)
+    w.training.stop()
+    qtbot.waitUntil(lambda: w.window.state == "idle", timeout=60_000)
 
 
 def patch_save_dialog(monkeypatch, path) -> list:
@@ -63,8 +63,8 @@ def record(monkeypatch, name: str, answer=None) -> list:
     return calls
 
 
-def test_file_menu_and_action_table(window):
-    texts = [a.text() for a in window.menus["file"].actions() if not a.isSeparator()]
+def test_file_menu_and_action_table(app):
+    texts = [a.text() for a in app.window.menus["file"].actions() if not a.isSeparator()]
     assert texts == [
         "&Open Checkpoint…",
         "Open &Recent",
@@ -74,55 +74,55 @@ def test_file_menu_and_action_table(window):
         "&Import Weights…",
         "&Quit",
     ]
-    assert not {"open", "save", "save_as"} & window.unavailable
+    table = app.window.actions.table()
     for state in ("running", "paused"):
-        assert {"save", "save_as", "export_weights"} <= ACTION_STATES[state]
-        assert "open" not in ACTION_STATES[state]
-    enabled = {n for n, a in window.actions.items() if a.isEnabled()}
+        assert {"save", "save_as", "export_weights"} <= table[state]
+        assert "open" not in table[state]
+    enabled = {n for n, a in app.window.actions.items() if a.isEnabled()}
     assert {"open", "open_recent", "save", "save_as", "import_weights"} <= enabled
-    assert window.windowTitle() == "Fashion-MNIST Trainer[*]"
+    assert app.window.windowTitle() == "Fashion-MNIST Trainer[*]"
 
 
-def test_save_asks_for_a_path_once_then_saves_there(qtbot, window, tmp_path, monkeypatch):
-    train_some(qtbot, window)
-    assert window.windowTitle() == "Untitled[*] — Fashion-MNIST Trainer"
-    assert window.isWindowModified()
+def test_save_asks_for_a_path_once_then_saves_there(qtbot, app, tmp_path, monkeypatch):
+    train_some(qtbot, app)
+    assert app.window.windowTitle() == "Untitled[*] — Fashion-MNIST Trainer"
+    assert app.window.isWindowModified()
     asked = patch_save_dialog(monkeypatch, tmp_path / "run")
-    window.actions["save"].trigger()
+    app.window.actions["save"].trigger()
     path = tmp_path / "run.pt"  # the suffix is added
     assert len(asked) == 1 and path.is_file()
-    assert window.windowTitle() == "run.pt[*] — Fashion-MNIST Trainer"
-    assert not window.isWindowModified()
+    assert app.window.windowTitle() == "run.pt[*] — Fashion-MNIST Trainer"
+    assert not app.window.isWindowModified()
     saved = ckpt.read_checkpoint(path)
-    assert saved["position"]["global_step"] == window.trainer.global_step
+    assert saved["position"]["global_step"] == app.training.trainer.global_step
     assert "Epoch 1" in saved["extra"]["log"]
 
-    train_some(qtbot, window, window.trainer.global_step + 3)
-    assert window.isWindowModified()
-    window.actions["save"].trigger()
+    train_some(qtbot, app, app.training.trainer.global_step + 3)
+    assert app.window.isWindowModified()
+    app.window.actions["save"].trigger()
     assert len(asked) == 1  # no second question
-    assert ckpt.read_checkpoint(path)["position"]["global_step"] == window.trainer.global_step
-    assert window.checkpoints.recent_files() == [str(path.resolve())]
+    assert ckpt.read_checkpoint(path)["position"]["global_step"] == app.training.trainer.global_step
+    assert app.checkpoints.recent_files() == [str(path.resolve())]
 
 
-def test_save_during_training_snapshots_at_a_batch_and_training_goes_on(qtbot, window, tmp_path):
-    window.start()
-    qtbot.waitUntil(lambda: window.trainer.global_step >= 3, timeout=60_000)
+def test_save_during_training_snapshots_at_a_batch_and_training_goes_on(qtbot, app, tmp_path):
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 3, timeout=60_000)
     path = tmp_path / "live.pt"
-    window.checkpoints.path = path
-    window.actions["save"].trigger()
+    app.checkpoints.path = path
+    app.window.actions["save"].trigger()
     qtbot.waitUntil(path.is_file, timeout=60_000)
-    assert window.state == "running"
+    assert app.window.state == "running"
     saved_step = ckpt.read_checkpoint(path)["position"]["global_step"]
-    qtbot.waitUntil(lambda: window.trainer.global_step > saved_step + 2, timeout=60_000)
-    window.stop()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=60_000)
-    assert window.isWindowModified()  # it trained on after the snapshot
+    qtbot.waitUntil(lambda: app.training.trainer.global_step > saved_step + 2, timeout=60_000)
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.window.state == "idle", timeout=60_000)
+    assert app.window.isWindowModified()  # it trained on after the snapshot
 
     saved = ckpt.read_checkpoint(path)
     losses = saved["history"]["batch_losses"].tolist()
     assert len(losses) == saved_step  # a consistent batch boundary
-    assert losses == window.trainer.history.batch_losses[:saved_step]
+    assert losses == app.training.trainer.history.batch_losses[:saved_step]
 
 
 def reference_trainer(tiny_data, plugins, epochs: int) -> Trainer:
@@ -133,7 +133,7 @@ def reference_trainer(tiny_data, plugins, epochs: int) -> Trainer:
 
 
 def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
-    qtbot, window, tmp_path, tiny_data, plugins, monkeypatch
+    qtbot, app, tmp_path, tiny_data, plugins, monkeypatch
 ):
     first = reference_trainer(tiny_data, plugins, 2)
     run_stopping_after(first, 11)
@@ -141,18 +141,18 @@ def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
     ckpt.save_checkpoint(path, first.state_dict())
 
     patch_open_dialog(monkeypatch, path)
-    window.actions["open"].trigger()
-    t = window.trainer
+    app.window.actions["open"].trigger()
+    t = app.training.trainer
     assert t is not first and t.global_step == 11 and t.config.optimizer == "adam"
-    assert window.plots.point_count == 11
-    log = window.log.toPlainText()
+    assert app.training.plots.point_count == 11
+    log = app.window.log.toPlainText()
     assert log.startswith("Epoch 1\n---") and "Accuracy:" in log  # rebuilt from the history
-    assert window.windowTitle() == "made-by-the-engine.pt[*] — Fashion-MNIST Trainer"
-    assert not window.isWindowModified()
-    assert window.panel.epochs_spin.value() == 2
+    assert app.window.windowTitle() == "made-by-the-engine.pt[*] — Fashion-MNIST Trainer"
+    assert not app.window.isWindowModified()
+    assert app.training.panel.epochs_spin.value() == 2
 
-    window.start()  # continues the loaded model
-    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=60_000)
+    app.training.start()  # continues the loaded model
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=60_000)
     reference = reference_trainer(tiny_data, plugins, 2)
     list(reference.run())
     assert t.history.batch_losses == reference.history.batch_losses
@@ -161,37 +161,37 @@ def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
     ]
 
 
-def test_broken_file_changes_nothing(qtbot, window, tmp_path, monkeypatch):
-    train_some(qtbot, window)
-    trainer, points = window.trainer, window.plots.point_count
-    log = window.log.toPlainText()
+def test_broken_file_changes_nothing(qtbot, app, tmp_path, monkeypatch):
+    train_some(qtbot, app)
+    trainer, points = app.training.trainer, app.training.plots.point_count
+    log = app.window.log.toPlainText()
     bad = tmp_path / "cut.pt"
     torch.save({"x": torch.zeros(1000)}, bad)
     bad.write_bytes(bad.read_bytes()[:700])
     record(monkeypatch, "question", Buttons.Discard)  # "save the unsaved training first?"
     warnings = record(monkeypatch, "warning")
     patch_open_dialog(monkeypatch, bad)
-    window.actions["open"].trigger()
+    app.window.actions["open"].trigger()
     assert len(warnings) == 1 and str(bad) in warnings[0][2]
     assert "truncated or damaged" in warnings[0][2]
-    assert window.trainer is trainer and window.plots.point_count == points
-    assert window.log.toPlainText() == log and window.isWindowModified()
+    assert app.training.trainer is trainer and app.training.plots.point_count == points
+    assert app.window.log.toPlainText() == log and app.window.isWindowModified()
 
 
-def test_open_asks_before_dropping_unsaved_training(qtbot, window, tmp_path, monkeypatch):
-    train_some(qtbot, window)
-    trainer = window.trainer
+def test_open_asks_before_dropping_unsaved_training(qtbot, app, tmp_path, monkeypatch):
+    train_some(qtbot, app)
+    trainer = app.training.trainer
     questions = record(monkeypatch, "question", Buttons.Cancel)
     opened = []
     monkeypatch.setattr(
         QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: opened.append(a) or ("", ""))
     )
-    window.actions["open"].trigger()
+    app.window.actions["open"].trigger()
     assert len(questions) == 1 and "Save it before you open a checkpoint?" in questions[0][2]
-    assert opened == [] and window.trainer is trainer
+    assert opened == [] and app.training.trainer is trainer
 
 
-def test_missing_plugin_offers_the_weights_only(qtbot, window, tmp_path, tiny_data, monkeypatch):
+def test_missing_plugin_offers_the_weights_only(qtbot, app, tmp_path, tiny_data, monkeypatch):
     plugin_dir = tmp_path / "plugins"
     write_plugin(plugin_dir, "fmnist_adagrad", good_optimizer_source("my_adagrad"))
     trainer = Trainer(
@@ -205,46 +205,46 @@ def test_missing_plugin_offers_the_weights_only(qtbot, window, tmp_path, tiny_da
 
     questions = record(monkeypatch, "question", Buttons.Yes)
     patch_open_dialog(monkeypatch, path)
-    window.actions["open"].trigger()
+    app.window.actions["open"].trigger()
     assert len(questions) == 1
     assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in questions[0][2]
     assert "Load only the model's weights" in questions[0][2]
-    loaded = window.trainer
+    loaded = app.training.trainer
     assert loaded.global_step == 0 and loaded.config.optimizer == "sgd"  # the form's
     assert torch.equal(
         loaded.model.linear_relu_stack[4].weight, trainer.model.linear_relu_stack[4].weight
     )
 
 
-def test_export_and_import_weights_in_the_tutorials_format(qtbot, window, tmp_path, monkeypatch):
-    train_some(qtbot, window)
+def test_export_and_import_weights_in_the_tutorials_format(qtbot, app, tmp_path, monkeypatch):
+    train_some(qtbot, app)
     path = tmp_path / "model_weights.pth"
     patch_save_dialog(monkeypatch, path)
-    window.actions["export_weights"].trigger()
+    app.window.actions["export_weights"].trigger()
     model = tut.NeuralNetwork()
     model.load_state_dict(torch.load(path, weights_only=True))
     assert torch.equal(
-        model.linear_relu_stack[0].weight, window.trainer.model.linear_relu_stack[0].weight
+        model.linear_relu_stack[0].weight, app.training.trainer.model.linear_relu_stack[0].weight
     )
 
     record(monkeypatch, "question", Buttons.Discard)
     patch_open_dialog(monkeypatch, path)
-    window.actions["import_weights"].trigger()
-    imported = window.trainer
+    app.window.actions["import_weights"].trigger()
+    imported = app.training.trainer
     assert imported.global_step == 0
     assert torch.equal(
         imported.model.linear_relu_stack[0].weight, model.linear_relu_stack[0].weight
     )
-    assert "Imported the weights of" in window.log.toPlainText()
+    assert "Imported the weights of" in app.window.log.toPlainText()
 
 
-def test_failed_save_keeps_the_old_file_and_the_mark(qtbot, window, tmp_path, monkeypatch):
-    train_some(qtbot, window)
+def test_failed_save_keeps_the_old_file_and_the_mark(qtbot, app, tmp_path, monkeypatch):
+    train_some(qtbot, app)
     path = tmp_path / "ck.pt"
-    window.checkpoints.path = path
-    window.actions["save"].trigger()
+    app.checkpoints.path = path
+    app.window.actions["save"].trigger()
     old = path.read_bytes()
-    train_some(qtbot, window, window.trainer.global_step + 2)
+    train_some(qtbot, app, app.training.trainer.global_step + 2)
     from fmnist_gui.system import fileio
 
     def full_disk(*args, **kwargs):
@@ -252,24 +252,24 @@ def test_failed_save_keeps_the_old_file_and_the_mark(qtbot, window, tmp_path, mo
 
     monkeypatch.setattr(fileio.tempfile, "mkstemp", full_disk)
     warnings = record(monkeypatch, "warning")
-    window.actions["save"].trigger()
+    app.window.actions["save"].trigger()
     assert len(warnings) == 1 and "the disk is full" in warnings[0][2]
-    assert path.read_bytes() == old and window.isWindowModified()
+    assert path.read_bytes() == old and app.window.isWindowModified()
 
 
-def test_quitting_with_unsaved_training_asks(qtbot, window, monkeypatch):
-    train_some(qtbot, window)
+def test_quitting_with_unsaved_training_asks(qtbot, app, monkeypatch):
+    train_some(qtbot, app)
     monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
-    window.close()
-    box = window.checkpoints.quit_box
-    assert box is not None and window.isVisible()
+    app.window.close()
+    box = app.checkpoints.quit_box
+    assert box is not None and app.window.isVisible()
     assert "Save it before quitting?" in box.text()
     box.button(Buttons.Cancel).click()
-    assert window.isVisible() and window.checkpoints.quit_box is None
+    assert app.window.isVisible() and app.checkpoints.quit_box is None
 
-    window.close()
-    window.checkpoints.quit_box.button(Buttons.Discard).click()
-    assert not window.isVisible()
+    app.window.close()
+    app.checkpoints.quit_box.button(Buttons.Discard).click()
+    assert not app.window.isVisible()
 
 
 def dead_pid() -> int:
@@ -283,12 +283,12 @@ def dead_pid() -> int:
 
 
 def test_autosave_at_epoch_end_then_recovery_after_a_crash(
-    qtbot, window, tiny_root, plugins, settings, monkeypatch
+    qtbot, app, tiny_root, plugins, settings, monkeypatch
 ):
-    window.panel.batch_spin.setValue(64)
-    window.panel.epochs_spin.setValue(2)
-    window.start()
-    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=60_000)
+    app.training.panel.batch_spin.setValue(64)
+    app.training.panel.epochs_spin.setValue(2)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=60_000)
     autosave = ckpt.autosave_path()
     qtbot.waitUntil(autosave.is_file, timeout=30_000)
     saved = ckpt.read_checkpoint(autosave)
@@ -300,9 +300,9 @@ def test_autosave_at_epoch_end_then_recovery_after_a_crash(
     shutil.copyfile(autosave, crashed)
     questions = record(monkeypatch, "question", Buttons.Yes)
     second = open_window(qtbot, tiny_root, plugins, settings)
-    qtbot.waitUntil(lambda: second.trainer is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: second.training.trainer is not None, timeout=30_000)
     assert len(questions) == 1 and questions[0][1] == "Recover unsaved training?"
-    assert second.trainer.global_step == saved["position"]["global_step"]
-    assert second.isWindowModified() and "Epoch 1" in second.log.toPlainText()
+    assert second.training.trainer.global_step == saved["position"]["global_step"]
+    assert second.window.isWindowModified() and "Epoch 1" in second.window.log.toPlainText()
     assert not crashed.exists() and ckpt.autosave_path().is_file()
     second.checkpoints._quit_confirmed = True  # let the test close it without asking

@@ -7,140 +7,165 @@ import torch
 from PySide6.QtCore import QSettings, Qt
 
 from fmnist_gui.analysis.insight import GalleryFilter
-from fmnist_gui.qt.shell.main_window import MainWindow
+from fmnist_gui.qt.app import build_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture
-def window(qtbot, tiny_root, plugins, tmp_path):
+def app(qtbot, tiny_root, plugins, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(tiny_root, plugins=plugins, settings=settings)
-    qtbot.addWidget(w)
-    w.show()
+    w = build_app(tiny_root, plugins=plugins, settings=settings)
+    qtbot.addWidget(w.window)
+    w.window.show()
     w.start_loading()
-    qtbot.waitUntil(lambda: w.state == "idle" and w.insight is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: w.window.state == "idle" and w.insight.ready, timeout=30_000)
     yield w
-    if w.driver is not None:
-        w.driver.request_stop()
-    w.insight.shutdown()
-    qtbot.waitUntil(lambda: w.job is None and not w.insight.busy(), timeout=30_000)
+    w.shutdown(30_000)
+    qtbot.waitUntil(lambda: w.training.job is None and not w.insight.busy(), timeout=30_000)
 
 
-def test_tabs_are_added_once_the_backend_is_ready(window):
-    titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+def test_tabs_are_added_once_the_backend_is_ready(app):
+    titles = [app.window.tabs.tabText(i) for i in range(app.window.tabs.count())]
     assert titles[0] == "Training"
     assert titles[-4:] == ["Predictions", "Confusion", "Compare", "Runs"]
-    assert window.insight.race_view.plugins is window.plugins
-    assert window.insight.race_view.start_button.isEnabled()
+    assert app.insight.race_view.plugins is app.backend.plugins
+    assert app.insight.race_view.start_button.isEnabled()
 
 
-def test_training_run_feeds_runs_gallery_and_matrix(qtbot, window):
-    window.panel.epochs_spin.setValue(1)
-    window.panel.batch_spin.setValue(32)
-    window.panel.seed_edit.setText("3")
-    window.start()
-    qtbot.waitUntil(lambda: window.job is None and window.state == "idle", timeout=60_000)
-    insight = window.insight
+def test_training_run_feeds_runs_gallery_and_matrix(qtbot, app):
+    app.training.panel.epochs_spin.setValue(1)
+    app.training.panel.batch_spin.setValue(32)
+    app.training.panel.seed_edit.setText("3")
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    insight = app.insight
     runs = list(insight.runs)
     assert [(r.source, len(r.epochs), r.status) for r in runs] == [("training", 1, "finished")]
-    assert runs[0].batch_losses == window.trainer.history.batch_losses
+    assert runs[0].batch_losses == app.training.trainer.history.batch_losses
 
-    window.tabs.setCurrentWidget(insight.predictions_view)
+    app.window.tabs.setCurrentWidget(insight.predictions_view)
     qtbot.waitUntil(
         lambda: insight.predictions_view.predictions is not None and not insight.busy(),
         timeout=30_000,
     )
-    test = window.data.test
+    test = app.backend.data.test
     with torch.no_grad():
-        expected = window.trainer.model(test.images.unsqueeze(1).float() / 255).argmax(1)
+        expected = app.training.trainer.model(test.images.unsqueeze(1).float() / 255).argmax(1)
     tiles = [t for t in insight.predictions_view.tiles if t.index is not None]
     assert tiles and all(t.predicted_class == int(expected[t.index]) for t in tiles)
     matrix = insight.confusion_view.matrix
     assert int(matrix.sum()) == len(test)
 
     # Drill down from the Confusion tab: the gallery takes over with that cell.
-    window.tabs.setCurrentWidget(insight.confusion_view)
+    app.window.tabs.setCurrentWidget(insight.confusion_view)
     t, p = divmod(int(matrix.argmax()), 10)
     qtbot.mouseClick(
         insight.confusion_view,
         Qt.MouseButton.LeftButton,
         pos=insight.confusion_view.cell_rect(t, p).center(),
     )
-    assert window.tabs.currentWidget() is insight.predictions_view
+    assert app.window.tabs.currentWidget() is insight.predictions_view
     assert insight.predictions_view.gallery_filter() == GalleryFilter.cell(t, p)
     shown = insight.predictions_view.shown_indices()
     assert len(shown) == min(36, int(matrix[t, p]))
     assert all(int(test.labels[i]) == t and int(expected[i]) == p for i in shown)
 
 
-def test_closing_during_a_race_stops_it_then_closes(qtbot, window):
-    race_view = window.insight.race_view
+def test_closing_during_a_race_stops_it_then_closes(qtbot, app):
+    race_view = app.insight.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()
-    window.close()
-    assert window.isVisible()  # not yet: the race stops cooperatively first
-    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    app.window.close()
+    assert app.window.isVisible()  # not yet: the race stops cooperatively first
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
     assert not race_view.running
-    assert {r.status for r in window.insight.runs} == {"stopped"}
+    assert {r.status for r in app.insight.runs} == {"stopped"}
 
 
-def test_start_waits_while_a_race_runs(qtbot, window):
-    race_view = window.insight.race_view
+def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    app.training.panel.epochs_spin.setValue(1)
+    app.training.panel.batch_spin.setValue(32)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    assert app.checkpoints.unsaved
+    race_view = app.insight.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()
-    start = window.actions["start"]
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    app.window.close()
+    box = app.checkpoints.quit_box
+    assert box is not None and "Save it before quitting?" in box.text()
+    assert race_view.running  # not stopped for a question that may be cancelled
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert race_view.running and app.window.isVisible()
+
+    app.window.close()
+    app.checkpoints.quit_box.button(QMessageBox.StandardButton.Discard).click()
+    assert app.window.isVisible()  # now the race stops first, then the window closes
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
+    assert not race_view.running
+
+
+def test_start_waits_while_a_race_runs(qtbot, app):
+    race_view = app.insight.race_view
+    race_view.batch_spin.setValue(4)
+    race_view.epochs_spin.setValue(50)
+    assert race_view.start()
+    start = app.window.actions["start"]
     assert not start.isEnabled()
     assert "race" in start.statusTip()
-    window.start()  # F5 from a shortcut elsewhere: refused, with the reason
-    assert window.job is None and window.trainer is None
-    assert "race" in window.statusBar().currentMessage()
+    app.training.start()  # F5 from a shortcut elsewhere: refused, with the reason
+    assert app.training.job is None and app.training.trainer is None
+    assert "race" in app.window.statusBar().currentMessage()
     with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
         race_view.stop()
     assert start.isEnabled()
-    window.start()
-    assert window.job is not None
-    window.stop()
-    qtbot.waitUntil(lambda: window.job is None, timeout=30_000)
-    window.dirty = False
+    app.training.start()
+    assert app.training.job is not None
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.training.job is None, timeout=30_000)
+    app.training.dirty = False
 
 
-def test_resume_waits_while_a_race_runs(qtbot, window):
-    window.panel.epochs_spin.setValue(50)
-    window.start()
-    qtbot.waitUntil(lambda: window.trainer.global_step >= 2, timeout=30_000)
-    window.toggle_pause()
-    assert window.state == "paused"
-    race_view = window.insight.race_view
+def test_resume_waits_while_a_race_runs(qtbot, app):
+    app.training.panel.epochs_spin.setValue(50)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
+    app.training.toggle_pause()
+    assert app.window.state == "paused"
+    race_view = app.insight.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()  # allowed while the training is paused
-    assert not window.actions["pause"].isEnabled()  # Resume
-    window.toggle_pause()  # from a shortcut elsewhere: refused, with the reason
-    assert window.state == "paused"
-    assert "race" in window.statusBar().currentMessage()
+    assert not app.window.actions["pause"].isEnabled()  # Resume
+    app.training.toggle_pause()  # from a shortcut elsewhere: refused, with the reason
+    assert app.window.state == "paused"
+    assert "race" in app.window.statusBar().currentMessage()
     with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
         race_view.stop()
-    assert window.actions["pause"].isEnabled()
-    window.toggle_pause()
-    assert window.state == "running"
-    window.stop()
-    qtbot.waitUntil(lambda: window.job is None, timeout=30_000)
-    window.dirty = False
+    assert app.window.actions["pause"].isEnabled()
+    app.training.toggle_pause()
+    assert app.window.state == "running"
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.training.job is None, timeout=30_000)
+    app.training.dirty = False
 
 
-def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypatch):
+def test_runs_survive_a_checkpoint_round_trip(qtbot, app, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
     from fmnist_gui import checkpoint as ckpt
 
-    window.panel.epochs_spin.setValue(1)
-    window.panel.batch_spin.setValue(32)
-    window.start()
-    qtbot.waitUntil(lambda: window.job is None and window.state == "idle", timeout=60_000)
-    insight = window.insight
+    app.training.panel.epochs_spin.setValue(1)
+    app.training.panel.batch_spin.setValue(32)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    insight = app.insight
     insight.race_view.epochs_spin.setValue(1)
     with qtbot.waitSignal(insight.race_view.race_finished, timeout=60_000):
         insight.race_view.start()
@@ -152,12 +177,12 @@ def test_runs_survive_a_checkpoint_round_trip(qtbot, window, tmp_path, monkeypat
     monkeypatch.setattr(
         QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
     )
-    window.actions["save"].trigger()
+    app.window.actions["save"].trigger()
     qtbot.waitUntil(path.is_file, timeout=30_000)
     assert ckpt.read_checkpoint(path)["extra"]["runs"] == before
 
     insight.runs.clear()
-    assert window.checkpoints.open(path)
+    assert app.checkpoints.open(path)
     qtbot.waitUntil(lambda: len(insight.runs) == 4, timeout=30_000)
     assert insight.runs.to_state() == before  # nothing lost, no duplicate training run
     assert insight.training_run_id == before[0]["id"]

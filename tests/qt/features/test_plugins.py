@@ -17,9 +17,9 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
 from fmnist_gui.plugins.installer import PluginSettings
+from fmnist_gui.qt.app import App
 from fmnist_gui.qt.features.plugins import dialogs as plugin_dialogs
 from fmnist_gui.qt.features.plugins.dialogs import PackageInstallDialog, PluginManagerDialog
-from fmnist_gui.qt.shell.main_window import MainWindow
 from fmnist_gui.system.paths import user_plugin_dir
 from tests.support import qt_helpers
 from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
@@ -64,13 +64,13 @@ def warnings_shown(monkeypatch):
     return shown
 
 
-def open_window(qtbot, tiny_root, tmp_path, host) -> MainWindow:
+def open_window(qtbot, tiny_root, tmp_path, host) -> App:
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     return qt_helpers.open_window(qtbot, tiny_root, host, settings)
 
 
 @pytest.fixture
-def window(qtbot, tiny_root, tmp_path):
+def app(qtbot, tiny_root, tmp_path):
     folder = tmp_path / "plugins"
     write_plugin(folder, "broken", "def oops(:\n")
     host = get_plugin_manager([folder])
@@ -79,21 +79,21 @@ def window(qtbot, tiny_root, tmp_path):
     close_window(qtbot, w)
 
 
-def combo_names(window) -> list[str]:
-    combo = window.panel.optimizer_combo
+def combo_names(app) -> list[str]:
+    combo = app.training.panel.optimizer_combo
     return [combo.itemData(i) for i in range(combo.count())]
 
 
-def test_menu_actions_follow_the_window_state(window):
-    actions = window.plugin_actions
+def test_menu_actions_follow_the_window_state(app):
+    actions = app.plugin_menu.actions
     assert all(a.isEnabled() for a in actions.values())
-    window.set_state("running")
+    app.window.set_state("running")
     assert not any(a.isEnabled() for a in actions.values())
-    window.set_state("idle")
+    app.window.set_state("idle")
 
 
-def test_manager_lists_every_plugin_and_the_traceback_is_one_click_away(window, qtbot):
-    dialog = PluginManagerDialog(window)
+def test_manager_lists_every_plugin_and_the_traceback_is_one_click_away(app, qtbot):
+    dialog = PluginManagerDialog(app.window)
     qtbot.addWidget(dialog)
     assert dialog.names() == ["builtin_losses", "builtin_optimizers", "broken"]
     row = dialog.row_of("broken")
@@ -111,24 +111,24 @@ def test_manager_lists_every_plugin_and_the_traceback_is_one_click_away(window, 
     assert not dialog.remove_button.isEnabled()  # a built-in cannot
 
 
-def test_disabling_is_immediate_and_remembered(window, qtbot):
-    dialog = PluginManagerDialog(window)
+def test_disabling_is_immediate_and_remembered(app, qtbot):
+    dialog = PluginManagerDialog(app.window)
     qtbot.addWidget(dialog)
     item = dialog.table.item(dialog.row_of("builtin_optimizers"), 0)
     assert item.flags() & Qt.ItemFlag.ItemIsUserCheckable
     item.setCheckState(Qt.CheckState.Unchecked)
-    assert "sgd" not in combo_names(window)
+    assert "sgd" not in combo_names(app)
     assert "builtin_optimizers" in PluginSettings.load().disabled
     assert get_plugin_manager([]).records["builtin_optimizers"].status == "disabled"
 
     item = dialog.table.item(dialog.row_of("builtin_optimizers"), 0)
     item.setCheckState(Qt.CheckState.Checked)
-    assert {"sgd", "adam", "rmsprop"} <= set(combo_names(window))
+    assert {"sgd", "adam", "rmsprop"} <= set(combo_names(app))
     assert PluginSettings.load().disabled == set()
 
 
 def test_install_from_file_asks_with_the_hash_then_loads_at_once(
-    window, tmp_path, monkeypatch, questions, warnings_shown
+    app, tmp_path, monkeypatch, questions, warnings_shown
 ):
     asked, answers = questions
     source = write_plugin(tmp_path / "downloads", "my_adagrad", good_optimizer_source())
@@ -139,16 +139,16 @@ def test_install_from_file_asks_with_the_hash_then_loads_at_once(
 
     digest = file_sha256(source)
     answers.append(NO)  # first time: the user declines
-    window.plugin_actions["install_file"].trigger()
+    app.plugin_menu.actions["install_file"].trigger()
     assert not (user_plugin_dir() / "my_adagrad.py").exists()
-    assert "my_adagrad" not in combo_names(window)
+    assert "my_adagrad" not in combo_names(app)
 
-    window.plugin_actions["install_file"].trigger()  # now Yes
+    app.plugin_menu.actions["install_file"].trigger()  # now Yes
     assert len(asked) == 2
     assert str(source) in asked[1] and digest in asked[1]
     assert (user_plugin_dir() / "my_adagrad.py").read_bytes() == source.read_bytes()
-    assert "my_adagrad" in combo_names(window)  # no restart
-    assert window.plugins.records["my_adagrad"].status == "loaded"
+    assert "my_adagrad" in combo_names(app)  # no restart
+    assert app.backend.plugins.records["my_adagrad"].status == "loaded"
     assert PluginSettings.load().trusted_files == {"my_adagrad.py": digest}
     assert warnings_shown == []
 
@@ -164,41 +164,41 @@ def test_changed_plugin_file_is_asked_about_again(qtbot, tiny_root, tmp_path, qu
     path.write_text(path.read_text() + "\n# edited\n")
 
     answers.append(NO)
-    window = open_window(qtbot, tiny_root, tmp_path, None)  # the window loads the user's plugins
+    app = open_window(qtbot, tiny_root, tmp_path, None)  # the app loads the user's plugins
     try:
         qtbot.waitUntil(lambda: len(asked) == 1)
         assert "changed since you approved it" in asked[0] and file_sha256(path) in asked[0]
-        assert window.plugins.records["mine"].status == "untrusted"
-        assert "mine_opt" not in combo_names(window)
+        assert app.backend.plugins.records["mine"].status == "untrusted"
+        assert "mine_opt" not in combo_names(app)
 
         # Approving from the manager loads it now.
-        dialog = PluginManagerDialog(window)
+        dialog = PluginManagerDialog(app.window)
         qtbot.addWidget(dialog)
         dialog.table.selectRow(dialog.row_of("mine"))
         assert dialog.approve_button.isEnabled()
         dialog.approve_button.click()
-        assert window.plugins.records["mine"].status == "loaded"
-        assert "mine_opt" in combo_names(window)
+        assert app.backend.plugins.records["mine"].status == "loaded"
+        assert "mine_opt" in combo_names(app)
         assert PluginSettings.load().trusted_files["mine.py"] == file_sha256(path)
     finally:
-        close_window(qtbot, window)
+        close_window(qtbot, app)
 
 
-def test_remove_a_file_plugin(window, qtbot, tmp_path, questions, monkeypatch):
+def test_remove_a_file_plugin(app, qtbot, tmp_path, questions, monkeypatch):
     source = write_plugin(tmp_path / "downloads", "my_adagrad", good_optimizer_source())
-    plugin_dialogs.install_from_file(window, source)
-    dialog = PluginManagerDialog(window)
+    plugin_dialogs.install_from_file(app.window, source)
+    dialog = PluginManagerDialog(app.window)
     qtbot.addWidget(dialog)
     dialog.table.selectRow(dialog.row_of("my_adagrad"))
     dialog.remove_button.click()
     assert not (user_plugin_dir() / "my_adagrad.py").exists()
     assert "my_adagrad" not in dialog.names()
-    assert "my_adagrad" not in combo_names(window)
+    assert "my_adagrad" not in combo_names(app)
     assert PluginSettings.load().trusted_files == {}
 
 
 @pytest.mark.slow
-def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_path, monkeypatch):
+def test_install_package_runs_pip_and_loads_without_restart(app, qtbot, tmp_path, monkeypatch):
     target = tmp_path / "site"
     target.mkdir()
     monkeypatch.syspath_prepend(str(target))  # where --target puts it; already importable
@@ -210,7 +210,7 @@ def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_p
     )
     offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     dialog = PackageInstallDialog(
-        window, extra_pip_args=["--no-deps", *offline, "--target", str(target)]
+        app.window, extra_pip_args=["--no-deps", *offline, "--target", str(target)]
     )
     qtbot.addWidget(dialog)
     dialog.target_edit.setText(str(project))
@@ -220,11 +220,11 @@ def test_install_package_runs_pip_and_loads_without_restart(window, qtbot, tmp_p
     assert dialog.outcome == "installed", dialog.output.toPlainText()
     assert "Successfully installed fmnist-nadam" in dialog.output.toPlainText()
     assert [r.name for r in dialog.report.loaded] == ["nadam"]
-    assert {"nadam", "radam"} <= set(combo_names(window))
+    assert {"nadam", "radam"} <= set(combo_names(app))
 
 
-def test_cancel_stops_pip(window, qtbot):
-    dialog = PackageInstallDialog(window)
+def test_cancel_stops_pip(app, qtbot):
+    dialog = PackageInstallDialog(app.window)
     qtbot.addWidget(dialog)
     dialog.start([sys.executable, "-u", "-c", "import time; print('collecting…'); time.sleep(120)"])
     qtbot.waitUntil(lambda: "collecting…" in dialog.output.toPlainText(), timeout=30_000)
@@ -234,8 +234,8 @@ def test_cancel_stops_pip(window, qtbot):
     assert dialog.install_button.isEnabled()
 
 
-def test_bad_package_target_is_refused_before_pip(window, qtbot, tmp_path, warnings_shown):
-    dialog = PackageInstallDialog(window)
+def test_bad_package_target_is_refused_before_pip(app, qtbot, tmp_path, warnings_shown):
+    dialog = PackageInstallDialog(app.window)
     qtbot.addWidget(dialog)
     dialog.target_edit.setText(str(tmp_path))  # a folder, but no pyproject.toml
     dialog.install_button.click()
@@ -266,36 +266,36 @@ def test_plugin_optimizer_raising_in_training_names_the_plugin(
 ):
     folder = tmp_path / "plugins"
     write_plugin(folder, "flaky_plugin", FLAKY)
-    window = open_window(qtbot, tiny_root, tmp_path, get_plugin_manager([folder]))
+    app = open_window(qtbot, tiny_root, tmp_path, get_plugin_manager([folder]))
     try:
-        combo = window.panel.optimizer_combo
+        combo = app.training.panel.optimizer_combo
         combo.setCurrentIndex(combo.findData("flaky"))
-        window.panel.epochs_spin.setValue(1)
-        window.start()
-        qtbot.waitUntil(lambda: window.job is None and bool(warnings_shown), timeout=60_000)
+        app.training.panel.epochs_spin.setValue(1)
+        app.training.start()
+        qtbot.waitUntil(lambda: app.training.job is None and bool(warnings_shown), timeout=60_000)
         assert "flaky_plugin" in warnings_shown[0]
         assert "FloatingPointError: flaky kernel" in warnings_shown[0]
-        assert window.state == "idle"
-        assert window.trainer.global_step == 2  # the model is as of the last good step
+        assert app.window.state == "idle"
+        assert app.training.trainer.global_step == 2  # the model is as of the last good step
     finally:
-        close_window(qtbot, window)
+        close_window(qtbot, app)
 
 
 def test_unwritable_plugin_folder_is_explained_not_fatal(
-    window, tmp_path, monkeypatch, questions, warnings_shown
+    app, tmp_path, monkeypatch, questions, warnings_shown
 ):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the app's data folder should be (fails even as root)")
     monkeypatch.setenv("FMNIST_GUI_HOME", str(blocker / "home"))
     source = write_plugin(tmp_path / "downloads", "my_adagrad", good_optimizer_source())
-    assert plugin_dialogs.install_from_file(window, source) is None
+    assert plugin_dialogs.install_from_file(app.window, source) is None
     assert "cannot write to the plugin folder" in warnings_shown[0]
-    assert "my_adagrad" not in combo_names(window) and "sgd" in combo_names(window)
+    assert "my_adagrad" not in combo_names(app) and "sgd" in combo_names(app)
 
 
-def test_restart_is_offered_and_declining_keeps_the_window(window, questions):
+def test_restart_is_offered_and_declining_keeps_the_window(app, questions):
     asked, answers = questions
     answers.append(NO)
-    assert plugin_dialogs.offer_restart(window, "fmnist-nadam was upgraded") is False
+    assert plugin_dialogs.offer_restart(app.window, "fmnist-nadam was upgraded") is False
     assert "fmnist-nadam was upgraded" in asked[0] and "Restart" in asked[0]
-    assert window.isVisible()
+    assert app.window.isVisible()

@@ -1,4 +1,4 @@
-"""The desktop window, offscreen, on tiny data: real widgets, real threads, real plugins."""
+"""The desktop app, offscreen, on tiny data: real widgets, real threads, real plugins."""
 
 from __future__ import annotations
 
@@ -11,41 +11,73 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from fmnist_gui.qt.app import App
 from fmnist_gui.qt.infra import threads
-from fmnist_gui.qt.shell import main_window as mw
-from fmnist_gui.qt.shell.main_window import ACTION_STATES, MainWindow
 from tests.support.qt_helpers import open_window
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def enabled_actions(w: MainWindow) -> set[str]:
-    return {name for name, action in w.actions.items() if action.isEnabled()}
+def enabled_actions(app: App) -> set[str]:
+    return {name for name, action in app.window.actions.items() if action.isEnabled()}
 
 
-def test_action_states_follow_the_table(window):
-    for state, allowed in ACTION_STATES.items():
-        window.set_state(state)
-        assert enabled_actions(window) == set(allowed) - window.unavailable, state
-    window.set_state("idle")
-    # A feature wiring Save makes it available where the table allows it.
-    window.unavailable.discard("save")
-    window.update_actions()
-    assert window.actions["save"].isEnabled()
-    window.set_state("loading")
-    assert not window.actions["save"].isEnabled()
-    window.set_state("idle")
+SAVING = {"save", "save_as", "export_weights"}
+PLUGINS = {"plugins_manage", "plugins_install_file", "plugins_install_package"}
+# Which commands each state allows: the one table, as the features registered it.
+EXPECTED_TABLE = {
+    "loading": {"quit", "about"},
+    "idle": {"quit", "about", "start", "reset", "open", "open_recent", "import_weights"}
+    | SAVING
+    | PLUGINS,
+    "running": {"quit", "about", "pause", "stop"} | SAVING,
+    "paused": {"quit", "about", "pause", "stop"} | SAVING,
+    "stopping": {"quit", "about"},
+}
 
 
-def test_menus_shortcuts_and_extension_points(window):
-    assert set(window.menus) == {"file", "training", "plugins", "help"}
-    assert [a.objectName() for a in window.menus["plugins"].actions()] == [
+def test_action_table_is_the_state_table(app):
+    assert app.window.actions.table() == EXPECTED_TABLE
+
+
+def test_action_states_follow_the_table(app):
+    for state, allowed in app.window.actions.table().items():
+        app.window.set_state(state)
+        assert enabled_actions(app) == set(allowed), state
+    app.window.set_state("idle")
+
+
+def test_a_blocker_disables_an_action_with_its_reason(app):
+    training = app.training
+    start = app.window.actions["start"]
+    assert start.isEnabled() and start.statusTip() == "Start training a new model"
+    reason = {"now": "a test holds training"}
+    training.add_blocker(lambda: reason["now"])
+    app.window.update_actions()
+    assert not start.isEnabled() and start.statusTip() == "a test holds training"
+    reason["now"] = ""
+    app.window.update_actions()
+    assert start.isEnabled() and start.statusTip() == "Start training a new model"
+
+
+def test_an_action_cannot_be_registered_twice_or_for_an_unknown_state(app):
+    from PySide6.QtGui import QAction
+
+    with pytest.raises(ValueError, match="registered already"):
+        app.window.actions.add("save", QAction("again"), {"idle"})
+    with pytest.raises(ValueError, match="unknown states"):
+        app.window.actions.add("fly", QAction("Fly"), {"flying"})  # type: ignore[arg-type]
+
+
+def test_menus_shortcuts_and_extension_points(app):
+    assert set(app.window.menus) == {"file", "training", "plugins", "help"}
+    assert [a.objectName() for a in app.window.menus["plugins"].actions()] == [
         "plugins_manage",
         "plugins_install_file",
         "plugins_install_package",
     ]
     shortcuts = {
-        name: window.actions[name].shortcut().toString()
+        name: app.window.actions[name].shortcut().toString()
         for name in ("start", "stop", "open", "save", "save_as", "quit")
     }
     assert shortcuts == {
@@ -56,75 +88,81 @@ def test_menus_shortcuts_and_extension_points(window):
         "save_as": "Ctrl+Shift+S",
         "quit": "Ctrl+Q",
     }
-    assert window.tabs.tabText(0) == "Training"
+    assert app.window.tabs.tabText(0) == "Training"
     # Combos come from the plugin registry, not from a list in the GUI.
-    combo = window.panel.optimizer_combo
-    assert [combo.itemData(i) for i in range(combo.count())] == list(window.plugins.optimizers)
-    about = window.about_text()
+    combo = app.training.panel.optimizer_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == list(app.backend.plugins.optimizers)
+    about = app.window.about_text()
     assert "PyTorch" in about and "builtin_optimizers" in about
 
 
-def test_optimizer_form_is_built_from_the_schema(window):
-    panel = window.panel
+def test_optimizer_form_is_built_from_the_schema(app):
+    panel = app.training.panel
     for index in range(panel.optimizer_combo.count()):
         panel.optimizer_combo.setCurrentIndex(index)
-        spec = window.plugins.optimizers[panel.optimizer_combo.currentData()]
+        spec = app.backend.plugins.optimizers[panel.optimizer_combo.currentData()]
         assert list(panel.optimizer_form.fields) == [p.name for p in spec.params]
         for param in spec.params:
             field = panel.optimizer_form.fields[param.name]
             assert param.help in field.toolTip()
 
 
-def test_start_batches_arrive_in_order_then_stop_and_continue(qtbot, window):
-    window.batch_signal_interval = 0  # every batch, to check the order
-    seen = []
-    window.batch_progress.connect(seen.append)
-    with qtbot.waitSignal(window.state_changed, timeout=10_000):
-        window.actions["start"].trigger()
-    assert window.state == "running"
-    trainer = window.trainer
+def test_start_batches_arrive_in_order_then_stop_and_continue(qtbot, app):
+    seen: list[tuple[int, float]] = []
+    app.training.batch_loss.connect(lambda step, loss: seen.append((step, loss)))
+    with qtbot.waitSignal(app.window.state_changed, timeout=10_000):
+        app.window.actions["start"].trigger()
+    assert app.window.state == "running"
+    trainer = app.training.trainer
     qtbot.waitUntil(lambda: len(seen) >= 10, timeout=30_000)
-    window.actions["stop"].trigger()
-    assert window.state == "stopping"
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=30_000)
-    steps = [e.step for e in seen]
-    assert steps == list(range(1, len(steps) + 1))
-    assert trainer.global_step >= steps[-1]
-    assert window.plots.point_count == trainer.global_step  # the frame timer caught up
-    assert "Epoch 1\n-------------------------------" in window.log.toPlainText()
-    assert "Start continues the same model" in window.log.toPlainText()
-    assert window.actions["start"].text() == "&Continue"
+    app.window.actions["stop"].trigger()
+    assert app.window.state == "stopping"
+    qtbot.waitUntil(lambda: app.window.state == "idle", timeout=30_000)
+    # Every batch, in order, with the loss the engine recorded.
+    assert [step for step, _ in seen] == list(range(1, trainer.global_step + 1))
+    assert [loss for _, loss in seen] == trainer.history.batch_losses
+    assert app.training.plots.point_count == trainer.global_step  # the frame timer caught up
+    assert "Epoch 1\n-------------------------------" in app.window.log.toPlainText()
+    assert "Start continues the same model" in app.window.log.toPlainText()
+    assert app.window.actions["start"].text() == "&Continue"
 
     # Start after Stop continues the very same trainer, from the same step.
     stopped_at = trainer.global_step
     seen.clear()
-    window.actions["start"].trigger()
+    app.window.actions["start"].trigger()
     qtbot.waitUntil(lambda: len(seen) >= 3, timeout=30_000)
-    window.stop()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=30_000)
-    assert window.trainer is trainer
-    assert seen[0].step == stopped_at + 1
-    assert "Continuing the same model" in window.log.toPlainText()
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.window.state == "idle", timeout=30_000)
+    assert app.training.trainer is trainer
+    assert seen[0][0] == stopped_at + 1
+    assert "Continuing the same model" in app.window.log.toPlainText()
 
 
-def test_pause_and_resume(qtbot, window):
-    window.start()
-    trainer = window.trainer
+def test_pause_and_resume(qtbot, app):
+    app.training.start()
+    trainer = app.training.trainer
     qtbot.waitUntil(lambda: trainer.global_step >= 3, timeout=30_000)
-    window.actions["pause"].trigger()
-    assert window.state == "paused"
-    assert window.actions["pause"].text() == "&Resume"
-    assert enabled_actions(window) >= {"pause", "stop"}
-    assert "start" not in enabled_actions(window)
-    qtbot.wait(200)  # a batch under way when Pause came may still finish
-    held = trainer.global_step
-    qtbot.wait(300)
+    app.window.actions["pause"].trigger()
+    assert app.window.state == "paused"
+    assert app.window.actions["pause"].text() == "&Resume"
+    assert enabled_actions(app) >= {"pause", "stop"}
+    assert "start" not in enabled_actions(app)
+    # A snapshot asked now is taken where the training thread parks: at the batch
+    # boundary after the batch that was under way when Pause came.
+    snapshots: list[dict] = []
+    app.checkpoints.with_snapshot(snapshots.append)
+    qtbot.waitUntil(lambda: len(snapshots) == 1, timeout=30_000)
+    held = snapshots[0]["position"]["global_step"]
     assert trainer.global_step == held
-    window.actions["pause"].trigger()
-    assert window.state == "running"
+    # A second one is served by the paused thread itself, at that same step.
+    app.checkpoints.with_snapshot(snapshots.append)
+    qtbot.waitUntil(lambda: len(snapshots) == 2, timeout=30_000)
+    assert snapshots[1]["position"]["global_step"] == held == trainer.global_step
+    app.window.actions["pause"].trigger()
+    assert app.window.state == "running"
     qtbot.waitUntil(lambda: trainer.global_step > held, timeout=30_000)
-    window.stop()
-    qtbot.waitUntil(lambda: window.state == "idle", timeout=30_000)
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.window.state == "idle", timeout=30_000)
 
 
 @pytest.mark.parametrize(
@@ -135,65 +173,79 @@ def test_pause_and_resume(qtbot, window):
         ("momentum", "2", "momentum"),
     ],
 )
-def test_bad_hyperparameters_are_refused(qtbot, window, field, text, expected):
-    panel = window.panel
+def test_bad_hyperparameters_are_refused(qtbot, app, field, text, expected):
+    panel = app.training.panel
     widget = panel.lr_edit if field == "lr" else panel.optimizer_form.fields[field]
     widget.setText(text)
-    window.start()
-    assert window.state == "idle" and window.job is None and window.trainer is None
+    app.training.start()
+    assert app.window.state == "idle" and app.training.job is None and app.training.trainer is None
     assert widget.property("invalid") is True
     assert expected in panel.message.text()
-    assert panel.message.isVisibleTo(window)
+    assert panel.message.isVisibleTo(app.window)
     widget.clear()
     qtbot.keyClicks(widget, "0.001" if field == "lr" else "0.5")  # editing clears the mark
     assert widget.property("invalid") is False
 
 
-def test_optimizer_refusing_its_settings_is_reported(window, monkeypatch):
+def test_optimizer_refusing_its_settings_is_reported(app, monkeypatch):
     shown = []
-    monkeypatch.setattr(mw.QMessageBox, "critical", lambda *a: shown.append(a[2]))
-    window.panel.optimizer_form.fields["nesterov"].setChecked(True)  # needs momentum > 0
-    window.start()
-    assert window.trainer is None and window.job is None
+    monkeypatch.setattr(QMessageBox, "critical", lambda *a: shown.append(a[2]))
+    app.training.panel.optimizer_form.fields["nesterov"].setChecked(True)  # needs momentum > 0
+    app.training.start()
+    assert app.training.trainer is None and app.training.job is None
     assert shown and "refused its settings" in shown[0]
 
 
-def test_closing_during_training_stops_and_closes(qtbot, window, monkeypatch):
+def test_closing_during_training_stops_and_closes(qtbot, app, monkeypatch):
     asked = []
 
     def answer(*args):
         asked.append(args[1])
         return QMessageBox.StandardButton.No if len(asked) == 1 else QMessageBox.StandardButton.Yes
 
-    monkeypatch.setattr(mw.QMessageBox, "question", answer)
-    window.start()
-    qtbot.waitUntil(lambda: window.trainer.global_step >= 2, timeout=30_000)
-    window.close()  # first answer: No
-    assert window.isVisible() and window.state == "running"
-    window.close()  # second answer: Yes
-    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
-    assert window.job is None
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
+    app.window.close()  # first answer: No
+    assert app.window.isVisible() and app.window.state == "running"
+    app.window.close()  # second answer: Yes
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=10_000)
+    assert app.training.job is None
     assert len(asked) == 2
     assert not threads.live_threads()
 
 
-def test_start_stop_hammered_never_runs_two_workers(qtbot, window):
+def test_closing_while_loading_waits_for_the_loading_thread(qtbot, tiny_root, plugins, settings):
+    from fmnist_gui.qt.app import build_app
+
+    app = build_app(tiny_root, plugins=plugins, settings=settings)
+    qtbot.addWidget(app.window)
+    app.window.show()
+    app.start_loading()
+    app.window.close()
+    assert app.window.isVisible() and app.backend.loading
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=60_000)
+    assert not app.backend.loading
+    assert app.window.state == "loading" and not app.insight.ready  # closed, never idle
+
+
+def test_start_stop_hammered_never_runs_two_workers(qtbot, app):
     jobs_seen = set()
     for i in range(100):
-        window.actions["start"].trigger()
-        if window.job is not None:
-            jobs_seen.add(id(window.job))
-        assert len(threads.live_threads()) <= 1, (i, threads.live_threads(), window.state)
-        window.actions["stop"].trigger()
-        assert len(threads.live_threads()) <= 1, (i, threads.live_threads(), window.state)
+        app.window.actions["start"].trigger()
+        if app.training.job is not None:
+            jobs_seen.add(id(app.training.job))
+        assert len(threads.live_threads()) <= 1, (i, threads.live_threads(), app.window.state)
+        app.window.actions["stop"].trigger()
+        assert len(threads.live_threads()) <= 1, (i, threads.live_threads(), app.window.state)
         if i % 10 == 0:
             qtbot.wait(5)
-    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=30_000)
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=30_000)
     assert jobs_seen  # some starts did happen
-    assert enabled_actions(window) == set(ACTION_STATES["idle"]) - window.unavailable
+    assert enabled_actions(app) == set(app.window.actions.table()["idle"])
     # One model throughout; the label says whether Start continues it.
-    expected = "&Continue" if window.trainer.global_step else "&Start"
-    assert window.actions["start"].text() == expected
+    expected = "&Continue" if app.training.trainer.global_step else "&Start"
+    assert app.window.actions["start"].text() == expected
 
 
 BROKEN_PLUGIN = """
@@ -255,51 +307,53 @@ def test_worker_error_becomes_a_dialog(
     host = get_plugin_manager([plugin_dir])
     assert host.records["broken"].status == "loaded"
     shown = []
-    monkeypatch.setattr(mw.QMessageBox, "critical", lambda *a: shown.append(a[1:3]))
-    window = open_window(qtbot, tiny_root, host, settings)
-    panel = window.panel
+    monkeypatch.setattr(QMessageBox, "critical", lambda *a: shown.append(a[1:3]))
+    app = open_window(qtbot, tiny_root, host, settings)
+    panel = app.training.panel
     panel.optimizer_combo.setCurrentIndex(panel.optimizer_combo.findData(optimizer))
     panel.loss_combo.setCurrentIndex(panel.loss_combo.findData(loss))
-    window.start()
-    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=30_000)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=30_000)
     assert len(shown) == 1
     title, text = shown[0]
     assert title == "Training failed" and message in text
-    assert window.actions["start"].isEnabled()  # the app carries on
+    assert app.window.actions["start"].isEnabled()  # the app carries on
 
 
 def test_settings_remember_the_form(qtbot, tiny_root, plugins, settings):
     first = open_window(qtbot, tiny_root, plugins, settings)
-    first.panel.lr_edit.setText("0.05")
-    first.panel.epochs_spin.setValue(7)
-    first.panel.optimizer_combo.setCurrentIndex(first.panel.optimizer_combo.findData("adam"))
-    first.panel.optimizer_form.fields["betas"].setText("0.8,0.99")
-    first.plots.set_smoothing(0.5)
-    first.close()
+    first.training.panel.lr_edit.setText("0.05")
+    first.training.panel.epochs_spin.setValue(7)
+    first.training.panel.optimizer_combo.setCurrentIndex(
+        first.training.panel.optimizer_combo.findData("adam")
+    )
+    first.training.panel.optimizer_form.fields["betas"].setText("0.8,0.99")
+    first.training.plots.set_smoothing(0.5)
+    first.window.close()
     second = open_window(qtbot, None, plugins, settings)
-    assert second.data_dir == tiny_root  # the last data folder
-    assert second.panel.lr_edit.text() == "0.05"
-    assert second.panel.epochs_spin.value() == 7
-    assert second.panel.optimizer_combo.currentData() == "adam"
-    assert second.panel.optimizer_form.fields["betas"].text() == "0.8,0.99"
-    assert second.plots.smoothing == 0.5
-    config = second.panel.config()
+    assert second.backend.data_dir == tiny_root  # the last data folder
+    assert second.training.panel.lr_edit.text() == "0.05"
+    assert second.training.panel.epochs_spin.value() == 7
+    assert second.training.panel.optimizer_combo.currentData() == "adam"
+    assert second.training.panel.optimizer_form.fields["betas"].text() == "0.8,0.99"
+    assert second.training.plots.smoothing == 0.5
+    config = second.training.panel.config()
     assert config.optimizer == "adam" and config.optimizer_params["betas"] == (0.8, 0.99)
 
 
-def test_reset_asks_when_unsaved_and_clears(qtbot, window, monkeypatch):
-    window.panel.epochs_spin.setValue(1)
-    window.start()
-    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=30_000)
-    assert window.plots.point_count > 0 and window.dirty
+def test_reset_asks_when_unsaved_and_clears(qtbot, app, monkeypatch):
+    app.training.panel.epochs_spin.setValue(1)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=30_000)
+    assert app.training.plots.point_count > 0 and app.training.dirty
     answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Reset]
-    monkeypatch.setattr(mw.QMessageBox, "question", lambda *a: answers.pop(0))
-    window.reset()
-    assert window.trainer is not None  # cancelled
-    window.reset()
-    assert window.trainer is None and window.plots.point_count == 0
-    assert window.log.toPlainText() == ""
-    assert window.panel.lr_edit.isEnabled()  # the form is unlocked for a new model
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: answers.pop(0))
+    app.training.reset()
+    assert app.training.trainer is not None  # cancelled
+    app.training.reset()
+    assert app.training.trainer is None and app.training.plots.point_count == 0
+    assert app.window.log.toPlainText() == ""
+    assert app.training.panel.lr_edit.isEnabled()  # the form is unlocked for a new model
 
 
 def test_missing_data_offers_choose_folder(
@@ -309,8 +363,8 @@ def test_missing_data_offers_choose_folder(
 
     # No system dataset package either, whatever this machine has installed.
     monkeypatch.setattr("fmnist_gui.training.data.system_dataset_available", lambda *a: False)
-    window = open_window(qtbot, tmp_path / "empty", plugins, settings)
-    assert window.data is None
+    app = open_window(qtbot, tmp_path / "empty", plugins, settings)
+    assert app.backend.data is None
     offered = []
 
     def fake_exec(dialog):
@@ -326,9 +380,9 @@ def test_missing_data_offers_choose_folder(
         "getExistingDirectory",
         lambda *a: str(tiny_root / "FashionMNIST" / "raw"),
     )
-    assert window.ensure_data()
+    assert app.training.ensure_data()
     assert offered and "Download" in offered[0]
-    assert window.data_dir == tiny_root and len(window.data.train) == 256
+    assert app.backend.data_dir == tiny_root and len(app.backend.data.train) == 256
 
 
 def test_data_dialog_copies_from_the_system_package(qtbot, tmp_path):
@@ -368,12 +422,12 @@ def test_window_shows_before_torch_is_imported(tmp_path):
     script = textwrap.dedent("""
         import sys
         from PySide6.QtWidgets import QApplication
-        from fmnist_gui.qt.shell.main_window import MainWindow
-        app = QApplication([])
-        w = MainWindow()
-        w.show()
-        app.processEvents()
-        print(w.isVisible(), 'torch' in sys.modules, 'pyqtgraph' in sys.modules)
+        from fmnist_gui.qt.app import build_app
+        qapp = QApplication([])
+        app = build_app()
+        app.window.show()
+        qapp.processEvents()
+        print(app.window.isVisible(), 'torch' in sys.modules, 'pyqtgraph' in sys.modules)
     """)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     out = subprocess.run(
@@ -392,39 +446,63 @@ def test_python_m_fmnist_gui_is_the_app():
     assert out.returncode == 0 and out.stdout.startswith("fmnist-gui ")
 
 
+def feed(plots, losses, after_step: int = 0) -> None:
+    """Hand ``losses`` to the plots as the worker's batch_loss signal does, one per step."""
+    for step, loss in enumerate(losses, after_step + 1):
+        plots.add_loss(step, float(loss))
+
+
+def test_batch_losses_wait_in_the_buffer_until_the_next_frame(qtbot):
+    from fmnist_gui.qt.features.training.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    feed(plots, [2.0, 1.5, 1.25])
+    assert plots.point_count == 3
+    drawn = plots.raw_curve.getData()[1]
+    assert drawn is None or len(drawn) == 0  # a signal only appends; drawing waits
+    assert plots.draw(steps_per_epoch=10)
+    assert list(plots.raw_curve.getData()[0]) == [1, 2, 3]
+    assert list(plots.raw_curve.getData()[1]) == [2.0, 1.5, 1.25]
+    assert not plots.draw(steps_per_epoch=10)  # nothing new, nothing drawn
+
+
 def test_loss_view_follows_the_run_until_the_user_zooms(qtbot):
     from fmnist_gui.qt.features.training.plots import TrainingPlots
 
     plots = TrainingPlots()
     qtbot.addWidget(plots)
     losses = list(np.linspace(2.3, 0.5, 150))
-    plots.sync(losses[:50], (), steps_per_epoch=100, planned_steps=1000)
+    feed(plots, losses[:50])
+    plots.draw(steps_per_epoch=100, planned_steps=1000)
     view = plots.loss_plot.getPlotItem().getViewBox()
     (x0, x1), (y0, y1) = view.viewRange()
     assert x0 == 0 and 100 <= x1 <= 102  # up to the end of the current epoch
     assert y0 <= min(losses[:50]) and y1 >= max(losses[:50])
-    plots.sync(losses, (), steps_per_epoch=100, planned_steps=1000)
+    feed(plots, losses[50:], after_step=50)
+    plots.draw(steps_per_epoch=100, planned_steps=1000)
     assert 200 <= view.viewRange()[0][1] <= 203  # the second epoch: the axis moved once
     assert view.viewRange()[1][0] <= min(losses)
     # A zoom by the user is left alone while new points arrive.
     view.setXRange(10, 20, padding=0)
     view.sigRangeChangedManually.emit([True, True])
-    plots.sync(losses + [0.4] * 100, (), steps_per_epoch=100, planned_steps=1000)
+    feed(plots, [0.4] * 100, after_step=150)
+    plots.draw(steps_per_epoch=100, planned_steps=1000)
     assert view.viewRange()[0] == pytest.approx([10, 20])
     assert plots.point_count == 250
     plots.set_x_mode("epochs")
     assert plots.raw_curve.getData()[0][-1] == pytest.approx(2.5)
 
 
-def test_progress_shows_the_finished_position_when_a_run_ends(qtbot, window):
-    window.panel.batch_spin.setValue(1)  # 256 batches, ~1 s: texts update every 0.5 s
-    window.panel.epochs_spin.setValue(1)
-    window.start()
-    qtbot.waitUntil(lambda: window.state == "idle" and window.job is None, timeout=30_000)
-    assert window.progress.run_bar.format() == "1/1 epochs (100%)"
-    assert window.progress.run_bar.value() == 1000
-    assert window.progress.epoch_bar.format() == "1: 256/256 batches"
-    window.dirty = False
+def test_progress_shows_the_finished_position_when_a_run_ends(qtbot, app):
+    app.training.panel.batch_spin.setValue(1)  # 256 batches, ~1 s: texts update every 0.5 s
+    app.training.panel.epochs_spin.setValue(1)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=30_000)
+    assert app.training.progress.run_bar.format() == "1/1 epochs (100%)"
+    assert app.training.progress.run_bar.value() == 1000
+    assert app.training.progress.epoch_bar.format() == "1: 256/256 batches"
+    app.training.dirty = False
 
 
 def test_smoothed_line_is_downsampled_and_ends_within_3_px_of_the_newest_batch(qtbot):
@@ -436,7 +514,8 @@ def test_smoothed_line_is_downsampled_and_ends_within_3_px_of_the_newest_batch(q
     plots.show()
     qtbot.waitExposed(plots)
     losses = list(np.linspace(2.3, 0.4, 9380) + 0.05 * np.sin(np.arange(9380)))
-    plots.sync(losses, (), steps_per_epoch=938, planned_steps=9380)
+    feed(plots, losses)
+    plots.draw(steps_per_epoch=938, planned_steps=9380)
     qtbot.wait(50)
     drawn = plots.smooth_curve.getData()[0]
     assert len(drawn) < len(losses) // 4  # downsampled: a vertex per ~2 px

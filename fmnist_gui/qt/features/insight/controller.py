@@ -1,13 +1,12 @@
-"""Adds the insight tabs (Predictions, Confusion, Compare, Runs) to the main window.
+"""The insight tabs (Predictions, Confusion, Compare, Runs) and the session's run list.
 
-``install(window)`` is called once by ``MainWindow``. It imports nothing heavy:
-the tabs are built when the window's backend (torch, plugins, data) is ready,
-so the window still shows at once. ``window.insight`` is then the
-``InsightController``; its ``runs`` (a ``fmnist_gui.analysis.runs.RunList``) holds the
-main training runs (added automatically as ``trainer_changed`` reports them;
-``track_trainer()`` adds one by hand) and every race member. A checkpoint can
-store ``checkpoint_extra(window)`` in its ``extra`` and give it back with
-``restore_checkpoint_extra(window, extra)`` (``fmnist_gui.qt.features.checkpoints.actions`` does).
+``InsightController`` is built with the window and imports nothing heavy; its
+tabs are built by ``build_views()`` once the backend (torch, plugins, data) has
+loaded, so the window still shows at once. Its ``runs`` (a
+``fmnist_gui.analysis.runs.RunList``) holds the main training runs (added as
+``trainer_changed`` reports them; ``track_trainer()`` adds one by hand) and
+every race member; checkpoints keep it through ``checkpoint_extra()`` and
+``restore_checkpoint_extra()``.
 
 Predictions are computed from a *copy* of the model's weights, in a short
 ``FunctionWorker`` job, and only while the Predictions or Confusion tab is on
@@ -16,53 +15,26 @@ screen (or on Refresh): the GUI never blocks on 10,000 forward passes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, Slot
+from PySide6.QtCore import QObject, Slot
 
+from fmnist_gui.analysis.runs import RunList
+from fmnist_gui.qt.features.training.controller import TrainingController
+from fmnist_gui.qt.infra.worker import Job
+from fmnist_gui.qt.shell.window import MainWindow
 
-def install(window: Any) -> None:
-    """Give ``window`` the insight tabs, once its backend has loaded."""
-    if getattr(window, "insight", None) is not None:
-        return
-    window.insight = None
-
-    def build() -> None:
-        if window.insight is None:
-            window.insight = InsightController(window)
-
-    if window.state != "loading" and window.plugins is not None:
-        build()
-    else:
-        window.backend_ready.connect(build)
+if TYPE_CHECKING:
+    from fmnist_gui.analysis.insight import Predictions
+    from fmnist_gui.qt.features.compare.race_view import RaceView
+    from fmnist_gui.qt.features.insight.views import ConfusionView, PredictionsView
+    from fmnist_gui.qt.features.runs.runs_view import RunsView
+    from fmnist_gui.training.data import Split
+    from fmnist_gui.training.events import EpochEnd
+    from fmnist_gui.training.trainer import Trainer
 
 
-def checkpoint_extra(window: Any) -> dict[str, Any]:
-    """What a checkpoint's ``extra`` keeps of the session's runs (plain data only)."""
-    insight = getattr(window, "insight", None)
-    if insight is None:
-        return {}
-    return {"runs": insight.runs.to_state(), "current_run": insight.training_run_id or 0}
-
-
-def restore_checkpoint_extra(window: Any, extra: Any) -> None:
-    """Bring back the run list saved by ``checkpoint_extra``; call before adopting the trainer.
-
-    A checkpoint without runs (or with unreadable ones) leaves the list as it is.
-    """
-    insight = getattr(window, "insight", None)
-    if insight is None or not isinstance(extra, dict) or not isinstance(extra.get("runs"), list):
-        return
-    try:
-        insight.runs.load_state(extra["runs"])
-    except (KeyError, TypeError, ValueError):
-        return
-    # The trainer about to be adopted continues the run that was current at save time.
-    current = extra.get("current_run")
-    insight.resume_run_id = current if isinstance(current, int) and current else None
-
-
-def _predict_snapshot(state: dict, split: Any) -> Any:
+def _predict_snapshot(state: dict, split: Split) -> Predictions:
     """Worker-thread side: rebuild the network from copied weights and predict."""
     from fmnist_gui.analysis.insight import predict
     from fmnist_gui.training.model import NeuralNetwork
@@ -73,11 +45,34 @@ def _predict_snapshot(state: dict, split: Any) -> Any:
 
 
 class InsightController(QObject):
-    """Owns the insight views and feeds them from the window's trainer and signals."""
+    """Owns the insight views and feeds them from the live trainer and its signals."""
 
-    def __init__(self, window: Any) -> None:
+    # Built by build_views(), once the backend has loaded (``ready``).
+    predictions_view: PredictionsView
+    confusion_view: ConfusionView
+    race_view: RaceView
+    runs_view: RunsView
+
+    def __init__(self, window: MainWindow, training: TrainingController) -> None:
         super().__init__(window)
-        from fmnist_gui.analysis.runs import RunList
+        self.window = window
+        self.training = training
+        self.runs = RunList()
+        self.ready = False
+        self.training_run_id: int | None = None
+        self.resume_run_id: int | None = None  # set by restore_checkpoint_extra
+        self._tracked: Trainer | None = None  # the Trainer behind training_run_id
+        self._seen_losses = 0
+        self._prediction_job: Job | None = None
+        self._stale = True  # the views lag the model
+        self._close_after_race = False
+        training.add_blocker(self._race_blocks_training)
+        window.closing.connect(self._join_predictions)
+
+    def build_views(self) -> None:
+        """Build the tabs (imports pyqtgraph and torch); once, after the backend loaded."""
+        if self.ready:
+            return
         from fmnist_gui.qt.features.compare.race_view import RaceView
         from fmnist_gui.qt.features.insight.views import (
             ConfusionView,
@@ -86,8 +81,7 @@ class InsightController(QObject):
         )
         from fmnist_gui.qt.features.runs.runs_view import RunsView
 
-        self.window = window
-        self.runs = RunList()
+        window, training = self.window, self.training
         self.predictions_view = PredictionsView()
         self.confusion_view = ConfusionView()
         connect_drilldown(self.confusion_view, self.predictions_view)
@@ -95,15 +89,8 @@ class InsightController(QObject):
             lambda *_: window.tabs.setCurrentWidget(self.predictions_view)
         )
         self.predictions_view.refresh_requested.connect(lambda: self.refresh_predictions(True))
-        self.race_view = RaceView(window.plugins, window.data, self.runs)
+        self.race_view = RaceView(training.plugins, training.data, self.runs)
         self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
-        window.training_blockers.append(
-            lambda: (
-                "A race is running in the Compare tab: stop it there or let it finish, then train."
-                if self.race_view.running
-                else ""
-            )
-        )
         self.race_view.race_started.connect(lambda _race: window.update_actions())
         self.race_view.race_finished.connect(self._on_race_finished)
         self.runs_view = RunsView(self.runs, plots=self.export_targets)
@@ -116,25 +103,44 @@ class InsightController(QObject):
         ):
             widget.setObjectName(name)
             window.tabs.addTab(widget, title)
-
-        self.training_run_id: int | None = None
-        self.resume_run_id: int | None = None  # set by restore_checkpoint_extra
-        self._tracked: Any = None  # the Trainer behind training_run_id
-        self._seen_losses = 0
-        self._prediction_job: Any = None
-        self._stale = True  # the views lag the model
-        self._close_after_race = False
-        window.trainer_changed.connect(self.track_trainer)
-        window.epoch_finished.connect(self._on_epoch)
+        self.ready = True
+        training.trainer_changed.connect(self.track_trainer)
+        training.epoch_finished.connect(self._on_epoch)
         window.state_changed.connect(self._on_state)
         window.tabs.currentChanged.connect(self._on_tab)
-        window.installEventFilter(self)
-        if window.trainer is not None:
-            self.track_trainer(window.trainer)
+        if training.trainer is not None:
+            self.track_trainer(training.trainer)
+
+    def _race_blocks_training(self) -> str:
+        if self.ready and self.race_view.running:
+            return (
+                "A race is running in the Compare tab: stop it there or let it finish, then train."
+            )
+        return ""
+
+    # ----- the run list in checkpoints ------------------------------------------------------
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """What a checkpoint's ``extra`` keeps of the session's runs (plain data only)."""
+        return {"runs": self.runs.to_state(), "current_run": self.training_run_id or 0}
+
+    def restore_checkpoint_extra(self, extra: dict[str, Any]) -> None:
+        """Bring back the run list saved by ``checkpoint_extra``; call before adopting the trainer.
+
+        A checkpoint without runs (or with unreadable ones) leaves the list as it is.
+        """
+        if not isinstance(extra.get("runs"), list):
+            return
+        try:
+            self.runs.load_state(extra["runs"])
+        except (KeyError, TypeError, ValueError):
+            return
+        # The trainer about to be adopted continues the run that was current at save time.
+        current = extra.get("current_run")
+        self.resume_run_id = current if isinstance(current, int) and current else None
 
     # ----- the main training run in the run list ------------------------------------------
     @Slot(object)
-    def track_trainer(self, trainer: Any, name: str | None = None) -> int | None:
+    def track_trainer(self, trainer: Trainer | None, name: str | None = None) -> int | None:
         """Make ``trainer`` the session's current training run (a new row in Runs)."""
         self._stale = True
         if trainer is None or trainer is self._tracked:
@@ -167,9 +173,9 @@ class InsightController(QObject):
         self.runs.record(run_id, batch_losses=new, status=status)
 
     @Slot(object)
-    def _on_epoch(self, event: Any) -> None:
-        if self.window.trainer is not self._tracked:
-            self.track_trainer(self.window.trainer)
+    def _on_epoch(self, event: EpochEnd) -> None:
+        if self.training.trainer is not self._tracked:
+            self.track_trainer(self.training.trainer)
         self._sync_losses()
         if self.training_run_id is not None and any(
             r.id == self.training_run_id for r in self.runs
@@ -195,16 +201,13 @@ class InsightController(QObject):
         self._sync_backend()
 
     def _sync_backend(self) -> None:
-        """Follow the window's plugin host and data (they can be replaced at any time)."""
-        window = self.window
-        if (
-            window.plugins is not None
-            and window.plugins is not self.race_view.plugins
-            and not self.race_view.running
-        ):
-            self.race_view.set_plugins(window.plugins)
-        if window.data is not self.race_view.data:
-            self.race_view.set_data(window.data)
+        """Follow the app's plugin host and data (they can be replaced at any time)."""
+        plugins, data = self.training.plugins, self.training.data
+        race_view = self.race_view
+        if plugins is not None and plugins is not race_view.plugins and not race_view.running:
+            race_view.set_plugins(plugins)
+        if data is not self.race_view.data:
+            self.race_view.set_data(data)
 
     @Slot(int)
     def _on_tab(self, index: int) -> None:
@@ -214,6 +217,8 @@ class InsightController(QObject):
 
     # ----- predictions ----------------------------------------------------------------------
     def insight_visible(self) -> bool:
+        if not self.ready:
+            return False
         current = self.window.tabs.currentWidget()
         return current is self.predictions_view or current is self.confusion_view
 
@@ -223,9 +228,9 @@ class InsightController(QObject):
         Only while a view shows it (or ``force``); one job at a time, and a
         request during a job is served once it ends. True when a job started.
         """
-        from fmnist_gui.qt.infra.worker import FunctionWorker, Job
+        from fmnist_gui.qt.infra.worker import FunctionWorker
 
-        trainer, data = self.window.trainer, self.window.data
+        trainer, data = self.training.trainer, self.training.data
         if trainer is None or data is None or not (force or self.insight_visible()):
             return False
         if self._prediction_job is not None:
@@ -249,8 +254,11 @@ class InsightController(QObject):
         self._prediction_job.start()
         return True
 
-    def _show_predictions(self, predictions: Any, caption: str) -> None:
-        self.predictions_view.set_predictions(predictions, self.window.data.test.images)
+    def _show_predictions(self, predictions: Predictions, caption: str) -> None:
+        data = self.training.data
+        if data is None:
+            return
+        self.predictions_view.set_predictions(predictions, data.test.images)
         self.confusion_view.set_predictions(predictions, caption)
 
     @Slot()
@@ -263,33 +271,36 @@ class InsightController(QObject):
     def export_targets(self) -> list[Any]:
         """The plots that "Export plots" writes: the Compare overlays, then the Training tab's."""
         plots = [self.race_view.plots.loss_plot, self.race_view.plots.accuracy_plot]
-        training = self.window.plots
+        training = self.training.plots
         if training is not None:
             plots += [training.loss_plot, training.test_loss_plot, training.accuracy_plot]
         return plots
 
-    def _on_race_finished(self, race: Any) -> None:
+    def _on_race_finished(self, _race: object) -> None:
         self.window.update_actions()
         if self._close_after_race:
             self.window.close()
 
     def busy(self) -> bool:
-        return self.race_view.running or self._prediction_job is not None
+        """True while a race or a prediction job runs."""
+        return (self.ready and self.race_view.running) or self._prediction_job is not None
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Stop the race and join every thread of ours."""
-        self.race_view.shutdown(timeout_ms)
+        if self.ready:
+            self.race_view.shutdown(timeout_ms)
         if self._prediction_job is not None:
             self._prediction_job.wait(timeout_ms)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        # Closing during a race: stop it cooperatively, close once its thread ended.
-        if watched is self.window and event.type() == QEvent.Type.Close:
-            if self.race_view.running:
-                self._close_after_race = True
-                self.race_view.stop()
-                event.ignore()
-                return True
-            if self._prediction_job is not None:
-                self._prediction_job.wait(10_000)  # a short job: join it, never abandon it
-        return False
+    def hold_close(self) -> bool:
+        """Closing during a race: stop it cooperatively, close once its thread ended."""
+        if not (self.ready and self.race_view.running):
+            return False
+        self._close_after_race = True
+        self.race_view.stop()
+        return True
+
+    @Slot()
+    def _join_predictions(self) -> None:
+        if self._prediction_job is not None:
+            self._prediction_job.wait(10_000)  # a short job: join it, never abandon it

@@ -1,9 +1,10 @@
-"""The Plugins menu: Manage plugins…, Install from file…, Install package… (issue 5).
+"""The Plugins menu: Manage plugins…, Install from file…, Install package….
 
-``install(window)`` is called once by ``MainWindow``. It adds three actions to
-``window.menus["plugins"]`` (kept in ``window.plugin_actions``, enabled only
-while the window is idle, since plugins change the forms) and, once the
-backend has loaded, asks about plugin files that are not approved yet.
+``PluginMenu`` adds three actions to ``window.menus["plugins"]`` (enabled only
+while the window is idle and the plugins have loaded, since plugins change the
+forms); ``ask_about_untrusted()``, called once the backend has loaded, asks
+about plugin files that are not approved yet. A changed host is handed back
+to ``window.backend.set_plugins`` so every form follows it.
 
 All plugin logic lives below Qt: ``PluginHost`` (load, enable, disable,
 approve, remove, rescan) and ``fmnist_gui.plugins.installer`` (copy with consent, the
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QProcess, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QFont
+from PySide6.QtCore import QObject, QProcess, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -40,6 +41,11 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.plugins import installer
+from fmnist_gui.qt.shell.actions import IDLE
+from fmnist_gui.qt.shell.window import MainWindow
+
+if TYPE_CHECKING:
+    from fmnist_gui.plugins.host import PluginHost, PluginRecord, RescanReport
 
 COLUMNS = ("Enabled", "Name", "Registers", "Version", "Source", "Status")
 STATUS_TEXT = {
@@ -50,48 +56,49 @@ STATUS_TEXT = {
 }
 
 
-def install(window: Any) -> None:
-    """Add the Plugins menu's actions to ``window``."""
-    if getattr(window, "plugin_actions", None) is not None:
-        return
-    menu = window.menus["plugins"]
-    actions: dict[str, QAction] = {}
-    for name, text, slot, tip in (
-        (
-            "manage",
-            "&Manage plugins…",
-            lambda: open_manager(window),
-            "See every plugin, its status and errors; enable, disable or remove plugins",
-        ),
-        (
-            "install_file",
-            "Install from &file…",
-            lambda: install_from_file(window),
-            "Install a single-file .py plugin (asks before running it)",
-        ),
-        (
-            "install_package",
-            "Install &package…",
-            lambda: open_package_installer(window),
-            "pip install a plugin package, wheel or project folder, without restarting",
-        ),
-    ):
-        action = QAction(text, window)
-        action.setObjectName(f"plugins_{name}")
-        action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        actions[name] = action
-    window.plugin_actions = actions
+class PluginMenu(QObject):
+    """The Plugins menu of one window; ``actions`` holds its three commands by short name."""
 
-    def follow_state(state: str | None = None) -> None:
-        ready = window.state == "idle" and window.plugins is not None
-        for action in actions.values():
-            action.setEnabled(ready)
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.actions: dict[str, QAction] = {}
+        menu = window.menus["plugins"]
+        for name, text, slot, tip in (
+            (
+                "manage",
+                "&Manage plugins…",
+                lambda: open_manager(window),
+                "See every plugin, its status and errors; enable, disable or remove plugins",
+            ),
+            (
+                "install_file",
+                "Install from &file…",
+                lambda: install_from_file(window),
+                "Install a single-file .py plugin (asks before running it)",
+            ),
+            (
+                "install_package",
+                "Install &package…",
+                lambda: open_package_installer(window),
+                "pip install a plugin package, wheel or project folder, without restarting",
+            ),
+        ):
+            action = QAction(text, window)
+            action.setObjectName(f"plugins_{name}")
+            action.setStatusTip(tip)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+            window.actions.add(f"plugins_{name}", action, IDLE, blocker=self._not_loaded)
+            self.actions[name] = action
+        window.update_actions()
 
-    window.state_changed.connect(follow_state)
-    window.backend_ready.connect(lambda: ask_about_untrusted(window))
-    follow_state()
+    def _not_loaded(self) -> str:
+        return "" if self.window.backend.plugins is not None else "The plugins did not load."
+
+    def ask_about_untrusted(self) -> None:
+        """Ask about each plugin file that is new or changed since it was approved."""
+        ask_about_untrusted(self.window)
 
 
 # ----- shared helpers ------------------------------------------------------------------
@@ -99,9 +106,16 @@ def _settings() -> installer.PluginSettings:
     return installer.PluginSettings.load()
 
 
-def _refresh_window(window: Any) -> None:
+def _host(window: MainWindow) -> PluginHost:
+    host = window.backend.plugins
+    if host is None:  # the menu is disabled until the plugins have loaded
+        raise RuntimeError("the plugins have not loaded")
+    return host
+
+
+def _refresh_window(window: MainWindow) -> None:
     """The host changed in place: rebuild the combo boxes and forms from it."""
-    window.set_plugins(window.plugins)
+    window.backend.set_plugins(_host(window))
 
 
 def _consent(parent: QWidget, title: str, path: Path, sha256: str, intro: str) -> bool:
@@ -120,9 +134,9 @@ def _consent(parent: QWidget, title: str, path: Path, sha256: str, intro: str) -
     return answer == QMessageBox.StandardButton.Yes
 
 
-def ask_about_untrusted(window: Any) -> None:
+def ask_about_untrusted(window: MainWindow) -> None:
     """Ask about each plugin file that is new or changed since it was approved."""
-    host = window.plugins
+    host = window.backend.plugins
     if host is None:
         return
     approved = False
@@ -142,7 +156,7 @@ def ask_about_untrusted(window: Any) -> None:
         _refresh_window(window)
 
 
-def _why_untrusted(record: Any) -> str:
+def _why_untrusted(record: PluginRecord) -> str:
     return (
         "changed since you approved it"
         if "changed" in record.error
@@ -150,9 +164,9 @@ def _why_untrusted(record: Any) -> str:
     )
 
 
-def approve(window: Any, name: str) -> Any:
+def approve(window: MainWindow, name: str) -> PluginRecord:
     """Trust the file's current hash (already shown to the user) and load it."""
-    host = window.plugins
+    host = _host(window)
     record = host.records[name]
     settings = _settings()
     settings.trusted_files[Path(record.location).name] = record.sha256
@@ -161,7 +175,7 @@ def approve(window: Any, name: str) -> Any:
 
 
 # ----- Install from file… ----------------------------------------------------------------
-def install_from_file(window: Any, path: str | Path | None = None) -> Any:
+def install_from_file(window: MainWindow, path: str | Path | None = None) -> PluginRecord | None:
     """Pick a ``.py`` plugin, ask with its SHA-256, copy it in, and load it now.
 
     Returns the new ``PluginRecord``, or ``None`` when nothing was installed.
@@ -174,7 +188,7 @@ def install_from_file(window: Any, path: str | Path | None = None) -> Any:
         if not path:
             return None
     path = Path(path)
-    host = window.plugins
+    host = _host(window)
     try:
         installer.check_plugin_file(path)
         sha256 = installer.file_sha256(path)
@@ -225,7 +239,7 @@ def install_from_file(window: Any, path: str | Path | None = None) -> Any:
 
 
 # ----- Manage plugins… -------------------------------------------------------------------
-def open_manager(window: Any) -> PluginManagerDialog:
+def open_manager(window: MainWindow) -> PluginManagerDialog:
     dialog = PluginManagerDialog(window)
     dialog.open()
     return dialog
@@ -239,7 +253,7 @@ class PluginManagerDialog(QDialog):
     removed; plugin files can be removed.
     """
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window_ = window
         self.setWindowTitle("Plugins")
@@ -304,8 +318,8 @@ class PluginManagerDialog(QDialog):
         self.reload()
 
     @property
-    def host(self) -> Any:
-        return self.window_.plugins
+    def host(self) -> PluginHost:
+        return _host(self.window_)
 
     def names(self) -> list[str]:
         """The record key of each row, in order."""
@@ -472,7 +486,7 @@ class PluginManagerDialog(QDialog):
 
 
 # ----- Install package… ------------------------------------------------------------------
-def open_package_installer(window: Any) -> PackageInstallDialog:
+def open_package_installer(window: MainWindow) -> PackageInstallDialog:
     dialog = PackageInstallDialog(window)
     dialog.open()
     return dialog
@@ -491,12 +505,12 @@ class PackageInstallDialog(QDialog):
 
     KILL_AFTER_MS = 3000
 
-    def __init__(self, window: Any, extra_pip_args: list[str] | None = None) -> None:
+    def __init__(self, window: MainWindow, extra_pip_args: list[str] | None = None) -> None:
         super().__init__(window)
         self.window_ = window
         self.extra_pip_args = list(extra_pip_args or [])
         self.outcome = ""
-        self.report: Any = None
+        self.report: RescanReport | None = None
         self._cancelled = False
         self.setWindowTitle("Install plugin package")
         self.resize(720, 420)
@@ -628,7 +642,7 @@ class PackageInstallDialog(QDialog):
             self._after_install()
 
     def _after_install(self) -> None:
-        host = self.window_.plugins
+        host = _host(self.window_)
         report = host.rescan()
         self.report = report
         _refresh_window(self.window_)
@@ -657,7 +671,7 @@ class PackageInstallDialog(QDialog):
         self.window_.append_log(f"Install package: {message}")
         self.install_finished.emit(outcome)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         # Never leave pip running behind a closed dialog.
         if self.running:
             self.cancel()

@@ -1,20 +1,21 @@
 """The live plots of the Training tab (pyqtgraph).
 
-Drawing is driven by the window's frame timer, never by a signal per batch:
-``sync()`` takes whatever losses arrived since the last frame, appends them
-to preallocated buffers, extends the smoothed curve incrementally and calls
-``setData`` once per curve (as pyqtgraph's ``examples/scrollingPlots.py``
-does), with clip-to-view and peak downsampling so long runs stay cheap.
+Data and drawing are apart, as in pyqtgraph's ``examples/scrollingPlots.py``:
+the training worker's ``batch_loss(step, loss)`` signal and each ``EpochEnd``
+only append to the plot's buffers (``add_loss``, ``add_epoch``); the window's
+paced frame timer calls ``draw()``, which extends the smoothed curve by what
+arrived since the last frame and calls ``setData`` once per curve, with
+clip-to-view and peak downsampling so long runs stay cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
@@ -25,6 +26,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from fmnist_gui.training.events import EpochEnd
 
 X_STEPS, X_EPOCHS = "steps", "epochs"
 
@@ -82,10 +86,15 @@ class TrainingPlots(QWidget):
         self.smoothing = 0.9
         self.x_mode = X_STEPS
         self.steps_per_epoch = 1
+        self._steps = _Buffer()
         self._losses = _Buffer()
         self._smoothed = _Buffer()
         self._ema_state: tuple[float, int] = (0.0, 0)
-        self._epochs: list[Any] = []
+        # Arrived since the last draw(): appended by add_loss, one call per batch.
+        self._new_steps: list[int] = []
+        self._new_losses: list[float] = []
+        self._epochs: list[EpochEnd] = []
+        self._epochs_drawn = 0
         self.planned_steps = 0
         self._fitting = True
         self._build()
@@ -226,20 +235,32 @@ class TrainingPlots(QWidget):
     # ----- data -------------------------------------------------------------------
     @property
     def point_count(self) -> int:
-        """How many batch losses the plot holds."""
-        return self._losses.size
+        """How many batch losses the plot holds, drawn or not yet."""
+        return self._losses.size + len(self._new_losses)
 
-    def sync(
-        self,
-        losses: Sequence[float],
-        epochs: Sequence[Any] = (),
-        steps_per_epoch: int | None = None,
-        planned_steps: int = 0,
-    ) -> bool:
-        """Take the losses and epoch results not drawn yet; True when anything changed.
+    @Slot(int, float)
+    def add_loss(self, step: int, loss: float) -> None:
+        """One batch's loss (``step`` counts from 1); drawn at the next ``draw()``.
 
-        ``losses`` is the trainer's growing ``history.batch_losses`` (the worker
-        thread appends to it; slicing a list is atomic under the GIL).
+        Called once per batch, in the GUI thread: it only appends.
+        """
+        self._new_steps.append(step)
+        self._new_losses.append(loss)
+
+    def add_epoch(self, epoch: EpochEnd) -> None:
+        """One epoch's test results; drawn at the next ``draw()``."""
+        self._epochs.append(epoch)
+
+    def set_history(self, losses: Sequence[float], epochs: Sequence[EpochEnd]) -> None:
+        """Hold exactly a whole history (steps 1, 2, …), e.g. of a loaded checkpoint."""
+        self.clear()
+        self._new_steps = list(range(1, len(losses) + 1))
+        self._new_losses = list(losses)
+        self._epochs = list(epochs)
+
+    def draw(self, steps_per_epoch: int | None = None, planned_steps: int = 0) -> bool:
+        """Draw what arrived since the last call; True when anything changed.
+
         ``planned_steps`` (all the steps of the run) fixes the x range while the
         view is fitted automatically, so the curve grows across a still axis.
         """
@@ -248,22 +269,25 @@ class TrainingPlots(QWidget):
             self._redraw_losses()
         self.planned_steps = planned_steps
         changed = False
-        if len(losses) > self._losses.size:
-            new = losses[self._losses.size :]
-            self._losses.extend(new)
-            smoothed, self._ema_state = debiased_ema(new, self.smoothing, self._ema_state)
+        if self._new_losses:
+            steps, losses = self._new_steps, self._new_losses
+            self._new_steps, self._new_losses = [], []
+            self._steps.extend(steps)
+            self._losses.extend(losses)
+            smoothed, self._ema_state = debiased_ema(losses, self.smoothing, self._ema_state)
             self._smoothed.extend(smoothed)
             self._redraw_losses()
             changed = True
-        if len(epochs) != len(self._epochs):
-            self._epochs = list(epochs)
+        if len(self._epochs) != self._epochs_drawn:
             self._redraw_epochs()
             changed = True
         return changed
 
     def clear(self) -> None:
+        self._steps.clear()
         self._losses.clear()
         self._smoothed.clear()
+        self._new_steps, self._new_losses = [], []
         self._ema_state = (0.0, 0)
         self._epochs = []
         self._redraw_losses()
@@ -291,7 +315,7 @@ class TrainingPlots(QWidget):
         self._fitting = True
         values = self._losses.view()
         finite = values[np.isfinite(values)] if values.size else values
-        n = self._losses.size
+        n = int(self._steps.data[self._steps.size - 1]) if self._steps.size else 0
         # Up to the end of the current epoch: the axis moves once an epoch, and the
         # curve fills the plot from the first epoch on.
         per_epoch = max(self.steps_per_epoch, 1)
@@ -339,7 +363,7 @@ class TrainingPlots(QWidget):
         self._fit_loss_view(force=True)
 
     def _x(self) -> np.ndarray:
-        steps = np.arange(1, self._losses.size + 1, dtype=np.float64)
+        steps = self._steps.view()
         if self.x_mode == X_EPOCHS:
             return steps / max(self.steps_per_epoch, 1)
         return steps
@@ -351,6 +375,7 @@ class TrainingPlots(QWidget):
         self._fit_loss_view()
 
     def _redraw_epochs(self) -> None:
+        self._epochs_drawn = len(self._epochs)
         epochs = np.array([e.epoch for e in self._epochs], dtype=np.float64)
         self.test_loss_curve.setData(epochs, [e.test_loss for e in self._epochs])
         self.train_epoch_curve.setData(epochs, [e.train_loss for e in self._epochs])

@@ -1,6 +1,6 @@
 """File menu commands for checkpoints, the title's unsaved mark, autosave and crash recovery.
 
-``install(window)`` wires a ``MainWindow`` (see its extension points):
+``CheckpointController`` adds to the window:
 
 * File → Open (Ctrl+O), Open Recent, Save (Ctrl+S; asks for a path the first
   time), Save As (Ctrl+Shift+S), Export weights…, Import weights…;
@@ -14,45 +14,74 @@
   a clean quit removes it, so one found at the next launch means a crash:
   "Recover unsaved training?".
 
-Loading builds a new ``Trainer`` and hands it to ``window.adopt_trainer`` only
-when every check passed: a broken or hostile file changes nothing.
+Loading builds a new ``Trainer`` and hands it to ``TrainingController.adopt_trainer``
+only when every check passed: a broken or hostile file changes nothing.
+Other features keep their share of a checkpoint's ``extra`` through the
+``CheckpointExtras`` protocol.
 File I/O is in ``fmnist_gui.checkpoint`` (no Qt there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal, Slot
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
-from fmnist_gui.qt.features.insight.controller import checkpoint_extra, restore_checkpoint_extra
+from fmnist_gui.qt.features.training.controller import TrainingController
+from fmnist_gui.qt.shell.actions import IDLE, TRAINING
+from fmnist_gui.qt.shell.window import APP_TITLE, MainWindow
+
+if TYPE_CHECKING:
+    from fmnist_gui.training.state import TrainingState
+    from fmnist_gui.training.trainer import Trainer
 
 RECENT_KEY = "checkpoints/recent"
 FOLDER_KEY = "folders/checkpoints"
 MAX_RECENT = 8
-APP_TITLE = "Fashion-MNIST Trainer"
 # QFileDialog name filters.
 FILE_FILTER = "Training checkpoints (*.pt *.pth);;All files (*)"
 WEIGHTS_FILTER = "Model weights (*.pth *.pt);;All files (*)"
+# Saving while training is allowed: the training thread takes the snapshot at a
+# batch boundary (with_snapshot).
+SAVING = IDLE | TRAINING
 
-Snapshot = dict[str, Any]
+Snapshot: TypeAlias = "TrainingState"
 
 
-class CheckpointActions(QObject):
-    """The checkpoint commands of one window; made by ``install(window)``."""
+class CheckpointExtras(Protocol):
+    """A feature's share of a checkpoint's ``extra`` (plain data only)."""
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """What to keep in the next checkpoint, by key."""
+        ...
+
+    def restore_checkpoint_extra(self, extra: dict[str, Any]) -> None:
+        """Take back what ``checkpoint_extra`` kept; called before the trainer is adopted."""
+        ...
+
+
+class CheckpointController(QObject):
+    """The checkpoint commands of one window, and its unsaved-training close guard."""
 
     # (future, callback): emitted from the training thread, handled in the GUI thread.
     _snapshot_done = Signal(object, object)
 
-    def __init__(self, window: Any) -> None:
+    def __init__(
+        self,
+        window: MainWindow,
+        training: TrainingController,
+        extras: Sequence[CheckpointExtras] = (),
+    ) -> None:
         super().__init__(window)
         self.window = window
+        self.training = training
+        self.extras = list(extras)
         self.path: Path | None = None  # the file the live training was opened from/saved to
         self.quit_box: QMessageBox | None = None  # the open "save before quitting?" question
         self._quit_confirmed = False
@@ -60,59 +89,71 @@ class CheckpointActions(QObject):
         self._build_actions()
         self._snapshot_done.connect(self._on_snapshot_done)
         window.state_changed.connect(self._on_state_changed)
-        window.trainer_changed.connect(self._on_trainer_changed)
-        window.epoch_finished.connect(self._on_epoch_finished)
-        window.backend_ready.connect(self.offer_recovery)
-        window.installEventFilter(self)
+        window.closing.connect(self._discard_autosave)  # a clean quit: nothing to recover
+        training.trainer_changed.connect(self._on_trainer_changed)
+        training.epoch_finished.connect(self._on_epoch_finished)
         self.update_title()
 
     # ----- construction -----------------------------------------------------------
     def _build_actions(self) -> None:
         w = self.window
-        actions = w.actions
-        actions["open"].triggered.connect(lambda: self.open())
-        actions["save"].triggered.connect(lambda: self.save())
-        actions["save_as"].triggered.connect(lambda: self.save_as())
-
+        add = w.add_action
+        opened = add(
+            "open",
+            "&Open Checkpoint…",
+            self.open,
+            states=IDLE,
+            shortcut="Ctrl+O",
+            tip="Load a saved model and its history",
+        )
         self.recent_menu = QMenu("Open &Recent", w)
         self.recent_menu.setObjectName("recent_menu")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         recent = self.recent_menu.menuAction()
         recent.setObjectName("action_open_recent")
-        actions["open_recent"] = recent
-
-        export = QAction("&Export Weights…", w)
-        export.setObjectName("action_export_weights")
-        export.setStatusTip(
-            "Save the model's weights as the tutorial does: torch.save(model.state_dict(), path)"
+        w.actions.add("open_recent", recent, IDLE)
+        save = add(
+            "save", "&Save", self.save, states=SAVING, shortcut="Ctrl+S", tip="Save a checkpoint"
         )
-        export.triggered.connect(lambda: self.export_weights())
-        actions["export_weights"] = export
-        imported = QAction("&Import Weights…", w)
-        imported.setObjectName("action_import_weights")
-        imported.setStatusTip(
-            "Start a new training from saved model weights "
-            "(the tutorial's model_weights.pth, or a checkpoint)"
+        save_as = add(
+            "save_as",
+            "Save &As…",
+            self.save_as,
+            states=SAVING,
+            shortcut="Ctrl+Shift+S",
+            tip="Save a checkpoint under a new name",
         )
-        imported.triggered.connect(lambda: self.import_weights())
-        actions["import_weights"] = imported
-
+        export = add(
+            "export_weights",
+            "&Export Weights…",
+            self.export_weights,
+            states=SAVING,
+            tip="Save the model's weights as the tutorial does: "
+            "torch.save(model.state_dict(), path)",
+        )
+        imported = add(
+            "import_weights",
+            "&Import Weights…",
+            self.import_weights,
+            states=IDLE,
+            tip="Start a new training from saved model weights "
+            "(the tutorial's model_weights.pth, or a checkpoint)",
+        )
         # File: Open, Open Recent, Save, Save As, ─, Export, Import, ─, Quit
         menu = w.menus["file"]
-        menu.insertAction(actions["save"], recent)
-        quit_action = actions["quit"]
-        before_quit = menu.actions()[menu.actions().index(quit_action) - 1]
-        menu.insertSeparator(before_quit)
-        menu.insertAction(before_quit, export)
-        menu.insertAction(before_quit, imported)
-
-        w.unavailable.difference_update({"open", "save", "save_as"})
+        quit_action = w.actions["quit"]
+        for action in (opened, recent, save, save_as):
+            menu.insertAction(quit_action, action)
+        menu.insertSeparator(quit_action)
+        menu.insertAction(quit_action, export)
+        menu.insertAction(quit_action, imported)
+        menu.insertSeparator(quit_action)
         w.update_actions()
 
     # ----- title and unsaved mark -------------------------------------------------
     def update_title(self) -> None:
         w = self.window
-        if w.trainer is None and self.path is None:
+        if self.training.trainer is None and self.path is None:
             w.setWindowTitle(f"{APP_TITLE}[*]")
         else:
             name = self.path.name if self.path is not None else "Untitled"
@@ -122,15 +163,15 @@ class CheckpointActions(QObject):
     @property
     def unsaved(self) -> bool:
         """Training that no file holds yet."""
-        w = self.window
-        return bool(w.dirty and w.trainer is not None and w.trainer.global_step > 0)
+        t = self.training
+        return bool(t.dirty and t.trainer is not None and t.trainer.global_step > 0)
 
     @Slot(str)
     def _on_state_changed(self, state: str) -> None:
         self.update_title()
 
     @Slot(object)
-    def _on_trainer_changed(self, trainer: Any) -> None:
+    def _on_trainer_changed(self, trainer: Trainer | None) -> None:
         if not self._adopting:
             self.path = None  # a new model (Start) or none (Reset): not from a file
         self.update_title()
@@ -144,7 +185,7 @@ class CheckpointActions(QObject):
         failed meanwhile), a user's save says so in a dialog; a ``quiet`` one
         (autosave) only in the status bar, since the failure has its own dialog.
         """
-        trainer, driver = self.window.trainer, self.window.driver
+        trainer, driver = self.training.trainer, self.training.driver
         if trainer is None:
             return
         if driver is None:
@@ -176,7 +217,7 @@ class CheckpointActions(QObject):
             path, _ = QFileDialog.getOpenFileName(w, title, self._folder(), filters)
             if not path:
                 return None
-        return Path(path) if w.ensure_data() else None
+        return Path(path) if self.training.ensure_data() else None
 
     # ----- save -------------------------------------------------------------------
     def save(self) -> bool:
@@ -187,7 +228,7 @@ class CheckpointActions(QObject):
 
     def save_as(self) -> bool:
         w = self.window
-        if w.trainer is None:
+        if self.training.trainer is None:
             w.statusBar().showMessage("Nothing to save yet: train or open a model first.")
             return False
         start = str(self.path or Path(self._folder()) / "training.pt")
@@ -202,11 +243,11 @@ class CheckpointActions(QObject):
     def _save_to(self, path: Path) -> bool:
         """Save (at once when idle; at the next batch boundary when training)."""
         w = self.window
-        if w.trainer is None:
+        if self.training.trainer is None:
             return False
         result: list[bool] = []
         self.with_snapshot(lambda state: result.append(self._write(path, state)))
-        if w.job is not None and not result:
+        if self.training.busy and not result:
             w.statusBar().showMessage(f"Saving {path.name} at the next batch…")
             return True
         return bool(result and result[0])
@@ -217,7 +258,7 @@ class CheckpointActions(QObject):
         w = self.window
         try:
             size = ckpt.save_checkpoint(
-                path, state, extra={"log": w.log.toPlainText(), **checkpoint_extra(w)}
+                path, state, extra={"log": w.log.toPlainText(), **self._extras()}
             )
         except ckpt.CheckpointError as exc:
             QMessageBox.warning(w, "Could not save the checkpoint", str(exc))
@@ -227,8 +268,9 @@ class CheckpointActions(QObject):
         self._remember(path)
         step = state["position"]["global_step"]
         # Saved everything only if no batch was trained since the snapshot.
-        if w.job is None and w.trainer is not None and w.trainer.global_step == step:
-            w.mark_saved()
+        t = self.training
+        if not t.busy and t.trainer is not None and t.trainer.global_step == step:
+            t.mark_saved()
             self._discard_autosave()
         w.statusBar().showMessage(f"Saved {path} (step {step}, {size / 2**20:.1f} MB).")
         self.update_title()
@@ -243,11 +285,12 @@ class CheckpointActions(QObject):
         path = self._file_to_load(
             path, "Open a checkpoint", "Open Checkpoint", FILE_FILTER, confirm=True
         )
-        if path is None:
+        inputs = self.training.engine_inputs()
+        if path is None or inputs is None:
             return False
         try:
             checkpoint = ckpt.read_checkpoint(path)
-            trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins, path=path)
+            trainer = ckpt.trainer_from_checkpoint(checkpoint, *inputs, path=path)
         except ckpt.MissingPluginError as exc:
             answer = QMessageBox.question(
                 w,
@@ -269,15 +312,16 @@ class CheckpointActions(QObject):
         w.statusBar().showMessage(f"Opened {path}: Start continues its training.")
         return True
 
-    def _adopt(self, trainer: Any, extra: dict, path: Path | None, *, saved: bool) -> None:
+    def _adopt(self, trainer: Trainer, extra: dict, path: Path | None, *, saved: bool) -> None:
         w = self.window
         log = extra.get("log")
         w.log.setPlainText(log if isinstance(log, str) else rebuild_log(trainer))
-        restore_checkpoint_extra(w, extra)  # the run list (issue 6)
+        for feature in self.extras:
+            feature.restore_checkpoint_extra(extra)
         self.path = path
         self._adopting = True
         try:
-            w.adopt_trainer(trainer, saved=saved)
+            self.training.adopt_trainer(trainer, saved=saved)
         finally:
             self._adopting = False
         self.update_title()
@@ -287,7 +331,7 @@ class CheckpointActions(QObject):
         from fmnist_gui import checkpoint as ckpt
 
         w = self.window
-        if w.trainer is None:
+        if self.training.trainer is None:
             w.statusBar().showMessage("No model to export yet.")
             return False
         start = str(Path(self._folder()) / "model_weights.pth")
@@ -326,14 +370,17 @@ class CheckpointActions(QObject):
         except ckpt.CheckpointError as exc:
             QMessageBox.warning(w, "Cannot import the weights", str(exc))
             return False
-        config, errors = w.panel.collect()
+        config, errors = self.training.panel.collect()
         if config is None:
             QMessageBox.warning(
                 w, "Cannot import the weights", f"Fix the settings first: {errors[0].message}"
             )
             return False
+        inputs = self.training.engine_inputs()
+        if inputs is None:
+            return False
         try:
-            trainer = Trainer(config, w.data, w.plugins, initial_state=weights)
+            trainer = Trainer(config, *inputs, initial_state=weights)
         except Exception as exc:  # noqa: BLE001 - config, plugin or factory errors alike
             QMessageBox.warning(w, "Cannot import the weights", f"{type(exc).__name__}: {exc}")
             return False
@@ -341,7 +388,7 @@ class CheckpointActions(QObject):
         self._adopting = True
         try:
             self.path = None
-            w.adopt_trainer(trainer, saved=True)  # nothing trained yet: nothing unsaved
+            self.training.adopt_trainer(trainer, saved=True)  # nothing trained: nothing unsaved
         finally:
             self._adopting = False
         w.append_log(f"Imported the weights of {path}.")
@@ -354,12 +401,11 @@ class CheckpointActions(QObject):
         """True when there is no unsaved training, or the user saved or dropped it."""
         if not self.unsaved:
             return True
-        w = self.window
         buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(
-            w,
+            self.window,
             "Unsaved training",
-            f"The model has trained {w.trainer.global_step} steps since it was last saved. "
+            f"The model has trained {self._steps()} steps since it was last saved. "
             f"Save it before you {doing[0].lower() + doing[1:]}?",
             buttons.Save | buttons.Discard | buttons.Cancel,
             buttons.Save,
@@ -368,20 +414,27 @@ class CheckpointActions(QObject):
             return self.save()
         return answer == buttons.Discard
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        w = self.window
-        if watched is not w or event.type() != QEvent.Type.Close:
+    def hold_close(self) -> bool:
+        """Unsaved training: ask Save / Discard / Cancel first; closes again after Save or Discard.
+
+        While training runs, the training's own question comes first; once the
+        user agreed there to quit, this one is not asked again.
+        """
+        t = self.training
+        if t.busy or not self.unsaved or self._quit_confirmed or t.close_requested:
             return False
-        if w.job is not None or w._loader is not None:
-            return False  # the window stops its threads first, then closes again
-        # When quitting was confirmed during training (the window's own question),
-        # do not ask a second time.
-        if self.unsaved and not self._quit_confirmed and not getattr(w, "_close_requested", False):
-            event.ignore()
-            self._ask_before_quit()
-            return True
-        self._discard_autosave()  # a clean quit: nothing to recover next time
-        return False
+        self._ask_before_quit()
+        return True
+
+    def _steps(self) -> int:
+        trainer = self.training.trainer
+        return trainer.global_step if trainer is not None else 0
+
+    def _extras(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        for feature in self.extras:
+            extra.update(feature.checkpoint_extra())
+        return extra
 
     def _ask_before_quit(self) -> None:
         """Save / Discard / Cancel, window-modal and non-blocking (a sheet on macOS)."""
@@ -391,7 +444,7 @@ class CheckpointActions(QObject):
         box = QMessageBox(
             QMessageBox.Icon.Question,
             "Unsaved training",
-            f"The model has trained {self.window.trainer.global_step} steps since it was "
+            f"The model has trained {self._steps()} steps since it was "
             "last saved. Save it before quitting?",
             buttons.Save | buttons.Discard | buttons.Cancel,
             self.window,
@@ -417,7 +470,7 @@ class CheckpointActions(QObject):
 
     # ----- autosave and recovery ------------------------------------------------------
     @Slot(object)
-    def _on_epoch_finished(self, _event: Any) -> None:
+    def _on_epoch_finished(self, _event: object) -> None:
         self.with_snapshot(self._autosave, quiet=True)
 
     def _autosave(self, state: Snapshot) -> None:
@@ -429,19 +482,18 @@ class CheckpointActions(QObject):
                 extra={
                     "log": self.window.log.toPlainText(),
                     "origin": str(self.path or ""),
-                    **checkpoint_extra(self.window),
+                    **self._extras(),
                 },
             )
         except (ckpt.CheckpointError, OSError) as exc:
             self.window.statusBar().showMessage(f"Autosave failed: {exc}")
 
+    @Slot()
     def _discard_autosave(self) -> None:
         from fmnist_gui import checkpoint as ckpt
 
-        try:
+        with contextlib.suppress(OSError):
             ckpt.discard_autosave()
-        except OSError:
-            pass
 
     @Slot()
     def offer_recovery(self) -> bool:
@@ -449,7 +501,7 @@ class CheckpointActions(QObject):
         from fmnist_gui import checkpoint as ckpt
 
         w = self.window
-        if w.trainer is not None or w.state != "idle":
+        if self.training.trainer is not None or w.state != "idle":
             return False
         found = ckpt.find_recoverable_autosaves()
         if not found:
@@ -469,11 +521,12 @@ class CheckpointActions(QObject):
         if answer == buttons.Discard:
             ckpt.discard_autosave(newest.path)
             return False
-        if answer != buttons.Yes or w.data is None:
+        inputs = self.training.engine_inputs()
+        if answer != buttons.Yes or inputs is None:
             return False
         try:
             checkpoint = ckpt.read_checkpoint(newest.path)
-            trainer = ckpt.trainer_from_checkpoint(checkpoint, w.data, w.plugins, path=newest.path)
+            trainer = ckpt.trainer_from_checkpoint(checkpoint, *inputs, path=newest.path)
         except ckpt.CheckpointError as exc:
             QMessageBox.warning(w, "Cannot recover the training", str(exc))
             return False
@@ -490,7 +543,9 @@ class CheckpointActions(QObject):
         value = self.window.settings.value(RECENT_KEY, [])
         if isinstance(value, str):  # QSettings gives a str for a one-item list
             value = [value]
-        return [str(v) for v in (value or [])][:MAX_RECENT]
+        if not isinstance(value, (list, tuple)):
+            return []
+        return [str(v) for v in value][:MAX_RECENT]
 
     def _remember(self, path: Path) -> None:
         path = path.resolve()
@@ -519,7 +574,7 @@ class CheckpointActions(QObject):
         return str(self.window.settings.value(FOLDER_KEY, "") or Path.home())
 
 
-def rebuild_log(trainer: Any) -> str:
+def rebuild_log(trainer: Trainer) -> str:
     """The tutorial's lines for a loaded history (for checkpoints made by the CLI)."""
     from fmnist_gui.training.events import BatchEnd, EpochStart
     from fmnist_gui.training.tutorial_log import format_event
@@ -531,7 +586,7 @@ def rebuild_log(trainer: Any) -> str:
     step = epoch = 0
     while step < len(losses) or epoch < len(epochs):
         epoch += 1
-        lines.append(format_event(EpochStart(epoch, n, 0)))
+        lines.append(format_event(EpochStart(epoch, n, 0)) or "")
         for batch in range(min(n, len(losses) - step)):
             length = min(batch_size, size - batch * batch_size)
             line = format_event(BatchEnd(epoch, batch, step + 1, losses[step], length, size, n))
@@ -539,11 +594,5 @@ def rebuild_log(trainer: Any) -> str:
                 lines.append(line)
             step += 1
         if epoch <= len(epochs):
-            lines.append(format_event(epochs[epoch - 1]))
+            lines.append(format_event(epochs[epoch - 1]) or "")
     return "\n".join(lines)
-
-
-def install(window: Any) -> CheckpointActions:
-    """Wire the checkpoint commands into ``window``; kept as ``window.checkpoints``."""
-    window.checkpoints = CheckpointActions(window)
-    return window.checkpoints

@@ -1,0 +1,618 @@
+"""The Training feature: the form, the progress, the live plots and the commands that train.
+
+``TrainingController`` owns the live ``Trainer`` (``None`` before the first
+Start or after Reset) and runs it in a ``TrainingWorker`` in its own
+``QThread``. The worker's ``batch_loss(step, loss)`` reaches the plot buffer
+once per batch; the plots are drawn and the progress texts updated by a paced
+frame timer, never per batch.
+
+For other features: ``trainer_changed`` (a new live trainer, or ``None``),
+``epoch_finished`` (each ``EpochEnd``), ``batch_loss``, ``adopt_trainer()``
+(after a checkpoint load), ``dirty``/``mark_saved()``, ``add_blocker()`` (a
+reason not to train now, e.g. a race), ``ensure_data()``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import QLabel, QMessageBox, QStackedWidget
+
+from fmnist_gui.qt.features.training.control_panel import ControlPanel
+from fmnist_gui.qt.features.training.progress import ProgressPanel, format_duration
+from fmnist_gui.qt.infra.pacing import FramePacer
+from fmnist_gui.qt.infra.worker import Job, TrainingWorker
+from fmnist_gui.qt.shell.actions import IDLE, TRAINING, Blocker
+from fmnist_gui.qt.shell.window import MainWindow
+from fmnist_gui.system.openmp import release_thread_pool
+
+if TYPE_CHECKING:
+    from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.qt.features.training.plots import TrainingPlots
+    from fmnist_gui.training.data import FashionMNISTData
+    from fmnist_gui.training.driver import RunDriver
+    from fmnist_gui.training.events import EpochEnd, RunEnd
+    from fmnist_gui.training.trainer import Trainer
+
+PAUSE_TIP = "Pause training; press again to resume"
+TEXT_SECONDS = 0.5  # progress texts twice a second: a changed label re-lays out the panel
+# While training, a thread that wants the GIL back (the worker, after each torch op)
+# waits at most this long for the GUI thread to hand it over (CPython's default: 5 ms).
+TRAINING_SWITCH_INTERVAL = 0.0005
+
+
+class TrainingController(QObject):
+    """Start, Pause/Resume, Stop and Reset of the window's one live model."""
+
+    trainer_changed = Signal(object)  # the new live Trainer, or None after Reset
+    epoch_finished = Signal(object)  # EpochEnd
+    batch_loss = Signal(int, float)  # (step, loss) of every batch, in the GUI thread
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.backend = window.backend
+        self.trainer: Trainer | None = None
+        self.dirty = False  # trained since the last save; Reset asks first
+        self.plots: TrainingPlots | None = None  # built once pyqtgraph is imported
+        self.job: Job | None = None
+        self.worker: TrainingWorker | None = None
+        self._blockers: list[Blocker] = []
+        self._run_end: RunEnd | str | None = None
+        self._close_requested = False
+        self._run_started = 0.0
+        self._run_elapsed = 0.0
+        self._run_first_step = 0
+        self._last_position: tuple[int, int, str] | None = None
+        self._last_text_time = 0.0
+        self._saved_switch_interval = sys.getswitchinterval()
+
+        self.panel = ControlPanel()
+        self.panel.edited.connect(self._on_form_edited)
+        self.progress = ProgressPanel()
+        window.add_side_widget(self.panel, 1)
+        window.add_side_widget(self.progress)
+        # The Training tab shows a placeholder until pyqtgraph is imported.
+        self.tab = QStackedWidget()
+        placeholder = QLabel("Loading PyTorch and the plugins…")
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        placeholder.setEnabled(False)
+        self.tab.addWidget(placeholder)
+        window.tabs.addTab(self.tab, "Training")
+        self.model_label = QLabel("No model yet")
+        self.model_label.setObjectName("model_label")
+        window.statusBar().addPermanentWidget(self.model_label)
+        self._add_actions()
+
+        self.frame_timer = QTimer(self)
+        self.frame_timer.timeout.connect(self.refresh)
+        self.pacer = FramePacer(self.frame_timer)
+        window.actions_updated.connect(self._follow_actions)
+        window.closing.connect(self._on_closing)
+        self.backend.plugins_changed.connect(self._on_plugins_changed)
+        window.update_actions()
+
+    def _add_actions(self) -> None:
+        w = self.window
+        w.add_action(
+            "start",
+            "&Start",
+            self.start,
+            states=IDLE,
+            shortcut="F5",
+            tip="Start or continue training",
+            blocker=self.training_blocked,
+        )
+        w.add_action(
+            "pause",
+            "&Pause",
+            self.toggle_pause,
+            states=TRAINING,
+            shortcut="F6",
+            tip=PAUSE_TIP,
+            # Resume would train too.
+            blocker=lambda: self.training_blocked() if w.state == "paused" else "",
+        )
+        w.add_action(
+            "stop",
+            "S&top",
+            self.stop,
+            states=TRAINING,
+            shortcut="Shift+F5",
+            tip="Stop after the current batch; Start continues the same model",
+        )
+        w.add_action(
+            "reset",
+            "&Reset",
+            self.reset,
+            states=IDLE,
+            tip="Forget the model and the plots; the next Start begins with new weights",
+        )
+        menu = w.menus["training"]
+        for name in ("start", "pause", "stop"):
+            menu.addAction(w.actions[name])
+        menu.addSeparator()
+        menu.addAction(w.actions["reset"])
+        for name in ("start", "pause", "stop", "reset"):
+            w.toolbar.addAction(w.actions[name])
+
+    # ----- what the rest of the app reads --------------------------------------------
+    @property
+    def plugins(self) -> PluginHost | None:
+        return self.backend.plugins
+
+    @property
+    def data(self) -> FashionMNISTData | None:
+        return self.backend.data
+
+    def engine_inputs(self) -> tuple[FashionMNISTData, PluginHost] | None:
+        """The dataset and plugin host a new ``Trainer`` needs; None while either is missing."""
+        data, plugins = self.backend.data, self.backend.plugins
+        return (data, plugins) if data is not None and plugins is not None else None
+
+    @property
+    def driver(self) -> RunDriver | None:
+        """The running job's ``RunDriver`` (None while idle): snapshots are asked of it."""
+        return self.worker.driver if self.worker is not None else None
+
+    @property
+    def busy(self) -> bool:
+        """True while a training thread exists (running, paused or stopping)."""
+        return self.job is not None
+
+    @property
+    def close_requested(self) -> bool:
+        """True once the user agreed to quit while training (unsaved work included)."""
+        return self._close_requested
+
+    def add_blocker(self, blocker: Blocker) -> None:
+        """``blocker()`` says why training may not start or resume now ("" when it may).
+
+        Asked afresh each time, so a block ends when its cause does, not when
+        someone remembers to lift it.
+        """
+        self._blockers.append(blocker)
+
+    def training_blocked(self) -> str:
+        """Why training may not start or resume now ("" when it may), e.g. a race runs."""
+        for blocker in self._blockers:
+            reason = blocker()
+            if reason:
+                return reason
+        return ""
+
+    # ----- start-up -------------------------------------------------------------------
+    def build_plots(self) -> None:
+        """Import pyqtgraph and show the live plots (after the window's first paint)."""
+        if self.plots is not None:
+            return
+        self.window.statusBar().showMessage("Loading plots…")
+        from fmnist_gui.qt.features.training.plots import TrainingPlots
+
+        plots = self.plots = TrainingPlots()
+        plots.setObjectName("training_plots")
+        settings = self.window.settings
+        try:
+            weight = float(str(settings.value("plots/smoothing", plots.smoothing)))
+        except (TypeError, ValueError):
+            weight = plots.smoothing
+        plots.set_smoothing(weight)
+        plots.set_x_mode(str(settings.value("plots/x_axis", plots.x_mode)))
+        self.batch_loss.connect(plots.add_loss)
+        self.tab.addWidget(plots)
+        self.tab.setCurrentWidget(plots)
+
+    @Slot(object)
+    def _on_plugins_changed(self, plugins: PluginHost) -> None:
+        self.panel.set_plugins(plugins)
+        self.panel.restore_settings(self.window.settings)
+        self._lock_form()
+
+    def ensure_data(self) -> bool:
+        """True when the dataset is loaded; otherwise offer the ways to get it."""
+        backend = self.backend
+        if backend.data is not None:
+            return True
+        from fmnist_gui.qt.features.data.data_dialog import DataDialog
+        from fmnist_gui.training.data import DataError, load_dataset
+
+        status = self.window.statusBar()
+        dialog = DataDialog(backend.data_dir, backend.data_error, self.window)
+        if dialog.exec() != DataDialog.DialogCode.Accepted:
+            status.showMessage("No dataset: training needs Fashion-MNIST.")
+            return False
+        try:
+            data = load_dataset(dialog.root, allow_download=False)
+        except DataError as exc:
+            backend.data_error = str(exc)
+            QMessageBox.warning(self.window, "Dataset unusable", str(exc))
+            return False
+        backend.set_data(data, dialog.root)
+        status.showMessage(f"Dataset ready in {dialog.root}.")
+        return True
+
+    # ----- the actions' texts and the form follow the state ------------------------------
+    @Slot()
+    def _follow_actions(self) -> None:
+        actions = self.window.actions
+        actions["pause"].setText("&Resume" if self.window.state == "paused" else "&Pause")
+        trainer = self.trainer
+        continuing = (
+            trainer is not None
+            and trainer.global_step > 0
+            and (not trainer.finished or self.panel.epochs_spin.value() > trainer.epochs_done)
+        )
+        actions["start"].setText("&Continue" if continuing else "&Start")
+        actions.set_tip(
+            "start",
+            "Continue training the same model" if continuing else "Start training a new model",
+        )
+        self._lock_form()
+
+    def _lock_form(self) -> None:
+        busy = self.window.state != "idle"
+        self.panel.set_locked(busy or self.trainer is not None, allow_epochs=not busy)
+
+    @Slot()
+    def _on_form_edited(self) -> None:
+        if self.window.state == "idle":
+            self.window.update_actions()
+
+    # ----- training commands ------------------------------------------------------
+    @Slot()
+    def start(self) -> None:
+        """Start a new model, or continue the live one where it stopped."""
+        w = self.window
+        if w.state != "idle" or self.job is not None:
+            return
+        blocked = self.training_blocked()
+        if blocked:
+            w.statusBar().showMessage(blocked, 8000)
+            return
+        if not self.ensure_data():
+            return
+        if self.trainer is not None and self.trainer.finished:
+            wanted = self.panel.epochs_spin.value()
+            if wanted <= self.trainer.epochs_done:
+                w.statusBar().showMessage(
+                    f"This model has finished its {self.trainer.epochs_done} epochs: raise "
+                    "Epochs to train it further, or Reset to start a new model."
+                )
+                self.panel.show_error(
+                    "epochs",
+                    "the model has done "
+                    f"{self.trainer.epochs_done} epochs; raise Epochs to "
+                    "continue or press Reset for a new model",
+                )
+                return
+        if self.trainer is None:
+            trainer = self._new_trainer()
+            if trainer is None:
+                return
+            self.trainer = trainer
+            if self.plots is not None:
+                self.plots.clear()
+            w.append_log(
+                f"New model: {trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
+                f", batch size {trainer.config.batch_size}, seed {trainer.seed}, "
+                f"device {trainer.device}"
+            )
+            self.trainer_changed.emit(trainer)
+        else:
+            t = self.trainer
+            # Epochs is the total for this model; it may be raised (or lowered) between runs,
+            # but never below the epoch under way.
+            t.config.epochs = max(
+                self.panel.epochs_spin.value(), t.epochs_done + (1 if t.batch_in_epoch else 0)
+            )
+            w.append_log(
+                f"Continuing the same model from epoch {t.epochs_done + 1}, batch "
+                f"{t.batch_in_epoch} (step {t.global_step})."
+            )
+            w.statusBar().showMessage("Continuing the same model where it stopped.")
+        self._launch(self.trainer)
+
+    def _new_trainer(self) -> Trainer | None:
+        from fmnist_gui.plugins.boundary import PluginFailure
+        from fmnist_gui.plugins.host import UnknownPluginError
+        from fmnist_gui.plugins.specs import ParamError
+        from fmnist_gui.training.config import ConfigError
+        from fmnist_gui.training.trainer import Trainer
+
+        config, errors = self.panel.collect()
+        if config is None:
+            self.window.statusBar().showMessage("Cannot start: " + errors[0].message)
+            return None
+        inputs = self.engine_inputs()
+        if inputs is None:  # start() made sure of the data: the plugins failed to load
+            self.window.statusBar().showMessage("Cannot start: the plugins did not load.")
+            return None
+        try:
+            return Trainer(config, *inputs)
+        except (ConfigError, ParamError) as exc:
+            self.panel.show_error(
+                "epochs" if isinstance(exc, ConfigError) else "optimizer", str(exc)
+            )
+            self.window.statusBar().showMessage(f"Cannot start: {exc}")
+        except (UnknownPluginError, PluginFailure) as exc:
+            self.panel.show_error("optimizer", str(exc))
+            QMessageBox.critical(self.window, "Cannot start training", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a plugin's factory can raise anything
+            QMessageBox.critical(
+                self.window, "Cannot start training", f"{type(exc).__name__}: {exc}"
+            )
+        return None
+
+    def _launch(self, trainer: Trainer) -> None:
+        worker = TrainingWorker(trainer)
+        worker.batch_loss.connect(self.batch_loss)
+        worker.log.connect(self.window.append_log)
+        worker.epoch.connect(self._on_epoch)
+        worker.errored.connect(self._on_worker_error)
+        worker.finished.connect(self._on_run_end)
+        self.worker = worker
+        self._run_end = None
+        self._run_started = time.monotonic()
+        self._run_elapsed = 0.0
+        self._run_first_step = trainer.global_step
+        self.job = Job(worker, self)
+        self.job.done.connect(self._on_job_done)
+        self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(TRAINING_SWITCH_INTERVAL)
+        self.dirty = True
+        self.window.set_state("running")
+        self.window.statusBar().showMessage("Training…")
+        self.job.start()
+        self.pacer.restart()
+        self.frame_timer.start()
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        w = self.window
+        if self.trainer is None:
+            return
+        blocked = self.training_blocked()
+        if w.state == "paused" and blocked:
+            w.statusBar().showMessage(blocked, 8000)
+            return
+        driver = self.driver
+        if driver is None:
+            return
+        if w.state == "running":
+            driver.pause()
+            self._run_elapsed += time.monotonic() - self._run_started
+            w.set_state("paused")
+            w.statusBar().showMessage("Paused. Resume continues with the next batch.")
+        elif w.state == "paused":
+            driver.resume()
+            self._run_started = time.monotonic()
+            w.set_state("running")
+            w.statusBar().showMessage("Training…")
+
+    @Slot()
+    def stop(self) -> None:
+        w = self.window
+        if w.state not in ("running", "paused") or self.trainer is None:
+            return
+        if w.state == "running":
+            self._run_elapsed += time.monotonic() - self._run_started
+        self._request_stop()
+        w.set_state("stopping")
+        w.statusBar().showMessage("Stopping after the current batch…")
+
+    @Slot()
+    def reset(self) -> None:
+        """New weights at the next Start; the plots and the log are cleared."""
+        w = self.window
+        if w.state != "idle":
+            return
+        if self.dirty and self.trainer is not None:
+            answer = QMessageBox.question(
+                w,
+                "Reset the model?",
+                "The trained model has not been saved. Reset discards it and its plots; "
+                "the next Start begins with new weights.",
+                QMessageBox.StandardButton.Reset | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Reset:
+                return
+        self.trainer = None
+        self.dirty = False
+        if self.plots is not None:
+            self.plots.clear()
+        w.log.clear()
+        self.progress.clear()
+        self._last_position = None
+        self.model_label.setText("No model yet")
+        self.trainer_changed.emit(None)
+        w.update_actions()
+        w.statusBar().showMessage("Reset: the next Start trains a new model.")
+
+    def adopt_trainer(self, trainer: Trainer, *, saved: bool = True) -> None:
+        """Make ``trainer`` the live model (after a checkpoint load); only while idle."""
+        if self.window.state != "idle":
+            raise RuntimeError("adopt_trainer() needs the window to be idle")
+        self.trainer = trainer
+        self.dirty = not saved
+        self.panel.set_config(trainer.config)
+        if self.plots is not None:
+            self.plots.set_history(trainer.history.batch_losses, trainer.history.epochs)
+            self.plots.draw(len(trainer.train_loader))
+        self._show_trainer_position()
+        self.window.append_log(
+            f"Loaded a model at epoch {trainer.epochs_done}, batch "
+            f"{trainer.batch_in_epoch} (step {trainer.global_step}); "
+            "Start continues it."
+        )
+        self.trainer_changed.emit(trainer)
+        self.window.update_actions()
+
+    def mark_saved(self) -> None:
+        """Everything trained so far is in a file: Reset and Quit need not ask."""
+        self.dirty = False
+
+    # ----- worker signals ---------------------------------------------------------
+    @Slot(object)
+    def _on_epoch(self, event: EpochEnd) -> None:
+        if self.plots is not None:
+            self.plots.add_epoch(event)
+        self.refresh()
+        self.epoch_finished.emit(event)
+
+    @Slot(str, str)
+    def _on_worker_error(self, message: str, details: str) -> None:
+        self._run_end = "errored"
+        self.window.append_log(details.rstrip())
+        QMessageBox.critical(
+            self.window,
+            "Training failed",
+            f"Training stopped because of an error:\n\n{message}\n\n"
+            "The model is kept as of the last completed batch.",
+        )
+
+    @Slot(object)
+    def _on_run_end(self, end: RunEnd) -> None:
+        if self._run_end == "errored":
+            return
+        self._run_end = end
+
+    @Slot()
+    def _on_job_done(self) -> None:
+        # Only now has the thread really ended: a new run may start.
+        w = self.window
+        self.job = None
+        self.worker = None
+        self.frame_timer.stop()
+        sys.setswitchinterval(self._saved_switch_interval)
+        if w.state == "running":
+            self._run_elapsed += time.monotonic() - self._run_started
+        self._last_text_time = 0.0  # the last position is shown, whatever the text rate
+        self.refresh()
+        end, self._run_end = self._run_end, None
+        w.set_state("idle")
+        if self._close_requested:
+            w.close()
+            return
+        status = w.statusBar()
+        if end is None or isinstance(end, str):
+            status.showMessage("Training failed; see the log.")
+            return
+        if end.status == "finished":
+            epochs = self.trainer.epochs_done if self.trainer is not None else 0
+            status.showMessage(
+                f"Finished {epochs} epochs. Raise Epochs and Start to train "
+                "further, or Reset for a new model."
+            )
+        elif end.status == "stopped":
+            w.append_log(f"Stopped: {end.message}. Start continues the same model.")
+            status.showMessage(
+                "Stopped. Start continues the same model from where it stopped; "
+                "Reset begins a new one."
+            )
+        elif end.status == "diverged":
+            w.append_log(f"Diverged: {end.message}")
+            QMessageBox.warning(w, "Training diverged", end.message)
+            status.showMessage("Diverged; see the log.")
+        else:
+            w.append_log(f"Failed: {end.message}")
+            QMessageBox.critical(w, "Training failed", end.message)
+            status.showMessage("Training failed; see the log.")
+
+    # ----- the frame timer: plots and progress ------------------------------------
+    @Slot()
+    def refresh(self) -> None:
+        """Draw what arrived since the last frame and show the position (GUI thread)."""
+        trainer = self.trainer
+        if trainer is None:
+            return
+        if self.job is not None:
+            self.pacer.frame()
+            release_thread_pool()  # after any torch work this thread did: see openmp.py
+        num_batches = len(trainer.train_loader)
+        if self.plots is not None:
+            self.plots.draw(num_batches, planned_steps=trainer.config.epochs * num_batches)
+        now = time.monotonic()
+        if now - self._last_text_time >= TEXT_SECONDS or self.window.state == "idle":
+            self._last_text_time = now
+            self._show_trainer_position(num_batches)
+
+    def _show_trainer_position(self, num_batches: int | None = None) -> None:
+        t = self.trainer
+        if t is None:
+            return
+        state = self.window.state
+        num_batches = num_batches or len(t.train_loader)
+        step = t.global_step
+        # Cheap when nothing moved (paused, or the test loop is running).
+        position = (step, t.epochs_done, state)
+        if position == self._last_position:
+            return
+        self._last_position = position
+        epoch = t.epochs_done + 1 if t.batch_in_epoch else max(t.epochs_done, 1)
+        batch = t.batch_in_epoch if t.batch_in_epoch else (num_batches if t.epochs_done else 0)
+        self.progress.show_position(epoch, batch, num_batches, t.epochs_done, t.config.epochs)
+        elapsed = self._run_elapsed + (
+            time.monotonic() - self._run_started if state == "running" else 0.0
+        )
+        steps = step - self._run_first_step
+        remaining = t.config.epochs * num_batches - step
+        rate = steps / elapsed if elapsed > 0 and steps > 0 else None
+        self.progress.elapsed.setText(format_duration(elapsed))
+        self.progress.eta.setText(format_duration(remaining / rate) if rate else "–")
+        self.progress.speed.setText(f"{rate * t.config.batch_size:,.0f} samples/s" if rate else "–")
+        try:
+            self.progress.lr.setText(f"{t.optimizer.param_groups[0]['lr']:g}")
+        except (AttributeError, IndexError, KeyError, TypeError):
+            self.progress.lr.setText("–")
+        self.model_label.setText(
+            f"Model: epoch {t.epochs_done}/{t.config.epochs}, "
+            f"step {step} · {t.optimizer_spec.label} · seed {t.seed}"
+        )
+
+    # ----- closing ------------------------------------------------------------------
+    def hold_close(self) -> bool:
+        """While training: ask, then stop cooperatively and close once the thread ended."""
+        if self.job is None:
+            return False
+        w = self.window
+        if not self._close_requested:
+            answer = QMessageBox.question(
+                w,
+                "Quit while training?",
+                "Training is running. Stop it and quit? The model has not been saved.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return True
+        # Closed again by _on_job_done once the thread has ended.
+        self._close_requested = True
+        self._request_stop()
+        if w.state in ("running", "paused"):
+            w.set_state("stopping")
+        w.statusBar().showMessage("Stopping, then quitting…")
+        return True
+
+    @Slot()
+    def _on_closing(self) -> None:
+        self.frame_timer.stop()
+        settings = self.window.settings
+        if self.plugins is not None:
+            self.panel.save_settings(settings)
+        if self.plots is not None:
+            settings.setValue("plots/smoothing", self.plots.smoothing)
+            settings.setValue("plots/x_axis", self.plots.x_mode)
+
+    def _request_stop(self) -> None:
+        if self.worker is not None:
+            self.worker.driver.request_stop()
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop the training and join its thread (the app calls this after the event loop)."""
+        self._request_stop()
+        if self.job is not None:
+            self.job.wait(timeout_ms)

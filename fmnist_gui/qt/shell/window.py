@@ -1,0 +1,315 @@
+"""The window shell: menus, a side area, tabs in the centre, the log below, the status bar.
+
+The shell knows no feature. Features (built in ``fmnist_gui.qt.app``) fill it
+through a small typed contract:
+
+``actions: ActionTable``
+    Every command by name, registered with the states it is enabled in
+    (``add_action``); ``update_actions()`` enables them from ``state``.
+``menus: dict[str, QMenu]``, ``toolbar``, ``tabs``, ``add_side_widget()``, ``log``
+    Where features put their commands and views.
+``state`` / ``set_state()`` / ``state_changed``
+    The app's ``AppState``; it starts as ``"loading"`` and turns ``"idle"`` when
+    the ``backend`` has loaded.
+``close_guards: list[CloseGuard]``
+    Asked in order by the one ``closeEvent``; ``closing`` is emitted once none
+    holds the window open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPlainTextEdit,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fmnist_gui import __version__
+from fmnist_gui.qt.shell.actions import ALWAYS, STATES, ActionTable, AppState, Blocker
+from fmnist_gui.qt.shell.backend import Backend
+
+SETTINGS_ORG = SETTINGS_APP = "fmnist-gui"
+APP_TITLE = "Fashion-MNIST Trainer"
+
+
+def make_settings() -> QSettings:
+    """The app's settings (organization and application "fmnist-gui", native format)."""
+    return QSettings(SETTINGS_ORG, SETTINGS_APP)
+
+
+class CloseGuard(Protocol):
+    """Something that may keep the window open when the user closes it."""
+
+    def hold_close(self) -> bool:
+        """True to keep the window open for now.
+
+        A guard that holds has started whatever must come first (a question, a
+        cooperative stop) and calls ``window.close()`` again once closing may go
+        on, or never, when the user cancelled.
+        """
+        ...
+
+
+class MainWindow(QMainWindow):
+    """The app's window; see the module docstring for what features may use.
+
+    ``actions`` hides ``QWidget.actions()`` from Python callers, as in mnelab: the
+    window's commands are looked up by name (``window.actions["save"]``), and Qt's
+    own C++ code still reaches the widget's action list.
+    """
+
+    state_changed = Signal(str)  # the new AppState
+    actions_updated = Signal()  # after update_actions(): texts that follow the state
+    closing = Signal()  # no guard holds the window: save settings, let go of files
+
+    def __init__(self, backend: Backend, settings: QSettings) -> None:
+        super().__init__()
+        self.backend = backend
+        self.settings = settings
+        self.state: AppState = "loading"
+        self.actions: ActionTable = ActionTable()  # type: ignore[assignment]
+        self.menus: dict[str, QMenu] = {}
+        self.close_guards: list[CloseGuard] = []
+        self._close_when_loaded = False
+
+        self.setWindowTitle(APP_TITLE)
+        self._build_menus()
+        self._build_central()
+        self.add_action(
+            "quit",
+            "&Quit",
+            self.close,
+            states=ALWAYS,
+            shortcut="Ctrl+Q",
+            tip="Quit the application",
+        )
+        self.add_action(
+            "about",
+            "&About",
+            self.about,
+            states=ALWAYS,
+            tip="Versions of the app, torch, Qt and the plugins",
+        )
+        self.actions["quit"].setMenuRole(QAction.MenuRole.QuitRole)
+        self.actions["about"].setMenuRole(QAction.MenuRole.AboutRole)
+        self.menus["file"].addAction(self.actions["quit"])
+        self.menus["help"].addAction(self.actions["about"])
+        self.statusBar().showMessage("Starting…")
+        self._restore_geometry()
+        backend.loaded.connect(self._on_backend_loaded)
+        backend.failed.connect(self._on_backend_failed)
+        self.update_actions()
+
+    # ----- construction -----------------------------------------------------------
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        for name, title in (
+            ("file", "&File"),
+            ("training", "&Training"),
+            ("plugins", "&Plugins"),
+            ("help", "&Help"),
+        ):
+            self.menus[name] = bar.addMenu(title)
+        toolbar = QToolBar("Training")
+        toolbar.setObjectName("training_toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(toolbar)
+        self.toolbar = toolbar
+
+    def _build_central(self) -> None:
+        side = QWidget()
+        self._side_layout = QVBoxLayout(side)
+        self._side_layout.setContentsMargins(6, 6, 0, 6)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+
+        self.log = QPlainTextEdit()
+        self.log.setObjectName("log")
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(20_000)
+        font = QFont("monospace")
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        self.log.setFont(font)
+        self.log.setPlaceholderText("The tutorial's output appears here while training.")
+
+        centre = QSplitter(Qt.Orientation.Vertical)
+        centre.addWidget(self.tabs)
+        centre.addWidget(self.log)
+        centre.setStretchFactor(0, 4)
+        centre.setStretchFactor(1, 1)
+        centre.setSizes([560, 150])
+        self.centre_splitter = centre
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(side)
+        splitter.addWidget(centre)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([345, 935])
+        splitter.setChildrenCollapsible(False)
+        self.main_splitter = splitter
+        self.setCentralWidget(splitter)
+
+    def add_action(
+        self,
+        name: str,
+        text: str,
+        slot: Callable[[], object] | None,
+        *,
+        states: frozenset[AppState],
+        shortcut: str | None = None,
+        tip: str = "",
+        blocker: Blocker | None = None,
+    ) -> QAction:
+        """A new action, registered in ``actions`` as ``name`` (object name ``action_<name>``)."""
+        action = QAction(text, self)
+        action.setObjectName(f"action_{name}")
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(
+                tip + (f" ({action.shortcut().toString()})" if shortcut is not None else "")
+            )
+        if slot is not None:
+            action.triggered.connect(lambda _checked=False: slot())
+        return self.actions.add(name, action, states, blocker=blocker)
+
+    def add_side_widget(self, widget: QWidget, stretch: int = 0) -> None:
+        """Stack ``widget`` in the left column (the training form, the progress)."""
+        self._side_layout.addWidget(widget, stretch)
+
+    # ----- the state machine ------------------------------------------------------
+    def set_state(self, state: AppState) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        changed = state != self.state
+        self.state = state
+        self.update_actions()
+        if changed:
+            self.state_changed.emit(state)
+
+    def update_actions(self) -> None:
+        """Enable exactly the actions the table allows in ``state`` and no blocker holds."""
+        self.actions.update(self.state)
+        self.actions_updated.emit()
+
+    # ----- start-up ---------------------------------------------------------------
+    @Slot(str, str)
+    def _on_backend_failed(self, message: str, details: str) -> None:
+        self.append_log(details)
+        QMessageBox.critical(
+            self, "Start-up failed", f"Could not load PyTorch or the plugins:\n\n{message}"
+        )
+
+    @Slot()
+    def _on_backend_loaded(self) -> None:
+        if self._close_when_loaded:
+            self.close()
+            return
+        backend = self.backend
+        self.set_state("idle")
+        if backend.data is not None:
+            n = len(backend.data.train)
+            self.statusBar().showMessage(
+                f"Ready: {n:,} training images from {backend.data_dir}. Press F5 to train."
+            )
+        else:
+            self.statusBar().showMessage(f"Fashion-MNIST not found in {backend.data_dir}.")
+        for record in getattr(backend.plugins, "errors", []):
+            self.append_log(f"Plugin {record.name} failed to load: {record.error}")
+
+    @Slot(str)
+    def append_log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    # ----- help -------------------------------------------------------------------
+    @Slot()
+    def about(self) -> None:
+        QMessageBox.about(self, f"About {APP_TITLE}", self.about_text())
+
+    def about_text(self) -> str:
+        import PySide6
+        from PySide6.QtCore import qVersion
+
+        torch_version = "not loaded yet"
+        try:
+            import torch
+
+            torch_version = torch.__version__
+        except ImportError:
+            torch_version = "not installed"
+        try:
+            import pyqtgraph
+
+            pg_version = pyqtgraph.__version__
+        except ImportError:
+            pg_version = "not installed"
+        rows = [
+            (APP_TITLE, __version__),
+            ("PyTorch", torch_version),
+            ("Qt", qVersion()),
+            ("PySide6", PySide6.__version__),
+            ("pyqtgraph", pg_version),
+        ]
+        plugins = self.backend.plugins
+        plugin_rows = [
+            f"<tr><td>{record.name}</td><td>{record.version or '–'}</td>"
+            f"<td>{record.source}</td><td>{record.status}</td></tr>"
+            for record in (plugins.records.values() if plugins is not None else ())
+        ]
+        table = "".join(f"<tr><td>{a}</td><td>{b}</td></tr>" for a, b in rows)
+        plugin_table = (
+            "<p><b>Plugins</b></p><table cellspacing=4><tr><th align=left>Name</th>"
+            "<th align=left>Version</th><th align=left>Source</th>"
+            "<th align=left>Status</th></tr>" + "".join(plugin_rows) + "</table>"
+            if plugin_rows
+            else "<p>Plugins: not loaded yet.</p>"
+        )
+        return (
+            "<p>Trains the network of the PyTorch tutorial <i>Optimizing Model "
+            "Parameters</i> on Fashion-MNIST.</p>"
+            f"<table cellspacing=4>{table}</table>{plugin_table}"
+        )
+
+    # ----- settings and closing ---------------------------------------------------
+    def _restore_geometry(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        state = self.settings.value("window/splitter")
+        if state is not None:
+            self.main_splitter.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if self.backend.loading:
+            # A thread is never abandoned: close once the loading has ended.
+            self._close_when_loaded = True
+            self.statusBar().showMessage("Stopping, then quitting…")
+            event.ignore()
+            return
+        for guard in self.close_guards:
+            if guard.hold_close():
+                event.ignore()
+                return
+        self.closing.emit()
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/splitter", self.main_splitter.saveState())
+        self.backend.save_settings()
+        self.settings.sync()
+        event.accept()
