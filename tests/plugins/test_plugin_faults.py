@@ -69,7 +69,7 @@ class Failing(torch.optim.SGD):
 
 @hookimpl
 def fmnist_register_optimizers():
-    return [OptimizerSpec("in_step", "In step", lambda params, lr: Failing(params, lr=lr))]
+    return [OptimizerSpec("{name}", "In step", lambda params, lr: Failing(params, lr=lr))]
 """
 
 # One call in the self-test, four training batches of tiny data, then the test set.
@@ -109,8 +109,9 @@ def survive(call):
         pytest.fail(f"{type(exc).__name__} escaped from plugin code: {exc!r}")
 
 
-def source(template: str, statement: str) -> str:
-    return textwrap.dedent(template).format(statement=statement)
+def source(template: str, statement: str, name: str = "in_step") -> str:
+    """``template`` with ``statement`` where plugin code fails (and ``name`` for its spec)."""
+    return textwrap.dedent(template).format(statement=statement, name=name)
 
 
 @pytest.mark.parametrize("exception", BASE_EXCEPTIONS)

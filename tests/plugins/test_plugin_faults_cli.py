@@ -49,10 +49,12 @@ def table(stdout: str) -> dict[str, list[str]]:
 
 
 def test_exit_and_interrupt_from_plugins_are_reported_not_obeyed(tmp_path, tiny_root):
+    # One folder for every run: its plugins are tried in a separate process once.
     folder = tmp_path / "plugins"
     for name, (statement, _) in BASE_EXCEPTIONS.items():
         write_plugin(folder, f"import_{name.lower()}", source(AT_IMPORT, statement))
         write_plugin(folder, f"hook_{name.lower()}", source(IN_HOOK, statement))
+        write_plugin(folder, f"step_{name.lower()}", source(IN_STEP, statement, name.lower()))
     write_plugin(folder, "good", good_optimizer_source())
 
     listed = run_cli("--list-plugins", "--plugin-dir", folder)
@@ -61,23 +63,22 @@ def test_exit_and_interrupt_from_plugins_are_reported_not_obeyed(tmp_path, tiny_
     rows = table(listed.stdout)
     assert rows["good"][3] == rows["builtin_optimizers"][3] == "loaded"
     for name, (_, words) in BASE_EXCEPTIONS.items():
-        for where, message in (("import", "import failed"), ("hook", "raised")):
+        assert rows[f"step_{name.lower()}"][3] == "loaded"  # it fails later, in training
+        for where, message in (("import", "import failed:"), ("hook", "raised")):
             plugin = f"{where}_{name.lower()}"
             assert rows[plugin][3] == "failed", plugin
             line = next(x for x in listed.stdout.splitlines() if f"plugin {plugin} (" in x)
-            assert f"{message} {words}" in line or f"{message}: {words}" in line, line
+            assert f"{message} {words}" in line, line
 
     # In step(), during training: exit code 1 and a line naming the plugin,
     # not the plugin's exit code, nor "interrupted".
     for name in ("SystemExit", "KeyboardInterrupt"):
-        statement, words = BASE_EXCEPTIONS[name]
-        steps = tmp_path / name
-        write_plugin(steps, "in_step", source(IN_STEP, statement))
-        result = train(steps, tiny_root, "--optimizer", "in_step")
+        optimizer = name.lower()
+        result = train(folder, tiny_root, "--optimizer", optimizer)
         assert result.returncode == 1, (name, result.stderr)
         assert result.stderr.startswith(
-            "fmnist-train: failed: optimizer 'in_step' (plugin 'in_step') raised during "
-            f"step(): {words}"
+            f"fmnist-train: failed: optimizer '{optimizer}' (plugin 'step_{optimizer}') raised "
+            f"during step(): {BASE_EXCEPTIONS[name][1]}"
         ), result.stderr
         assert "Epoch 1" in result.stdout and "Done!" not in result.stdout
 
@@ -85,7 +86,6 @@ def test_exit_and_interrupt_from_plugins_are_reported_not_obeyed(tmp_path, tiny_
 def test_plugins_that_end_the_process_are_listed_as_failed(tmp_path, tiny_root):
     folder = tmp_path / "plugins"
     write_plugin(folder, "exits_at_import", "import os\nos._exit(3)\n")
-    write_plugin(folder, "exits_in_hook", source(IN_HOOK, "import os; os._exit(4)"))
     write_plugin(folder, "exits_in_step", EXITS_IN_STEP)
     write_plugin(folder, "good", good_optimizer_source())
 
@@ -93,12 +93,12 @@ def test_plugins_that_end_the_process_are_listed_as_failed(tmp_path, tiny_root):
     assert listed.returncode == 0, listed.stderr
     rows = table(listed.stdout)
     assert rows["good"][3] == "loaded"
-    for name, code in (("exits_at_import", 3), ("exits_in_hook", 4), ("exits_in_step", 5)):
+    for name, code in (("exits_at_import", 3), ("exits_in_step", 5)):
         assert rows[name][3] == "failed", name
         line = next(x for x in listed.stdout.splitlines() if f"plugin {name} (" in x)
         assert "not loaded: a separate process" in line and f"exit code {code}" in line, line
 
-    # Training with it is refused before it starts, saying why; the others train.
+    # Training with it is refused before it starts, naming it; the others train.
     refused = train(folder, tiny_root, "--optimizer", "exits")
     assert refused.returncode == 2
     assert refused.stderr.startswith("fmnist-train: error: unknown optimizer 'exits'")
@@ -124,8 +124,6 @@ def test_a_plugins_lingering_thread_does_not_keep_the_cli_alive(tmp_path, tiny_r
     trained = train(folder, tiny_root, "--optimizer", "my_adagrad")
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.endswith("Done!\n")  # flushed before the process ended
-    failed = train(folder, tiny_root, "--optimizer", "nope")
-    assert failed.returncode == 2 and "unknown optimizer 'nope'" in failed.stderr
 
 
 # Passes the self-test, then blocks inside step() until interrupted, after
@@ -197,7 +195,6 @@ get_plugin_manager([sys.argv[1]])  # no trial process: the plugin runs right her
 def test_after_a_start_died_loading_plugins_the_cli_points_to_safe_mode(tmp_path):
     folder = tmp_path / "plugins"
     write_plugin(folder, "dies", "import os\nos._exit(7)\n")
-    write_plugin(folder, "good", good_optimizer_source())
     died = subprocess.run(
         [sys.executable, "-c", DIES_WHILE_LOADING, str(folder)],
         capture_output=True,
@@ -215,7 +212,7 @@ def test_after_a_start_died_loading_plugins_the_cli_points_to_safe_mode(tmp_path
     assert safe.returncode == 0 and safe.stderr == ""  # the hint was given once
     rows = table(safe.stdout)
     assert rows["builtin_optimizers"][3] == "loaded"
-    assert rows["dies"][3] == rows["good"][3] == "disabled"
+    assert rows["dies"][3] == "disabled"
     assert "warning: safe mode" in safe.stdout
     assert safemode.take_previous_crash() is None
 
