@@ -179,10 +179,9 @@ def _trial(targets: list[ProbeTarget], timeout: float) -> tuple[dict[str, Verdic
             return verdicts, ""
         if len(done) == len(targets) and any("end" in e for e in events):
             return verdicts, ""
-        return verdicts, (
-            "the process trying plugins "
-            f"{_how_it_ended(code, timed_out, STARTUP_SECONDS, output)} before trying any"
-        )
+        when = "between two plugins" if started else "before trying any"
+        how = _how_it_ended(code, timed_out, STARTUP_SECONDS, output)
+        return verdicts, f"the process trying plugins {how} {when}"
 
 
 def _watch(child: subprocess.Popen, progress: Path, timeout: float) -> tuple[int, bool, list]:

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist_gui.system.fileio import write_atomically
 from fmnist_gui.system.paths import user_data_dir
 
 MARKER_FOLDER = "plugin-loading"
@@ -77,10 +76,13 @@ class LoadingMarker:
             "plugin": name,
             "location": location,
         }
-        data = json.dumps(state).encode()
+        part = self.path.with_name(f".{self.path.name}.part")
         try:
-            # Atomic, so a process killed while writing never leaves half a marker.
-            write_atomically(self.path, lambda out: out.write(data))
+            # Renamed into place, so a process killed while writing never leaves half
+            # a marker. Not fsynced (it is written once per plugin): a dead process
+            # leaves its writes to the kernel, and a power cut is not a plugin's doing.
+            part.write_text(json.dumps(state), encoding="utf-8")
+            os.replace(part, self.path)
             self.written = True
         except OSError:
             pass  # best effort: without a marker there is only no detection
