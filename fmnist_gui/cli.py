@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from fmnist_gui import __version__
 from fmnist_gui.errors import FmnistError
+from fmnist_gui.system.console import CtrlC, console_main
 from fmnist_gui.system.paths import default_data_root
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.tutorial_log import format_event
@@ -143,10 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the installed plugins, errors included, and exit",
     )
+    p.add_argument(
+        "--safe-mode",
+        action="store_true",
+        help="load the built-in plugins only (when a plugin stops fmnist-train from starting)",
+    )
     p.add_argument("--version", action="version", version=f"fmnist-train {__version__}")
     return p
 
 
+@console_main  # a real Ctrl-C told from a plugin's; exits even if a plugin's thread lingers
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv, sys.stdout)
@@ -160,15 +167,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, out: TextIO) -> int:
     args = build_parser().parse_args(argv)
+    for folder in args.plugin_dir or ():
+        if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "no such folder"
+            raise UsageError(f"--plugin-dir {folder}: {problem}")
 
     # Imports that pull in torch wait until the arguments are known to be sane.
     from fmnist_gui.plugins.host import get_plugin_manager
+    from fmnist_gui.plugins.safemode import take_previous_crash
     from fmnist_gui.training.data import DataError, ensure_dataset, load_dataset, raw_folder
     from fmnist_gui.training.driver import RunDriver
     from fmnist_gui.training.events import EpochEnd, RunEnd
     from fmnist_gui.training.trainer import Trainer
 
-    plugins = get_plugin_manager(args.plugin_dir)
+    crash = take_previous_crash()  # the last start died while loading plugins
+    if crash is not None and not args.safe_mode:
+        hint = "If it happens again, run with --safe-mode (built-in plugins only)."
+        print(f"fmnist-train: {crash.message} {hint}", file=sys.stderr)
+    plugins = get_plugin_manager(args.plugin_dir, probe=True, safe_mode=args.safe_mode)
     if args.list_plugins:
         print_plugins(plugins, out)
         return EXIT_OK
@@ -395,7 +411,7 @@ class _Saver:
 
         def handler(signum, frame):
             if self.interrupted:
-                raise KeyboardInterrupt  # a second Ctrl-C: quit now, without saving
+                raise CtrlC  # a second Ctrl-C: quit now, without saving
             self.interrupted = True
             self.driver.request_stop()
             print(

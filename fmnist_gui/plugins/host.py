@@ -18,6 +18,13 @@ Files in the user plugin folder run only once the user approved their SHA-256
 changed since is left ``untrusted`` until approved again. Folders passed in
 explicitly (tests, ``fmnist-train --plugin-dir``) count as chosen by the user.
 
+Plugin code can fail in ways no ``except`` sees. With a ``Prober``
+(``get_plugin_manager(probe=True)``), each third-party plugin is first tried in a
+separate process (``fmnist_gui.plugins.probe``) and not imported if that process
+died or hung. ``get_plugin_manager`` also leaves a marker while it loads
+(``fmnist_gui.plugins.safemode``), so the next start can tell that this one died
+and offer safe mode: built-ins only.
+
 ``rescan()`` finds packages pip installed after start-up, without a restart.
 """
 
@@ -32,7 +39,7 @@ import site
 import sys
 import sysconfig
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -41,7 +48,9 @@ from typing import Any, Literal
 import pluggy
 
 from fmnist_gui.errors import FmnistError
-from fmnist_gui.plugins import hookspecs
+from fmnist_gui.plugins import hookspecs, safemode
+from fmnist_gui.plugins.boundary import describe, from_plugin
+from fmnist_gui.plugins.probe import Prober, ProbeTarget, Verdict
 from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
 from fmnist_gui.system.paths import user_plugin_dir
 
@@ -49,6 +58,11 @@ PROJECT = "fmnist_gui"
 ENTRY_POINT_GROUP = "fmnist_gui"
 OWN_DISTRIBUTION = "fmnist-gui"
 FILE_MODULE_PREFIX = "fmnist_gui_user_plugin_"
+
+SAFE_MODE_NOTE = (
+    "not loaded: safe mode (built-in plugins only); fix or remove this plugin, "
+    "then start again normally"
+)
 
 Source = Literal["built-in", "package", "file"]
 Status = Literal["loaded", "failed", "disabled", "untrusted"]
@@ -125,7 +139,10 @@ class PluginHost:
 
     Make one with ``get_plugin_manager()``; there is no global instance.
     ``trusted`` maps plugin file names to approved SHA-256s for folders loaded
-    with ``load_directory(..., require_approval=True)``.
+    with ``load_directory(..., require_approval=True)``. With a ``prober``,
+    third-party plugins are imported only after a separate process survived
+    importing them. In ``safe_mode`` only built-ins load; the others get a
+    ``disabled`` record saying so.
     """
 
     def __init__(
@@ -134,18 +151,27 @@ class PluginHost:
         selftest: bool = True,
         disabled: Iterable[str] = (),
         trusted: Mapping[str, str] | None = None,
+        prober: Prober | None = None,
+        safe_mode: bool = False,
     ) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.selftest = selftest
         self.disabled: set[str] = set(disabled)
         self.trusted: dict[str, str] = dict(trusted or {})
+        self.prober = prober
+        self.safe_mode = safe_mode
+        #: Called with each record just before its plugin's code first runs.
+        self.on_load: Callable[[PluginRecord], object] | None = None
         self.records: dict[str, PluginRecord] = {}
         self.optimizers: dict[str, OptimizerSpec] = {}
         self.losses: dict[str, LossSpec] = {}
         #: Problems not tied to one plugin (an unreadable plugin folder, say).
         self.warnings: list[str] = []
         self._loaders: dict[str, Callable[[], object]] = {}
+        # What the prober must have passed before a loader may run (third parties only).
+        self._probe_targets: dict[str, ProbeTarget] = {}
+        self._verdicts: dict[str, Verdict] = {}
         self._entry_point_ids: dict[str, tuple[str, str, str]] = {}
         self._rejected: dict[tuple[str, str], str] = {}
 
@@ -173,23 +199,19 @@ class PluginHost:
             raise UnknownPluginError(f"unknown {kind} {name!r} (installed: {known})") from None
 
     # ----- loading ---------------------------------------------------------
-    def load_entry_points(self, disabled: Iterable[str] = ()) -> list[PluginRecord]:
+    def load_entry_points(
+        self, disabled: Iterable[str] = (), *, distributions: Collection[str] | None = None
+    ) -> list[PluginRecord]:
         """Register every plugin of the ``fmnist_gui`` entry-point group not loaded yet.
 
         Returns the records it added. Safe to call again after a ``pip install``
         (``rescan()`` does): known entry points are skipped, failed ones retried.
+        ``distributions`` limits it to those distributions' entry points.
         """
         self.disabled |= set(disabled)
-        try:
-            eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-        except Exception as exc:  # a distribution with broken metadata
-            self.warnings.append(
-                f"could not list installed packages' plugins: {type(exc).__name__}: {exc}"
-            )
-            return []
-        # Our own distribution's built-ins first, so they keep their names;
-        # then the others by name, so a clash always resolves the same way.
-        eps.sort(key=lambda ep: (_dist_name(ep) != OWN_DISTRIBUTION, ep.name, _dist_name(ep)))
+        eps = self._entry_points(distributions)
+        if self.probing:
+            self._probe(self._entry_point_targets(eps))
         added = []
         for ep in eps:
             dist = _dist_name(ep)
@@ -210,9 +232,36 @@ class PluginHost:
             self._entry_point_ids[key] = identity
             if key == record.name:
                 self._loaders[key] = ep.load
+                if dist and dist != OWN_DISTRIBUTION:
+                    self._probe_targets[key] = ProbeTarget.for_distribution(dist, record.version)
                 self._load(record, ep.load)
             added.append(record)
         return added
+
+    def _entry_points(self, distributions: Collection[str] | None = None) -> list:
+        """The group's entry points, built-ins first; ``[]`` with a warning if unreadable."""
+        try:
+            eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        except Exception as exc:  # a distribution with broken metadata
+            self.warnings.append(
+                f"could not list installed packages' plugins: {type(exc).__name__}: {exc}"
+            )
+            return []
+        if distributions is not None:
+            eps = [ep for ep in eps if _dist_name(ep) in distributions]
+        # Our own distribution's built-ins first, so they keep their names;
+        # then the others by name, so a clash always resolves the same way.
+        eps.sort(key=lambda ep: (_dist_name(ep) != OWN_DISTRIBUTION, ep.name, _dist_name(ep)))
+        return eps
+
+    def _entry_point_targets(self, eps: list) -> list[ProbeTarget]:
+        """The third-party distributions among ``eps`` whose plugins would be imported."""
+        targets = []
+        for ep in eps:
+            dist = _dist_name(ep)
+            if dist and dist != OWN_DISTRIBUTION and ep.name not in self.disabled:
+                targets.append(ProbeTarget.for_distribution(dist, _dist_version(ep)))
+        return targets
 
     def load_directory(
         self, folder: Path, disabled: Iterable[str] = (), *, require_approval: bool = False
@@ -234,25 +283,46 @@ class PluginHost:
                 f"{exc.strerror or exc}; its plugins were not loaded"
             )
             return []
-        return [
-            self.load_file(p, require_approval=require_approval)
-            for p in files
-            if not p.name.startswith("_")
-        ]
+        files = [p for p in files if not p.name.startswith("_")]
+        if self.probing:
+            self._probe(self._file_targets(files, require_approval=require_approval))
+        return [self.load_file(p, require_approval=require_approval) for p in files]
+
+    def _file_targets(self, files: list[Path], *, require_approval: bool) -> list[ProbeTarget]:
+        """The files among ``files`` that ``load_file`` would import."""
+        targets = []
+        for path in files:
+            if path.stem in self.disabled:
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue  # load_file reports it
+            sha256 = hashlib.sha256(data).hexdigest()
+            if not require_approval or self.trusted.get(path.name) == sha256:
+                targets.append(ProbeTarget.for_file(path, data, sha256))
+        return targets
 
     def load_file(
-        self, path: Path, disabled: Iterable[str] = (), *, require_approval: bool = False
+        self,
+        path: Path,
+        disabled: Iterable[str] = (),
+        *,
+        require_approval: bool = False,
+        data: bytes | None = None,
     ) -> PluginRecord:
         """Import one plugin file and register it; the plugin's name is the file stem.
 
         The code run is compiled from the very bytes that were hashed, so an
-        approved hash always matches what executes.
+        approved hash always matches what executes. ``data`` are those bytes
+        when the caller has already read them.
         """
         self.disabled |= set(disabled)
         path = Path(path)
         record = PluginRecord(name=path.stem, source="file", location=str(path))
         try:
-            data = path.read_bytes()
+            if data is None:
+                data = path.read_bytes()
         except OSError as exc:
             record.fail(f"cannot read {path}: {exc.strerror or exc}", exc)
             self._add_record(record)
@@ -276,6 +346,7 @@ class PluginHost:
             # No loader is kept: only approve() may ever run this file.
             return record
         self._loaders[record.name] = lambda: _import_source(path, data)
+        self._probe_targets[record.name] = ProbeTarget.for_file(path, data, record.sha256)
         self._load(record, self._loaders[record.name])
         return record
 
@@ -315,30 +386,43 @@ class PluginHost:
         return key
 
     def _load(self, record: PluginRecord, importer: Callable[[], object]) -> None:
+        """Import, register, validate and collect one plugin; failures go on ``record``.
+
+        Every ``BaseException`` from the plugin's code is its failure (``SystemExit``
+        and its own ``KeyboardInterrupt`` included); only a real Ctrl-C propagates.
+        """
         if record.name in self.disabled:
             record.status = "disabled"
             return
+        if self.safe_mode and record.source != "built-in":
+            record.status, record.error = "disabled", SAFE_MODE_NOTE
+            record.traceback = record.error
+            return
+        if self._refused_by_probe(record):
+            return
+        if self.on_load is not None:
+            self.on_load(record)
         try:
             plugin = importer()
         except BaseException as exc:  # SyntaxError, SystemExit, anything
-            if isinstance(exc, KeyboardInterrupt):
+            if not from_plugin(exc):
                 raise
-            record.fail(f"import failed: {type(exc).__name__}: {exc}", exc)
+            record.fail(f"import failed: {describe(exc)}", exc)
             return
         try:
             self.pm.register(plugin, name=record.name)
-        except pluggy.PluginValidationError as exc:
-            record.fail(f"bad hook implementation: {exc}", exc)
-            return
-        except ValueError as exc:  # the same module registered under another name
-            record.fail(f"cannot register: {exc}", exc)
-            return
-        try:
             # An unknown fmnist_* hook (a typo) is only caught here.
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            self.pm.unregister(name=record.name)
+            self._unregister(record.name, plugin)
             record.fail(f"bad hook implementation: {exc}", exc)
+            return
+        except BaseException as exc:  # ValueError: the module registered under another name
+            # pluggy reads the plugin's attributes, which the plugin's own code may compute.
+            if not from_plugin(exc):
+                raise
+            self._unregister(record.name, plugin)
+            record.fail(f"cannot register: {describe(exc)}", exc)
             return
         if not self.pm.get_hookcallers(plugin):
             self.pm.unregister(name=record.name)
@@ -347,12 +431,59 @@ class PluginHost:
                 "functions with @hookimpl (from fmnist_gui import hookimpl)"
             )
             return
-        if record.version == "":
-            record.version = str(getattr(plugin, "__version__", ""))
-        self._collect(record)
+        try:
+            if record.version == "":
+                record.version = str(getattr(plugin, "__version__", ""))
+            accepted = self._gather(record)
+        except BaseException as exc:  # a __version__ or a spec computed by the plugin's code
+            if not from_plugin(exc):
+                raise
+            self._withdraw(record, f"its specs could not be read: {describe(exc)}", exc)
+            return
+        if accepted is not None:
+            self._collect(record, accepted)
 
-    def _collect(self, record: PluginRecord) -> None:
-        """Ask one plugin for its specs, check them, and add those that pass."""
+    def _refused_by_probe(self, record: PluginRecord) -> bool:
+        """Fail ``record`` if a trial of its plugin in a separate process did not survive."""
+        target = self._probe_targets.get(record.name)
+        if not self.probing or target is None:
+            return False
+        self._probe([target])
+        verdict = self._verdicts.get(target.key)
+        if verdict is None or verdict.ok:
+            return False
+        changed = "a changed file" if target.path else "a new version"
+        record.fail(
+            "not loaded: a separate process that imported and self-tested it first "
+            f"{verdict.reason}, so loading it here could end the app too; fix or remove "
+            f"the plugin ({changed} is tried again)"
+        )
+        return True
+
+    @property
+    def probing(self) -> bool:
+        """Whether third-party plugins are tried in a separate process before import."""
+        return self.prober is not None and not self.safe_mode
+
+    def _probe(self, targets: Iterable[ProbeTarget]) -> None:
+        """Have the prober decide, all in one go, on ``targets`` not decided yet."""
+        if not self.probing:
+            return
+        todo = {t.key: t for t in targets if t.key not in self._verdicts}
+        if not todo:
+            return
+        verdicts, problem = self.prober.verdicts(todo.values())
+        self._verdicts.update(verdicts)
+        if problem:
+            self.warnings.append(
+                f"plugins could not be tried in a separate process first: {problem}; "
+                "they were loaded without that check"
+            )
+            for key in todo:  # once per host, not once per plugin
+                self._verdicts.setdefault(key, Verdict(True))
+
+    def _gather(self, record: PluginRecord) -> list[tuple[str, str, Any]] | None:
+        """Ask one plugin for its specs and check them; None once it was withdrawn."""
         accepted: list[tuple[str, str, Any]] = []
         for hook_name, (spec_cls, attr, kind) in _SPEC_HOOKS.items():
             impls = getattr(self.pm.hook, hook_name).get_hookimpls()
@@ -361,9 +492,11 @@ class PluginHost:
             # plugin raising cannot hide the others' registrations.
             try:
                 specs = [s for impl in mine for s in _as_list(impl.function())]
-            except Exception as exc:
-                self._withdraw(record, f"{hook_name}() raised {type(exc).__name__}: {exc}", exc)
-                return
+            except BaseException as exc:
+                if not from_plugin(exc):
+                    raise
+                self._withdraw(record, f"{hook_name}() raised {describe(exc)}", exc)
+                return None
             table = getattr(self, attr)
             for spec in specs:
                 if not isinstance(spec, spec_cls):
@@ -372,7 +505,7 @@ class PluginHost:
                         f"{hook_name}() returned {type(spec).__name__}, "
                         f"expected {spec_cls.__name__}",
                     )
-                    return
+                    return None
                 clash = spec.name in table or any(
                     a == attr and s.name == spec.name for a, _, s in accepted
                 )
@@ -383,8 +516,12 @@ class PluginHost:
                         f"{kind} name {spec.name!r} is already registered "
                         f"by plugin {owner!r}; rename it",
                     )
-                    return
+                    return None
                 accepted.append((attr, kind, dataclasses.replace(spec, plugin=record.name)))
+        return accepted
+
+    def _collect(self, record: PluginRecord, accepted: list[tuple[str, str, Any]]) -> None:
+        """Self-test the specs ``_gather`` accepted and add those that pass."""
         for attr, kind, spec in accepted:
             reason = self._selftest(record, kind, spec)
             if reason:
@@ -410,8 +547,10 @@ class PluginHost:
         check = selftest.check_optimizer if kind == "optimizer" else selftest.check_loss
         try:
             result = check(spec)
-        except Exception as exc:  # the check itself must never take the host down
-            return f"self-test crashed: {type(exc).__name__}: {exc}"
+        except BaseException as exc:  # the check itself must never take the host down
+            if not from_plugin(exc):
+                raise
+            return f"self-test crashed: {describe(exc)}"
         record.selftest_seconds[spec.name] = result.seconds
         return "" if result.ok else f"{kind} {spec.name!r}: {result.reason}"
 
@@ -419,8 +558,10 @@ class PluginHost:
         self._unregister(record.name)
         record.fail(message, exc)
 
-    def _unregister(self, name: str) -> None:
-        if self.pm.get_plugin(name) is not None:
+    def _unregister(self, name: str, plugin: object = None) -> None:
+        """Unregister ``name`` (only if it is ``plugin``, when given)."""
+        registered = self.pm.get_plugin(name)
+        if registered is not None and (plugin is None or registered is plugin):
             self.pm.unregister(name=name)
 
     # ----- changing what is loaded (the plugin manager dialog) ---------------
@@ -482,6 +623,7 @@ class PluginHost:
         self._unload(self.records[key])
         del self.records[key]
         self._loaders.pop(key, None)
+        self._probe_targets.pop(key, None)
         self._entry_point_ids.pop(key, None)
 
     # ----- after a pip install -------------------------------------------------
@@ -524,6 +666,8 @@ def get_plugin_manager(
     disabled: Iterable[str] = (),
     selftest: bool = True,
     settings: Any = None,
+    probe: bool | Prober = False,
+    safe_mode: bool = False,
 ) -> PluginHost:
     """Discover plugins and return a fresh ``PluginHost``.
 
@@ -532,24 +676,58 @@ def get_plugin_manager(
     load as they are. ``settings`` (a ``PluginSettings``, default: the user's)
     also supplies the disabled plugins. The app calls this once; each test
     calls it afresh.
+
+    ``probe`` (``True`` or a ``Prober``): try each new or changed third-party
+    plugin in a separate process first, all in one process; the app and
+    ``fmnist-train`` do. ``safe_mode``: load the built-ins only (after a start
+    that died while loading plugins, see ``safemode.take_previous_crash()``).
+    While loading, a marker names the plugin in progress, for the next start.
     """
     from fmnist_gui.plugins.installer import PluginSettings
 
     if settings is None:
         settings = PluginSettings.load()
     host = PluginHost(
-        selftest=selftest, disabled={*settings.disabled, *disabled}, trusted=settings.trusted_files
+        selftest=selftest,
+        disabled={*settings.disabled, *disabled},
+        trusted=settings.trusted_files,
+        prober=Prober() if probe is True else probe or None,
+        safe_mode=safe_mode,
     )
     if settings.problem:
         host.warnings.append(settings.problem)
-    if entry_points:
-        host.load_entry_points()
+    if safe_mode:
+        host.warnings.append(
+            "safe mode: only the built-in plugins were loaded; the others are listed as disabled"
+        )
     if plugin_dirs is None:
-        host.load_directory(user_plugin_dir(), require_approval=True)
+        folders = [(user_plugin_dir(), True)]
     else:
-        for folder in plugin_dirs:
-            host.load_directory(Path(folder))
+        folders = [(Path(folder), False) for folder in plugin_dirs]
+    with safemode.loading() as marker:
+        host.on_load = lambda record: marker.plugin(record.name, record.location)
+        if host.probing:
+            # One trial process for every new or changed plugin, files and packages alike.
+            targets = host._entry_point_targets(host._entry_points()) if entry_points else []
+            for folder, approval in folders:
+                files = _plugin_files(folder)
+                targets += host._file_targets(files, require_approval=approval)
+            host._probe(targets)
+        if entry_points:
+            host.load_entry_points()
+        for folder, approval in folders:
+            host.load_directory(folder, require_approval=approval)
+        host.on_load = None
     return host
+
+
+def _plugin_files(folder: Path) -> list[Path]:
+    """The ``*.py`` plugin files in ``folder``, or none if it cannot be listed."""
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix == ".py")
+    except OSError:
+        return []
+    return [p for p in files if not p.name.startswith("_")]
 
 
 # ----- import machinery ----------------------------------------------------------

@@ -4,12 +4,15 @@ Each optimizer is built on a tiny network and stepped a few times on a fixed
 synthetic batch: the factory must return a ``torch.optim.Optimizer``, ``step()``
 must not raise, and the loss must stay finite and go down. Each loss must
 return a finite scalar tensor that can be differentiated. A spec that fails is
-not offered for training; its plugin's record says why.
+not offered for training; its plugin's record says why. Whatever the plugin's
+code raises counts as its failure, ``SystemExit`` and ``KeyboardInterrupt``
+included (``fmnist_gui.plugins.boundary``); only a real Ctrl-C passes through.
 
 The check takes a few milliseconds per spec. It runs under
 ``torch.random.fork_rng`` so it never disturbs the caller's random stream
 (the engine's ``--seed`` reproducibility depends on that), and it does not
-guard against a factory that never returns: nothing in-process can.
+guard against a factory that never returns or ends the process: nothing
+in-process can (``fmnist_gui.plugins.probe`` runs it in a separate process first).
 
 Plugin authors can call ``check_optimizer(spec)`` / ``check_loss(spec)`` from
 their own tests (see ``plugins/README.md``).
@@ -23,6 +26,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from fmnist_gui.plugins.boundary import describe, from_plugin
 
 if TYPE_CHECKING:
     from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
@@ -70,8 +75,10 @@ def check_optimizer(
         try:
             hyper = spec.resolve(values)
             optimizer = spec.factory(model.parameters(), lr=lr, **hyper)
-        except Exception as exc:
-            return result(False, f"factory raised {type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            if not from_plugin(exc):
+                raise
+            return result(False, f"factory raised {describe(exc)}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             return result(
                 False, f"factory returned {type(optimizer).__name__}, not a torch.optim.Optimizer"
@@ -92,10 +99,10 @@ def check_optimizer(
                 optimizer.step()
             with torch.no_grad():
                 losses.append(F.cross_entropy(model(X), y).item())
-        except Exception as exc:
-            return result(
-                False, f"step {len(losses)} of {steps} raised {type(exc).__name__}: {exc}", losses
-            )
+        except BaseException as exc:
+            if not from_plugin(exc):
+                raise
+            return result(False, f"step {len(losses)} of {steps} raised {describe(exc)}", losses)
         if not math.isfinite(losses[-1]):
             return result(
                 False, f"diverged: the loss became {losses[-1]} after {steps} steps", losses
@@ -126,8 +133,10 @@ def check_loss(spec: LossSpec, values: dict[str, Any] | None = None) -> SelfTest
         logits = torch.randn(X.shape[0], NUM_CLASSES, requires_grad=True)
         try:
             loss_fn = spec.factory(**spec.resolve(values))
-        except Exception as exc:
-            return result(False, f"factory raised {type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            if not from_plugin(exc):
+                raise
+            return result(False, f"factory raised {describe(exc)}")
         if not callable(loss_fn):
             return result(False, f"factory returned {type(loss_fn).__name__}, not a callable")
         try:
@@ -139,11 +148,25 @@ def check_loss(spec: LossSpec, values: dict[str, Any] | None = None) -> SelfTest
             if not math.isfinite(loss.item()):
                 return result(False, f"returned {loss.item()} on ordinary logits")
             loss.backward()
-        except Exception as exc:
-            return result(False, f"raised {type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            if not from_plugin(exc):
+                raise
+            return result(False, f"raised {describe(exc)}")
         if logits.grad is None:
             return result(False, "the loss does not depend on the logits (no gradient)")
         return result(True)
+
+
+def warm_up() -> None:
+    """Pay torch's one-off costs now (its first backward() imports ~3 s of modules).
+
+    The plugin probe calls it before timing its first plugin.
+    """
+    from torch.nn import functional as F
+
+    with _quiet_torch():
+        model, X, y = _problem()
+        F.cross_entropy(model(X), y).backward()
 
 
 def _problem():

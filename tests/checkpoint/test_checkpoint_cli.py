@@ -192,6 +192,7 @@ def test_missing_plugin_on_resume_names_it_and_points_to_init_weights(capsys, tm
         path,
     )
     assert code == 0
+    (tmp_path / "empty").mkdir()  # --plugin-dir must name an existing folder
     code, out, err = cli(
         capsys,
         "--data-dir",
