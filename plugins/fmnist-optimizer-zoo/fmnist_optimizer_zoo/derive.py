@@ -54,8 +54,8 @@ PARAMS_ARGUMENTS = frozenset({"params"})
 
 _FRACTION = re.compile(r"^(betas?\d*|.*_betas?\d*|betas_.*|beta_.*|momentum|.*_momentum|rho|nus)$")
 _NON_NEGATIVE = re.compile(
-    r"^(eps\d*|eps_\d+|.*_eps|.*weight_decay.*|.*_wd|wd_.*|.*decay.*|.*lr|lr_.*|"
-    r".*_steps?|.*_iterations?|.*_frequency|.*_period|.*_gap|.*_size|num_.*|dampening)$"
+    r"^(eps(_?\d+)?|.*_eps|.*weight_decay.*|(.*_)?wd(_.*)?|.*decay.*|dampening|"
+    r"(.*_)?lr(_.*)?|(.*_)?(steps?|iter|iterations?|frequency|period|gap|size)|num_.*)$"
 )
 _ARGS_LINE = re.compile(r"^(\*{0,2}\w+)(?:\s*\([^)]*\))?\s*:\s*(.*)$")
 
