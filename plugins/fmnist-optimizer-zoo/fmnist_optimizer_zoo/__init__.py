@@ -11,10 +11,10 @@ fmnist_optimizer_zoo.table`` lists which do and why the others do not.
 from __future__ import annotations
 
 from fmnist_gui import OptimizerSpec, hookimpl
-from fmnist_optimizer_zoo.derive import PREFIX, UnsupportedOptimizer, spec_for
+from fmnist_optimizer_zoo.derive import PREFIX, UnsupportedOptimizerError, spec_for
 
 __version__ = "1.0.0"
-__all__ = ["PREFIX", "UnsupportedOptimizer", "fmnist_register_optimizers", "optimizer_specs"]
+__all__ = ["PREFIX", "UnsupportedOptimizerError", "fmnist_register_optimizers", "optimizer_specs"]
 
 
 def optimizer_specs() -> list[OptimizerSpec]:

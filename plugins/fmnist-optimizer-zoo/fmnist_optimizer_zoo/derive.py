@@ -29,7 +29,7 @@ An optimizer that wants what the training loop does not give (its first
 argument is a model or another optimizer, parameters split into groups by
 role, a required argument without a default, no ``lr`` at all, a ``step()``
 that needs a closure, the Hessian or any other argument) still gets a spec, whose factory raises
-``UnsupportedOptimizer`` with the reason: the app's self-test then refuses it
+``UnsupportedOptimizerError`` with the reason: the app's self-test then refuses it
 and shows why, as it would any plugin's broken factory.
 """
 
@@ -60,7 +60,7 @@ _NON_NEGATIVE = re.compile(
 _ARGS_LINE = re.compile(r"^(\*{0,2}\w+)(?:\s*\([^)]*\))?\s*:\s*(.*)$")
 
 
-class UnsupportedOptimizer(RuntimeError):
+class UnsupportedOptimizerError(RuntimeError):
     """Raised by a zoo factory whose optimizer the app's training loop cannot drive."""
 
 
@@ -77,7 +77,7 @@ class ZooFactory:
 
     def __call__(self, params, lr: float, **hyperparameters: Any):
         if self.refusal:
-            raise UnsupportedOptimizer(self.refusal)
+            raise UnsupportedOptimizerError(self.refusal)
         from pytorch_optimizer import load_optimizer
 
         return load_optimizer(self.library_name)(params, lr=lr, **hyperparameters)
@@ -115,7 +115,7 @@ def refusal_for(cls: type, arguments: list[inspect.Parameter], helps: dict[str, 
         return "its constructor takes no arguments"
     first = arguments[0].name
     if first == "model":
-        return "it is built from the model itself (its first argument is `model`), not its parameters"
+        return "it is built from the model itself (its first argument is `model`)"
     if first == "optimizer":
         return "it wraps another optimizer (its first argument is `optimizer`)"
     if first not in PARAMS_ARGUMENTS:

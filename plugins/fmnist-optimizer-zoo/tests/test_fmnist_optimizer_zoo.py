@@ -29,7 +29,8 @@ def test_one_spec_per_library_optimizer_with_prefixed_names():
         names = {p.name for p in spec.params}
         assert not names & NOT_HYPERPARAMETERS, spec.name
         assert "maximize" not in names, spec.name
-        assert spec.label and spec.description, spec.name
+        assert spec.label, spec.name
+        assert spec.description, spec.name
 
 
 def test_adam_schema_from_torch_signature(zoo_host):
@@ -48,7 +49,8 @@ def test_adam_schema_from_torch_signature(zoo_host):
     decay = spec.param("weight_decay")
     assert (decay.kind, decay.default, decay.minimum) == ("float", 0.0, 0)
     assert spec.param("amsgrad").kind == "bool"
-    assert spec.label == "Adam" and spec.description.endswith(".")
+    assert spec.label == "Adam"
+    assert spec.description.endswith(".")
 
 
 def test_prodigy_leaves_none_and_infinite_defaults_to_the_library(zoo_host):
@@ -100,7 +102,8 @@ class Toy(torch.optim.Optimizer):
 
 def test_derivation_rules_on_a_made_up_optimizer():
     spec = spec_for("toy", Toy)
-    assert spec.name == "zoo_toy" and spec.label == "Toy"
+    assert spec.name == "zoo_toy"
+    assert spec.label == "Toy"
     assert spec.description == "A made-up optimizer."
     assert {p.name: p.kind for p in spec.params} == {
         "beta": "float",
@@ -112,7 +115,8 @@ def test_derivation_rules_on_a_made_up_optimizer():
     assert spec.param("beta").describe_range() == "0 <= beta < 1"
     assert spec.param("beta").help == "Decay of the average, continued on a second line."
     # A range the library's own default breaks is dropped, never the default.
-    assert spec.param("decay_rate").default == -0.8 and spec.param("decay_rate").minimum is None
+    assert spec.param("decay_rate").default == -0.8
+    assert spec.param("decay_rate").minimum is None
     assert spec.param("steps").minimum == 0
     assert spec.param("steps").help == "Steps."  # no Args line: the name, as words
 
@@ -172,7 +176,7 @@ class NeedsSize(Toy):
 def test_refused_by_the_self_test_with_the_reason(cls, reason):
     result = check_optimizer(spec_for("x", cls))
     assert not result.ok
-    assert result.reason.startswith("factory raised UnsupportedOptimizer")
+    assert result.reason.startswith("factory raised UnsupportedOptimizerError")
     assert reason in result.reason
 
 
