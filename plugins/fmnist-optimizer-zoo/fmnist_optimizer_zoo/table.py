@@ -4,6 +4,8 @@
     python -m fmnist_optimizer_zoo.table --write    # update README.md between its markers
     python -m fmnist_optimizer_zoo.table --check    # exit 1 if README.md is out of date
 
+(``--readme PATH`` for a README.md elsewhere than beside the package's source.)
+
 Each spec goes through the app's own self-test (``check_optimizer``, what
 fmnist-gui runs before it offers an optimizer), so the table says what a user
 of this install will see, not what the library promises.
@@ -69,19 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--write", action="store_true", help="update README.md in place")
     what.add_argument("--check", action="store_true", help="exit 1 if README.md is outdated")
+    parser.add_argument("--readme", type=Path, default=README, help="default: %(default)s")
     args = parser.parse_args(argv)
     table = render(self_test_all())
     if not (args.write or args.check):
         sys.stdout.write(table)
         return 0
-    current = README.read_text(encoding="utf-8")
+    current = args.readme.read_text(encoding="utf-8")
     updated = replace_table(current, table)
     if args.check:
         if updated != current:
-            print(f"{README} is out of date: run python -m fmnist_optimizer_zoo.table --write")
+            print(f"{args.readme} is out of date: run python -m fmnist_optimizer_zoo.table --write")
             return 1
         return 0
-    README.write_text(updated, encoding="utf-8")
+    args.readme.write_text(updated, encoding="utf-8")
     return 0
 
 
