@@ -6,8 +6,8 @@ library brings its new optimizers with it.
 
 The rules (plugins/README.md explains them to plugin authors):
 
-1. Each keyword of ``__init__`` after the first (the parameters) is looked at
-   once: ``lr`` is the app's learning rate, passed by the app, never a ``Param``.
+1. The first argument of ``__init__`` receives the model's parameters and
+   ``lr`` the app's learning rate: neither is a ``Param``.
 2. ``foreach``, ``fused``, ``capturable``, ``differentiable`` (how the update
    is computed, not what it computes) and ``maximize`` (the app minimises a
    loss) are left at the library's default. So is ``*args``/``**kwargs``.
@@ -28,9 +28,9 @@ The rules (plugins/README.md explains them to plugin authors):
 An optimizer that wants what the training loop does not give (its first
 argument is a model or another optimizer, parameters split into groups by
 role, a required argument without a default, no ``lr`` at all, a ``step()``
-that needs a closure, the Hessian or any other argument) still gets a spec, whose factory raises
-``UnsupportedOptimizerError`` with the reason: the app's self-test then refuses it
-and shows why, as it would any plugin's broken factory.
+that needs a closure, the Hessian or any other argument) still gets a spec,
+whose factory raises ``UnsupportedOptimizerError`` with the reason: the app's
+self-test then refuses it and shows why, as it would any plugin's broken factory.
 """
 
 from __future__ import annotations
