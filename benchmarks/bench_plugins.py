@@ -55,6 +55,20 @@ for name in ("check_optimizer", "check_loss"):
         calls[0] += 1
         return _real(*a, **k)
     setattr(selftest, name, counted)
+hook = [0.0]
+try:  # time the zoo's hook (import pytorch_optimizer, derive the specs) when present
+    import fmnist_optimizer_zoo as zoo
+except ImportError:
+    zoo = None
+else:
+    derive = zoo.optimizer_specs
+    def timed():
+        t = time.perf_counter()
+        try:
+            return derive()
+        finally:
+            hook[0] += time.perf_counter() - t
+    zoo.optimizer_specs = timed
 from fmnist_gui.plugins.host import get_plugin_manager
 t = time.perf_counter()
 host = get_plugin_manager([])
@@ -63,6 +77,7 @@ records = host.records.values()
 print(json.dumps({
     "torch_s": torch_s,
     "ready_s": ready_s,
+    "hook_s": hook[0],
     "selftests_run": calls[0],
     "selftest_s": sum(sum(r.selftest_seconds.values()) for r in records),
     "optimizers": len(host.optimizers),
@@ -108,6 +123,29 @@ def run_child(code: str, env: dict[str, str]) -> tuple[float, str]:
     if result.returncode != 0:
         raise SystemExit(f"child failed:\n{result.stderr}")
     return wall, result.stdout.strip().splitlines()[-1]
+
+
+# Report columns: the child's key -> its heading.
+COLUMNS = {
+    "wall_s": "wall",
+    "torch_s": "torch",
+    "ready_s": "ready",
+    "ready/torch": "ready/torch",
+    "hook_s": "zoo hook",
+    "selftests_run": "selftests",
+    "selftest_s": "selftest s",
+    "optimizers": "offered",
+    "rejected": "refused",
+}
+
+
+def print_row(label: str, values: dict[str, float]) -> None:
+    counts = ("selftests_run", "optimizers", "rejected")
+    cells = [
+        "-" if key not in values else f"{values[key]:.{0 if key in counts else 2}f}"
+        for key in COLUMNS
+    ]
+    print(f"{label:<18}" + "".join(f"{c:>12}" for c in cells))
 
 
 def files_under(folder: Path) -> list[str]:
@@ -168,28 +206,18 @@ def main() -> int:
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}, {args.rounds} rounds")
     print(f"priming run left files in the user folders: {cache_files}")
     torch_import = statistics.median(torch_imports)
-    print(
-        f"{'variant':<18} {'wall':>7} {'torch':>7} {'ready':>7} {'ready/torch':>11} "
-        f"{'selftests':>9} {'selftest':>8} {'offered':>7} {'refused':>7}"
-    )
-    print(
-        f"{'import torch':<18} {statistics.median(torch_walls):7.2f} {torch_import:7.2f} "
-        f"{'-':>7} {'-':>11} {'-':>9} {'-':>8} {'-':>7} {'-':>7}"
-    )
-    print(
-        f"{'+ torch._dynamo':<18} {'-':>7} {statistics.median(dynamo_imports):7.2f} "
-        f"{'-':>7} {'-':>11} {'-':>9} {'-':>8} {'-':>7} {'-':>7}"
-    )
+    print(f"{'variant':<18}" + "".join(f"{c:>12}" for c in COLUMNS.values()))
+    print_row("import torch", {"wall_s": statistics.median(torch_walls), "torch_s": torch_import})
+    print_row("+ torch._dynamo", {"torch_s": statistics.median(dynamo_imports)})
     for label, rows in samples.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "plugins"}
-        print(
-            f"{label:<18} {med['wall_s']:7.2f} {med['torch_s']:7.2f} {med['ready_s']:7.2f} "
-            f"{med['ready_s'] / torch_import:11.2f} {med['selftests_run']:9.0f} "
-            f"{med['selftest_s']:8.2f} {med['optimizers']:7.0f} {med['rejected']:7.0f}"
-        )
+        med["ready/torch"] = med["ready_s"] / torch_import
+        print_row(label, med)
     print(
         "wall: interpreter start to ready; torch: `import torch` in that child; ready: "
-        "get_plugin_manager() after torch; selftests: in-process self-test calls; "
+        "get_plugin_manager() after torch; zoo hook: the zoo's fmnist_register_optimizers "
+        "(import pytorch_optimizer, derive 128 specs), part of ready; "
+        "selftests: in-process self-test calls; "
         "selftest: their summed seconds as the host records them (seconds, medians)"
     )
     return 0
