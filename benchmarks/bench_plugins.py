@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -200,6 +201,7 @@ def main() -> int:
             sample["wall_s"] = wall
             samples.setdefault(label, []).append(sample)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
 
     import torch
 
