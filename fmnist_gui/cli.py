@@ -427,25 +427,65 @@ class _Saver:
             signal.signal(signal.SIGINT, previous)
 
 
+#: A plugin offering more specs than this lists them below the table, one per line.
+INLINE_PROVIDES = 8
+
+
 def print_plugins(plugins, out: TextIO) -> None:
     """The plugin table (the manager dialog's columns), then every plugin's problem.
 
-    A failed or untrusted plugin, or one whose optimizer failed the self-test,
-    gets an ``error in plugin NAME (LOCATION): ...`` line; problems not tied
-    to one plugin (an unreadable plugin folder) a ``warning:`` line.
+    A plugin with more than ``INLINE_PROVIDES`` specs shows counts in the
+    table and its specs below it, one per line with their labels. A failed or
+    untrusted plugin gets an ``error in plugin NAME (LOCATION): ...`` line; one
+    whose specs failed the self-test such a line followed by one indented
+    ``SPEC: reason`` line per spec; problems not tied to one plugin (an
+    unreadable plugin folder) a ``warning:`` line.
     """
     rows = [("PLUGIN", "SOURCE", "VERSION", "STATUS", "PROVIDES")]
+    listed = []
     for r in plugins.records.values():
         status = r.status + (f" ({len(r.rejected)} rejected)" if r.rejected else "")
-        rows.append((r.name, r.source, r.version or "-", status, ", ".join(r.provides) or "-"))
+        provides = ", ".join(r.provides) or "-"
+        if len(r.provides) > INLINE_PROVIDES:
+            counts = [f"{len(r.optimizers)} optimizers" * bool(r.optimizers)]
+            counts += [f"{len(r.losses)} losses" * bool(r.losses)]
+            provides = ", ".join(c for c in counts if c) + " (below)"
+            listed.append(r)
+        rows.append((r.name, r.source, r.version or "-", status, provides))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         cells = "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True))
         print(f"{cells}  {row[4]}", file=out)
+    for r in listed:
+        specs = [
+            *(plugins.optimizers[n] for n in r.optimizers),
+            *(plugins.losses[n] for n in r.losses),
+        ]
+        width = max(len(s.name) for s in specs)
+        print(f"\n{r.name} offers:", file=out)
+        for spec in specs:
+            kind = "optimizer" if spec.name in r.optimizers else "loss"
+            print(f"  {kind}:{spec.name.ljust(width)}  {spec.label}", file=out)
     for r in plugins.errors:
-        print(f"error in plugin {r.name} ({r.location}): {r.error}", file=out)
+        if r.status == "loaded" and r.rejected:
+            print(
+                f"error in plugin {r.name} ({r.location}): {len(r.rejected)} not offered "
+                "(self-test failed):",
+                file=out,
+            )
+            for name, reason in r.rejected.items():
+                print(f"  {name}: {_without_spec_prefix(reason, name)}", file=out)
+        else:
+            print(f"error in plugin {r.name} ({r.location}): {r.error}", file=out)
     for warning in plugins.warnings:
         print(f"warning: {warning}", file=out)
+
+
+def _without_spec_prefix(reason: str, name: str) -> str:
+    """``optimizer 'x': why`` -> ``why``: the line already starts with the name."""
+    for kind in ("optimizer", "loss"):
+        reason = reason.removeprefix(f"{kind} {name!r}: ")
+    return reason
 
 
 def _open_metrics(path: Path | None):

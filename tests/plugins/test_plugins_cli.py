@@ -129,3 +129,40 @@ def test_bad_plugin_choices_are_one_line_and_exit_2(plugin_dir, tiny_root, capsy
     assert err.count("\n") == 1 and err.startswith("fmnist-train: error: "), err
     assert words in err
     assert out == ""
+
+
+MANY = """
+import torch
+from fmnist_gui import OptimizerSpec, hookimpl
+
+
+def sgd(params, lr):
+    return torch.optim.SGD(params, lr=lr)
+
+
+@hookimpl
+def fmnist_register_optimizers():
+    good = [OptimizerSpec(f"many_{i}", f"Many number {i}", sgd) for i in range(10)]
+    bad = [OptimizerSpec(f"many_bad_{i}", "Bad", lambda params, lr: None) for i in range(2)]
+    return good + bad
+"""
+
+
+def test_a_plugin_with_many_specs_lists_them_below_the_table(tmp_path):
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "many", MANY)
+    result = run_cli("--list-plugins", "--plugin-dir", folder)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    row = next(line for line in lines if line.startswith("many "))
+    assert "10 optimizers (below)" in row
+    assert "many_3" not in row  # the table stays one short line per plugin
+    block = lines[lines.index("many offers:") + 1 :]
+    assert "  optimizer:many_0  Many number 0" in block[:10]
+    assert sum(line.startswith("  optimizer:many_") for line in block[:10]) == 10
+    header = next(line for line in lines if line.startswith("error in plugin many"))
+    assert header.endswith("2 not offered (self-test failed):")
+    reasons = lines[lines.index(header) + 1 : lines.index(header) + 3]
+    assert [r.split(":")[0].strip() for r in reasons] == ["many_bad_0", "many_bad_1"]
+    assert all("not a torch.optim.Optimizer" in r for r in reasons)
+    assert max(len(line) for line in lines) < 200
