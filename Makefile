@@ -31,7 +31,7 @@ data: setup
 # (libxcb-cursor0 and others); fmnist-gui names them itself where we cannot install.
 gui-libs: setup
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  pkgs="$$($(BIN)/python -c 'from fmnist_gui.qt.preflight import APT_XCB_PACKAGES as p; print(p)')"; \
+	  pkgs="$$($(BIN)/python -c 'from fmnist_gui.qt.infra.preflight import APT_XCB_PACKAGES as p; print(p)')"; \
 	  dpkg -s $$pkgs >/dev/null 2>&1 || \
 	  (apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null 2>&1 || \
 	   (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null)) || \

@@ -175,7 +175,7 @@ def app_icon():
 def main(argv: list[str] | None = None) -> int:
     args, qt_args = build_parser().parse_known_args(argv)
 
-    from fmnist_gui.qt import preflight
+    from fmnist_gui.qt.infra import preflight
 
     # Before any Qt module loads: a missing X11 library makes Qt abort the process.
     problem = preflight.check()

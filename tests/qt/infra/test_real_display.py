@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_gui.qt import preflight
+from fmnist_gui.qt.infra import preflight
 from tests.conftest import make_tiny_fashion_mnist
 
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="xcb is Linux's")
