@@ -217,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, out: TextIO) -> int:
     args = build_parser().parse_args(argv)
+    import optuna
+
     from fmnist_gui.errors import FmnistError
+
+    # Our own lines say what happens; Optuna's INFO log would say it twice.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     try:
         if args.command == "list":
@@ -291,14 +296,12 @@ def _work(args, out: TextIO) -> int:
     if threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
 
-    import optuna
     import torch
 
     from fmnist_gui.plugins.host import get_plugin_manager
     from fmnist_gui.sweep.study import Sweep
     from fmnist_gui.training.data import DataError, load_dataset
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     torch.set_num_threads(threads)
     storage = _open_storage(args, create=args.command == "run")
     # A worker learns first whether there is a sweep to join, before loading anything.
@@ -339,12 +342,10 @@ def _work(args, out: TextIO) -> int:
 
 def _spec_from_args(args, storage, plugins, data) -> SweepSpec:
     """The stored sweep's settings overlaid with those given, or the defaults for a new one."""
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
-    from fmnist_gui.plugins.host import UnknownPluginError
-    from fmnist_gui.sweep.space import build_spaces
     from fmnist_gui.sweep.study import Sweep
-    from fmnist_gui.sweep.worker import data_identity, sweep_data
+    from fmnist_gui.sweep.worker import data_identity, make_spec, sweep_data
 
     stored = Sweep.find_spec(storage, args.study)
     spec = stored or SweepSpec(spaces=())
@@ -362,15 +363,14 @@ def _spec_from_args(args, storage, plugins, data) -> SweepSpec:
     }
     spec = replace(spec, **{k: v for k, v in given.items() if v is not None})
     if stored is None or args.optimizers is not None or args.tune or args.set:
+        # Plugin, space and setting errors are FmnistErrors: _main makes them usage errors.
         names = _split_names(args.optimizers) if args.optimizers else list(DEFAULT_OPTIMIZERS)
-        try:
-            specs = [plugins.optimizer(n) for n in names]
-            plugins.loss(spec.loss)
-        except UnknownPluginError as exc:
-            raise UsageError(str(exc)) from None
+        specs = [plugins.optimizer(n) for n in names]
         requests = [parse_tune(item) for item in args.tune]
         fixed = [_parse_set(item, specs) for item in args.set]
-        spec = replace(spec, spaces=tuple(build_spaces(specs, requests, fixed)))
+        settings = {f.name: getattr(spec, f.name) for f in fields(spec)}
+        del settings["spaces"], settings["data"]
+        return make_spec(plugins, data, names, tune=requests, fixed=fixed, **settings)
     spec.validate()
     return spec.with_data(data_identity(sweep_data(data, spec.subset)))
 
@@ -437,14 +437,17 @@ def _print_header(sweep, created: bool, jobs: int, threads: int, args, out: Text
     status = sweep.status()
     where = describe_url(normalize_url(args.storage)) if args.storage else "the default storage"
     if created:
-        what = "new sweep"
+        what = f"new sweep {sweep.name!r}"
     else:
-        what = f"continuing sweep ({status.trials_finished}/{status.trials_budget} trials done)"
+        what = (
+            f"continuing sweep {sweep.name!r} ({status.trials_finished}/"
+            f"{status.trials_budget} trials done)"
+        )
     tuned = "; ".join(
         f"{s.optimizer}: " + ", ".join(d.describe() for d in s.dimensions) for s in spec.spaces
     )
     print(
-        f"{what} {sweep.name!r} in {where}: {spec.trials} trials x {spec.epochs} epochs per "
+        f"{what} in {where}: {spec.trials} trials x {spec.epochs} epochs per "
         f"optimizer, then {spec.seeds} seeds; tuning {tuned}; {jobs} worker(s) x {threads} "
         "thread(s)",
         file=out,

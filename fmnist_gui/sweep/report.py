@@ -211,10 +211,14 @@ def write_plots(results: SweepResults, folder: Path) -> list[Path]:
 
 
 def _plot_best(ax, results: SweepResults) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     for o in results.optimizers:
         ys = [100 * y for y in o.best_so_far()]
-        ax.plot(range(1, len(ys) + 1), ys, marker="o", markersize=3, label=o.optimizer)
+        xs = range(1, len(ys) + 1)
+        ax.plot(xs, ys, drawstyle="steps-post", marker="o", markersize=3, label=o.optimizer)
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("best test accuracy so far (%)")
     ax.set_title(f"Tuning: best so far ({results.spec.epochs} epochs per trial)")
 
@@ -251,6 +255,8 @@ def _plot_lr(ax, results: SweepResults) -> None:
 
 
 def _plot_band(ax, results: SweepResults) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     drawn = False
     for index, o in enumerate(results.optimizers):
         s = o.stats
@@ -259,8 +265,9 @@ def _plot_band(ax, results: SweepResults) -> None:
         color = f"C{index}"
         epochs = list(range(1, len(s.curve_mean) + 1))
         mean = [100 * m for m in s.curve_mean]
-        low = [100 * (m - d) for m, d in zip(s.curve_mean, s.curve_std, strict=True)]
-        high = [100 * (m + d) for m, d in zip(s.curve_mean, s.curve_std, strict=True)]
+        # Accuracy lives in 0..100 %: a wide band is cut there rather than drawn past it.
+        low = [max(0.0, 100 * (m - d)) for m, d in zip(s.curve_mean, s.curve_std, strict=True)]
+        high = [min(100.0, 100 * (m + d)) for m, d in zip(s.curve_mean, s.curve_std, strict=True)]
         ax.plot(epochs, mean, marker="o", color=color, label=f"{o.optimizer} mean of {s.runs}")
         ax.fill_between(epochs, low, high, color=color, alpha=0.25)
         ax.plot(epochs, [100 * v for v in s.curve_min], color=color, linestyle=":", linewidth=1)
@@ -269,6 +276,7 @@ def _plot_band(ax, results: SweepResults) -> None:
     if not drawn:
         ax.text(0.5, 0.5, "no seed runs finished yet", ha="center", transform=ax.transAxes)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Best settings over seeds: mean, ±1 std band, min/max dotted")
 

@@ -106,7 +106,7 @@ def open_storage(
         with warnings.catch_warnings():
             # heartbeat_interval is marked experimental; we rely on it knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,
@@ -115,6 +115,9 @@ def open_storage(
                     max_retry=MAX_RETRIES
                 ),
             )
+        if path is not None:
+            _serialize_sqlite_transactions(storage.engine)
+        return storage
     except ModuleNotFoundError as exc:
         raise StorageError(
             f"{shown} needs the Python module {exc.name!r}; for PostgreSQL install "
@@ -123,6 +126,31 @@ def open_storage(
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's many connection errors
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
         raise StorageError(f"cannot open the sweep storage {shown}: {reason}") from None
+
+
+def _serialize_sqlite_transactions(engine) -> None:
+    """Make each SQLite transaction take the write lock when it begins.
+
+    Optuna hands a queued trial to one worker by reading that it is ``WAITING``
+    and setting it ``RUNNING`` in one transaction, with ``SELECT ... FOR UPDATE``,
+    which SQLite ignores. Worse, Python's sqlite3 driver sends ``BEGIN`` only
+    before the first write, so the read is not in the transaction at all: two
+    processes could both read ``WAITING`` and both run the trial (seen in our
+    two-worker test). ``BEGIN IMMEDIATE`` on every transaction (SQLAlchemy's
+    documented recipe for pysqlite) makes that read-then-write atomic. The
+    transactions are milliseconds long, so workers barely wait for each other.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, connection_record):
+        dbapi_connection.isolation_level = None  # the "begin" hook below begins instead
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the hooks existed are not reused
 
 
 def _use_wal(path: Path, shown: str) -> None:

@@ -24,8 +24,9 @@ import hashlib
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -42,6 +43,7 @@ from fmnist_gui.sweep.events import (
     WorkerEnded,
     WorkerWaiting,
 )
+from fmnist_gui.sweep.space import TuneRequest, build_spaces
 from fmnist_gui.sweep.spec import DataIdentity, SweepError, SweepSpec
 from fmnist_gui.sweep.study import (
     SEEDS,
@@ -113,6 +115,27 @@ def check_can_run(spec: SweepSpec, data: FashionMNISTData, plugins: PluginHost) 
         )
 
 
+def make_spec(
+    plugins: PluginHost,
+    data: FashionMNISTData,
+    optimizers: Sequence[str],
+    *,
+    tune: Iterable[TuneRequest] = (),
+    fixed: Iterable[tuple[str | None, str, Any]] = (),
+    **settings: Any,
+) -> SweepSpec:
+    """A checked ``SweepSpec`` for ``optimizers``, bound to ``data`` (the full set as loaded).
+
+    ``tune`` and ``fixed`` are as for ``build_spaces``; ``settings`` are the other
+    ``SweepSpec`` fields (``trials=10``, ``subset=...``). Raises ``SweepError``,
+    ``SpaceError`` or ``UnknownPluginError``.
+    """
+    specs = [plugins.optimizer(name) for name in optimizers]
+    spec = SweepSpec(spaces=tuple(build_spaces(specs, tune, fixed)), **settings).validate()
+    plugins.loss(spec.loss)
+    return spec.with_data(data_identity(sweep_data(data, spec.subset)))
+
+
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=0)
@@ -167,6 +190,7 @@ class SweepWorker:
         self.should_stop = should_stop or (lambda: False)
         self.poll_seconds = poll_seconds
         self._record = _Record()
+        self._tie_offset = int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:2], "little")
 
     # ----- the loop ------------------------------------------------------------------
     def run(self) -> str:
@@ -211,8 +235,11 @@ class SweepWorker:
             study = sweep.tuning_study(optimizer)
             _fail_stale(study)
             tuning[optimizer] = phase_status(study.get_trials(deepcopy=False), spec.trials)
+        # Ties go round from a point of each worker's own, so that workers finishing
+        # together do not all reach for the same optimizer's last place.
+        offset = self._tie_offset % len(tuning)
         open_ones = [
-            (status.finished + status.running, index, optimizer)
+            (status.finished + status.running, (index - offset) % len(tuning), optimizer)
             for index, (optimizer, status) in enumerate(tuning.items())
             if status.open_places
         ]
@@ -479,5 +506,6 @@ __all__ = [
     "check_can_run",
     "data_identity",
     "make_pruner",
+    "make_spec",
     "sweep_data",
 ]
