@@ -23,11 +23,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2%}"
 
 
-def describe_settings(lr: float | None, params: dict, skip: Sequence[str] = ()) -> str:
+def describe_settings(lr: float | None, params: dict) -> str:
     """``lr=0.0123, momentum=0.5``: the learning rate first, then the others."""
     parts = [] if lr is None else [f"lr={lr:.3g}"]
     for name, value in params.items():
-        if name == "lr" or name in skip:
+        if name == "lr":
             continue
         if isinstance(value, float):
             parts.append(f"{name}={value:.3g}")
@@ -111,7 +111,7 @@ def write_trials_csv(results: SweepResults, path: Path) -> Path:
             name
             for o in results.optimizers
             for t in (*o.trials, *o.seed_runs)
-            for name in (*t.params, *t.settings)
+            for name in t.settings
             if name != "lr"
         }
     )
@@ -141,7 +141,7 @@ def write_trials_csv(results: SweepResults, path: Path) -> Path:
         writer.writerow(header)
         for o in results.optimizers:
             for t in (*o.trials, *o.seed_runs):
-                values = {**t.settings, **t.params}
+                values = t.settings
                 writer.writerow(
                     [
                         results.name,

@@ -13,7 +13,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from fmnist_gui.sweep.space import LR
+from fmnist_gui.sweep.space import LR, OptimizerSpace
 from fmnist_gui.sweep.spec import SweepSpec
 from fmnist_gui.sweep.stats import ProtocolStats, SeedRun, best_so_far, protocol_stats
 from fmnist_gui.sweep.study import SEEDS, TUNE, Sweep, counted_trials
@@ -40,7 +40,7 @@ class TrialRow:
     value: float | None  # final test accuracy (complete trials)
     lr: float | None
     params: dict[str, Any]  # the tuned parameters as Optuna holds them ("betas.1")
-    settings: dict[str, Any]  # seed runs: every hyperparameter they trained with
+    settings: dict[str, Any]  # lr and every optimizer hyperparameter it trained with
     accuracy: tuple[float, ...]  # test accuracy after each epoch run
     train_seconds: tuple[float, ...]  # cumulative training seconds after each epoch
     epochs_run: int
@@ -89,6 +89,13 @@ class SweepResults:
     def epochs_saved(self) -> int:
         return sum(o.epochs_saved(self.spec.epochs) for o in self.optimizers)
 
+    def best_settings(self, optimizer: str) -> tuple[float, dict[str, Any]] | None:
+        """``(lr, optimizer_params)`` of ``optimizer``'s best trial, for a training form."""
+        for o in self.optimizers:
+            if o.optimizer == optimizer and o.best is not None:
+                return self.spec.space(optimizer).settings(o.best.params)
+        return None
+
     @property
     def epochs_trained(self) -> int:
         return sum(t.epochs_run for o in self.optimizers for t in (*o.trials, *o.seed_runs))
@@ -106,8 +113,9 @@ def collect_results(sweep: Sweep) -> SweepResults:
     for optimizer in spec.optimizers:
         tuning = sweep.tuning_trials(optimizer)
         seeds = sweep.seed_trials(optimizer)
-        trials = _rows(optimizer, TUNE, tuning)
-        seed_runs = _rows(optimizer, SEEDS, seeds)
+        space = spec.space(optimizer)
+        trials = _rows(optimizer, TUNE, tuning, space)
+        seed_runs = _rows(optimizer, SEEDS, seeds, space)
         complete = [t for t in trials if t.counted and t.state == "complete"]
         best = max(complete, key=lambda t: (t.value, -t.number), default=None)
         runs = [
@@ -123,13 +131,19 @@ def collect_results(sweep: Sweep) -> SweepResults:
     return SweepResults(sweep.name, spec, tuple(out))
 
 
-def _rows(optimizer: str, phase: str, trials: list[FrozenTrial]) -> tuple[TrialRow, ...]:
+def _rows(
+    optimizer: str, phase: str, trials: list[FrozenTrial], space: OptimizerSpace
+) -> tuple[TrialRow, ...]:
     counted = {t.number for t in counted_trials(trials)}
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
         attrs = t.user_attrs
-        settings = dict(attrs.get("settings", {}))
-        lr = t.params.get(LR, settings.get(LR))
+        if phase == TUNE and LR in t.params:
+            lr, params = space.settings(t.params)
+            settings = {LR: lr, **params}
+        else:  # a seed run wrote down what it trained with
+            settings = dict(attrs.get("settings", {}))
+        lr = settings.get(LR)
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start

@@ -120,6 +120,10 @@ def test_run_prints_trials_and_the_table_then_report_writes_csv_and_plots(
     assert {r["phase"] for r in rows} == {"tune", "seeds"}
     tuned_sgd = [r for r in rows if r["optimizer"] == "sgd" and r["phase"] == "tune"]
     assert all(0 <= float(r["momentum"]) <= 0.9 for r in tuned_sgd)
+    # Untuned hyperparameters are written too: what each trial really trained with.
+    assert {(r["nesterov"], r["dampening"]) for r in tuned_sgd} == {("false", "0.0")}
+    adam_rows = [r for r in rows if r["optimizer"] == "adam"]
+    assert {r["betas"] for r in adam_rows} == {"0.9;0.999"}
     assert all(r["accuracy_epoch_1"] for r in rows if r["outcome"] == "complete")
     for name in ("best_so_far.png", "lr_sensitivity.png", "seeds_band.png"):
         data = (report / name).read_bytes()

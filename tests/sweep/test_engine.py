@@ -48,6 +48,11 @@ def test_a_sweep_tunes_each_optimizer_then_reruns_its_best_with_seeds(
     assert sum(e.epochs_run for e in ended) == len(epochs)
 
     results = collect_results(sweep)
+    # "Use these settings": every hyperparameter of the best trial, ready for a training form.
+    lr, params = results.best_settings("adam")
+    assert lr == sweep.best_trial("adam").params["lr"]
+    adam = plugins.optimizer("adam")
+    assert params == adam.resolve(params) == adam.resolve()  # only lr was tuned
     for o in results.optimizers:
         assert o.stats is not None and o.stats.runs == 2
         assert o.stats.min <= o.stats.mean <= o.stats.max
@@ -208,6 +213,18 @@ def test_a_worker_with_other_data_is_refused(sqlite_url, tiny_data, plugins, tmp
     )
     with pytest.raises(SweepError, match="trains on 256 images and tests on 128, but the data"):
         SweepWorker(sweep, smaller, plugins)
+
+
+def test_subset_trains_on_the_first_images_only(sqlite_url, tiny_data, plugins):
+    sweep = new_sweep(sqlite_url, tiny_data, plugins, trials=1, subset=100)
+    assert sweep.spec.data.train_size == 100 and sweep.spec.data.test_size == 128
+    started = []
+    from fmnist_gui.sweep.worker import SweepWorker
+
+    worker = SweepWorker(sweep, tiny_data, plugins, on_event=started.append)
+    assert worker.data.train.images.data_ptr() == tiny_data.train.images.data_ptr()  # a view
+    assert len(worker.data.train) == 100 and len(worker.data.test) == 128
+    assert worker.run() == "complete"
 
 
 def _trial(number, state=TrialState.COMPLETE, **system_attrs):
