@@ -172,6 +172,15 @@ class RunList:
         self._notify("changed", run)
         return run
 
+    def update_config(self, run_id: int, config: TrainConfig | Mapping[str, Any]) -> Run:
+        """Replace a run's settings with the ones it really runs with (new total, drawn seed)."""
+        run = self.get(run_id)
+        config_dict = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+        if config_dict != run.config:
+            run.config = config_dict
+            self._notify("changed", run)
+        return run
+
     def clear(self) -> None:
         for run_id in list(self._runs):
             self.remove(run_id)

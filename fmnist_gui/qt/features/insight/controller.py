@@ -44,6 +44,13 @@ def _predict_snapshot(state: dict, split: Split) -> Predictions:
     return predict(model, split)
 
 
+def _true_config(trainer: Trainer) -> dict[str, Any]:
+    """The trainer's settings as it runs: its current epoch total and the seed it used."""
+    config = trainer.config.to_dict()
+    config["seed"] = trainer.seed
+    return config
+
+
 class InsightController(QObject):
     """Owns the insight views and feeds them from the live trainer and its signals."""
 
@@ -153,10 +160,11 @@ class InsightController(QObject):
             # Opened from a checkpoint whose run list has this training in it already.
             self.training_run_id = resumed
             self._seen_losses = len(trainer.history.batch_losses)
+            self.runs.update_config(resumed, _true_config(trainer))
             return resumed
         spec = trainer.optimizer_spec
         label = name or f"Training: {spec.label} lr={trainer.config.lr:g}"
-        run = self.runs.add(label, trainer.config, "training")
+        run = self.runs.add(label, _true_config(trainer), "training")
         self.training_run_id, self._seen_losses = run.id, 0
         for epoch in trainer.history.epochs:  # e.g. a checkpoint with history
             self.runs.record(run.id, epoch=epoch.as_dict())
@@ -167,6 +175,9 @@ class InsightController(QObject):
         trainer, run_id = self._tracked, self.training_run_id
         if trainer is None or run_id is None or all(r.id != run_id for r in self.runs):
             return
+        # The planned epochs change when a stopped model is continued with another
+        # total; the seed is drawn when the form left it empty.
+        self.runs.update_config(run_id, _true_config(trainer))
         losses = trainer.history.batch_losses
         new = losses[self._seen_losses :]
         self._seen_losses += len(new)
@@ -191,6 +202,8 @@ class InsightController(QObject):
             if state in ("running", "stopping")
             else ""
         )
+        if state == "running" and self._tracked is not None:
+            self._sync_losses()  # a continued run may have a new epoch total
         if state in ("idle", "paused") and self._tracked is not None:
             trainer = self._tracked
             self._sync_losses(
