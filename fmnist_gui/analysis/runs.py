@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ CONFIG_COLUMNS = (
     "shuffle",
     "device",
 )
+FULL_TRAIN_SIZE = 60_000  # Fashion-MNIST's training images
 CSV_COLUMNS = ("run_id", "run_name", "source", "status", "epoch", *METRIC_COLUMNS, *CONFIG_COLUMNS)
 
 
@@ -59,6 +61,15 @@ class Run:
     status: str = "running"
     epochs: list[dict[str, float]] = field(default_factory=list)  # EpochEnd.as_dict()
     batch_losses: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0  # batches in one epoch; 0 when not known
+
+    def epoch_length(self) -> int:
+        """Batches per epoch: as recorded, else as the finished epochs or the settings imply."""
+        if self.steps_per_epoch > 0:
+            return self.steps_per_epoch
+        if self.epochs and self.batch_losses:
+            return max(len(self.batch_losses) // len(self.epochs), 1)
+        return max(math.ceil(FULL_TRAIN_SIZE / int(self.config.get("batch_size") or 64)), 1)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -70,6 +81,7 @@ class Run:
             "status": self.status,
             "epochs": [dict(e) for e in self.epochs],
             "batch_losses": list(self.batch_losses),
+            "steps_per_epoch": self.steps_per_epoch,
         }
 
     @classmethod
@@ -83,6 +95,7 @@ class Run:
             status=str(state.get("status", "finished")),
             epochs=[dict(e) for e in state.get("epochs", [])],
             batch_losses=[float(v) for v in state.get("batch_losses", [])],
+            steps_per_epoch=int(state.get("steps_per_epoch", 0)),
         )
 
 
@@ -120,11 +133,16 @@ class RunList:
             self._listeners.remove(listener)
 
     def add(
-        self, name: str, config: TrainConfig | Mapping[str, Any], source: RunSource = "training"
+        self,
+        name: str,
+        config: TrainConfig | Mapping[str, Any],
+        source: RunSource = "training",
+        steps_per_epoch: int = 0,
     ) -> Run:
         """Add a run; the name is made unique so legends and CSV rows never clash."""
         config_dict = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
         run = Run(self._next_id, self._unique_name(name.strip() or "run"), config_dict, source)
+        run.steps_per_epoch = int(steps_per_epoch)
         self._next_id += 1
         self._runs[run.id] = run
         self._notify("added", run)

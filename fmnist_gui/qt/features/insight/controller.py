@@ -164,7 +164,9 @@ class InsightController(QObject):
             return resumed
         spec = trainer.optimizer_spec
         label = name or f"Training: {spec.label} lr={trainer.config.lr:g}"
-        run = self.runs.add(label, _true_config(trainer), "training")
+        run = self.runs.add(
+            label, _true_config(trainer), "training", steps_per_epoch=len(trainer.train_loader)
+        )
         self.training_run_id, self._seen_losses = run.id, 0
         for epoch in trainer.history.epochs:  # e.g. a checkpoint with history
             self.runs.record(run.id, epoch=epoch.as_dict())

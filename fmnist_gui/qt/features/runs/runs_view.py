@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.analysis.runs import Run, RunError, RunList
-from fmnist_gui.qt.features.training.plots import debiased_ema
+from fmnist_gui.qt.features.training.plots import StripLegend, debiased_ema
 
 # Distinct hues (Tableau 10), in a darker set for light backgrounds and a
 # brighter one for dark backgrounds, so every curve keeps its contrast.
@@ -126,7 +126,12 @@ def _render_svg(item: pg.PlotItem, path: Path) -> None:
 
 
 class RunPlots(QWidget):
-    """The shown runs overlaid: smoothed training loss per step, test accuracy per epoch."""
+    """The shown runs overlaid: smoothed training loss and test accuracy, both per epoch.
+
+    Runs of different batch sizes take different numbers of steps per epoch, so
+    the loss is drawn against epochs (step / steps per epoch): every run spans
+    the same axis, whatever its batch size.
+    """
 
     def __init__(self, runs: RunList, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -136,11 +141,8 @@ class RunPlots(QWidget):
         # run id -> (losses smoothed so far, EMA state, smoothed values): each new
         # frame smooths only the losses that arrived since the last one.
         self._smoothed: dict[int, tuple[int, tuple[float, int], np.ndarray]] = {}
-        self.loss_plot = self._make_plot(
-            "Training loss", "Loss (smoothed)", "Step (batches)", legend=True
-        )
-        # One legend serves both plots (same colours); a second one would always
-        # cover some accuracy curve, which can sit anywhere from 10% to 90%.
+        self.loss_plot = self._make_plot("Training loss", "Loss (smoothed)", "Epoch", legend=True)
+        # One legend serves both plots (same colours): a second would repeat it.
         self.accuracy_plot = self._make_plot("Test accuracy", "Accuracy (%)", "Epoch", legend=False)
         self.accuracy_plot.getAxis("bottom").setTickSpacing(1, 1)
         layout = QHBoxLayout(self)
@@ -161,7 +163,7 @@ class RunPlots(QWidget):
         item.showGrid(x=True, y=True, alpha=0.2)
         item.getViewBox().setDefaultPadding(0.05)  # the last tick label stays inside
         if legend:
-            item.addLegend(offset=(-10, 10))
+            StripLegend(item)
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         widget.setMinimumHeight(180)
@@ -195,7 +197,7 @@ class RunPlots(QWidget):
         super().changeEvent(event)
 
     def _on_runs_changed(self, kind: str, run: Run) -> None:
-        _schedule(self, self._timer)
+        schedule_refresh(self, self._timer)
 
     def curve_names(self) -> list[str]:
         """Legend entries of the loss plot, in order (tests read them)."""
@@ -258,7 +260,8 @@ class RunPlots(QWidget):
             loss_curve, acc_curve = self._curves[run.id]
             if run.batch_losses:
                 smoothed = self._smooth(run)
-                loss_curve.setData(np.arange(1, len(smoothed) + 1), smoothed)
+                steps = np.arange(1, len(smoothed) + 1, dtype=np.float64)
+                loss_curve.setData(steps / run.epoch_length(), smoothed)
             else:
                 loss_curve.setData([], [])
             acc_curve.setData(
@@ -337,7 +340,7 @@ class RunsView(QWidget):
         self.refill()
 
     def _on_runs_changed(self, kind: str, run: Run) -> None:
-        _schedule(self, self._timer)
+        schedule_refresh(self, self._timer)
 
     def row_of(self, run_id: int) -> int:
         for row in range(self.table.rowCount()):
@@ -470,7 +473,7 @@ def table_item(table: QTableWidget, row: int, column: int, text: str) -> QTableW
     return item
 
 
-def _schedule(view: QWidget, timer: QTimer) -> None:
+def schedule_refresh(view: QWidget, timer: QTimer) -> None:
     """Start a view's coalescing timer; a view already deleted by Qt stops listening."""
     if not shiboken6.isValid(timer):
         view.runs.unsubscribe(view._on_runs_changed)
