@@ -9,7 +9,8 @@ from PySide6.QtCore import Qt
 
 from fmnist_gui.analysis.runs import CSV_COLUMNS, RunList
 from fmnist_gui.qt.features.runs import runs_view
-from fmnist_gui.qt.features.runs.runs_view import RunPlots, RunsView, export_plot
+from fmnist_gui.qt.features.runs.export import export_plot
+from fmnist_gui.qt.features.runs.runs_view import RunPlots, RunsView
 from fmnist_gui.training.config import TrainConfig
 
 
@@ -38,7 +39,7 @@ def _runs() -> RunList:
 def views(qtbot):
     runs = _runs()
     plots = RunPlots(runs)
-    table = RunsView(runs, plots=lambda: [plots.loss_plot, plots.accuracy_plot])
+    table = RunsView(runs, plots=lambda: [[plots.loss_plot, plots.accuracy_plot]])
     for widget in (plots, table):
         qtbot.addWidget(widget)
         widget.show()
@@ -89,7 +90,8 @@ def test_plots_export_to_png_and_svg(tmp_path, views):
     svg = export_plot(plots.accuracy_plot, tmp_path / "acc.svg")
     assert "<svg" in svg.read_text()
     written = table.export_plots(tmp_path / "all.svg")
-    assert [p.name for p in written] == ["all-1.svg", "all-2.svg"]
+    assert written == [tmp_path / "all.svg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc.svg", "all.svg", "loss.png"]
     with pytest.raises(ValueError, match=r"\.png or \.svg"):
         export_plot(plots.loss_plot, tmp_path / "loss.jpg")
 
@@ -106,5 +108,7 @@ def test_loss_curve_is_smoothed_incrementally_as_tensorboard_does(qtbot, views):
         plots.redraw()
     x, y = plots._curves[run.id][0].getData()
     expected, _ = debiased_ema(run.batch_losses, runs_view.SMOOTHING)
-    assert list(x) == list(range(1, len(run.batch_losses) + 1))
+    # Against epochs: step n of the run is at n / (steps per epoch).
+    steps = np.arange(1, len(run.batch_losses) + 1)
+    assert np.allclose(x, steps / run.epoch_length())
     assert np.allclose(y, expected)

@@ -283,13 +283,20 @@ class InsightController(QObject):
             self.refresh_predictions()
 
     # ----- runs and exports ----------------------------------------------------------------
-    def export_targets(self) -> list[Any]:
-        """The plots that "Export plots" writes: the Compare overlays, then the Training tab's."""
-        plots = [self.race_view.plots.loss_plot, self.race_view.plots.accuracy_plot]
+    def export_targets(self) -> list[list[Any]]:
+        """The plots that "Export plots" composes, in rows as on screen.
+
+        The Training tab's plots when it has data, then the Compare tab's overlays
+        when a run is shown; none before any run.
+        """
+        rows: list[list[Any]] = []
         training = self.training.plots
-        if training is not None:
-            plots += [training.loss_plot, training.test_loss_plot, training.accuracy_plot]
-        return plots
+        if training is not None and training.point_count:
+            rows += [[training.loss_plot], [training.test_loss_plot, training.accuracy_plot]]
+        if self.runs.visible():
+            self.race_view.plots.redraw(force=True)
+            rows.append([self.race_view.plots.loss_plot, self.race_view.plots.accuracy_plot])
+        return rows
 
     def _on_race_finished(self, _race: object) -> None:
         self.window.update_actions()

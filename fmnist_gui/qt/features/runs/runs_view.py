@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-import pyqtgraph.exporters
 import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.analysis.runs import Run, RunError, RunList
+from fmnist_gui.qt.features.runs.export import export_plots
 from fmnist_gui.qt.features.training.plots import StripLegend, debiased_ema
 
 # Distinct hues (Tableau 10), in a darker set for light backgrounds and a
@@ -73,56 +73,6 @@ def run_color(run_id: int, dark: bool) -> QColor:
     """The colour of run ``run_id``: stable for the run's life, distinct from its neighbours."""
     colors = DARK_COLORS if dark else LIGHT_COLORS
     return QColor(colors[(run_id - 1) % len(colors)])
-
-
-def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | Path) -> Path:
-    """Save a plot as PNG or SVG, by the file's suffix.
-
-    Raises ``ValueError`` for another suffix and ``OSError`` when nothing
-    could be written, both naming the file and the fix.
-    """
-    path = Path(path)
-    item = plot.getPlotItem() if isinstance(plot, pg.PlotWidget) else plot
-    suffix = path.suffix.lower()
-    if suffix == ".png":
-        exporter = pyqtgraph.exporters.ImageExporter(item)
-        # Twice the on-screen size: crisp in documents and slides.
-        width = max(int(item.sceneBoundingRect().width()) * 2, 800)
-        exporter.parameters()["width"] = width
-        exporter.export(str(path))
-    elif suffix == ".svg":
-        try:
-            pyqtgraph.exporters.SVGExporter(item).export(str(path))
-        except ValueError:
-            # pyqtgraph's SVG rewriter cannot parse the closed paths ("... Z")
-            # that newer Qt versions write (pyqtgraph issue #3495); Qt's own
-            # SVG generator draws the same scene as vectors.
-            _render_svg(item, path)
-    else:
-        raise ValueError(
-            f"cannot export a plot as {path.name!r}: use a name ending in .png or .svg"
-        )
-    if not path.exists():
-        raise OSError(f"could not write {path}; check the folder exists and is writable")
-    return path
-
-
-def _render_svg(item: pg.PlotItem, path: Path) -> None:
-    from PySide6.QtCore import QRectF
-    from PySide6.QtGui import QPainter
-    from PySide6.QtSvg import QSvgGenerator
-
-    source = item.sceneBoundingRect()
-    generator = QSvgGenerator()
-    generator.setFileName(str(path))
-    generator.setSize(source.size().toSize())
-    generator.setViewBox(QRectF(0, 0, source.width(), source.height()))
-    generator.setTitle(item.titleLabel.text or "plot")
-    painter = QPainter(generator)
-    try:
-        item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
-    finally:
-        painter.end()
 
 
 class RunPlots(QWidget):
@@ -226,9 +176,12 @@ class RunPlots(QWidget):
         super().showEvent(event)
         self.redraw()  # changes that came while hidden were not drawn
 
-    def redraw(self) -> None:
-        """Bring the curves up to date with the run list (only changed runs are redrawn)."""
-        if not self.isVisible():
+    def redraw(self, force: bool = False) -> None:
+        """Bring the curves up to date with the run list (only changed runs are redrawn).
+
+        Hidden plots wait for their next show, unless ``force`` (e.g. to export them).
+        """
+        if not (self.isVisible() or force):
             return
         dark = is_dark(self)
         shown = {run.id: run for run in self.runs.visible()}
@@ -290,7 +243,7 @@ class RunsView(QWidget):
     def __init__(
         self,
         runs: RunList,
-        plots: Callable[[], list[pg.PlotWidget]] | None = None,
+        plots: Callable[[], list[list[pg.PlotWidget]]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -443,19 +396,19 @@ class RunsView(QWidget):
         except (OSError, ValueError) as exc:
             QMessageBox.warning(self, "Export failed", str(exc))
             return
-        self.message.emit("Wrote " + ", ".join(str(p) for p in written))
+        self.message.emit("Saved the plots to " + ", ".join(str(p) for p in written))
 
     def export_plots(self, path: Path) -> list[Path]:
-        """Each plot to ``path`` with ``-1``, ``-2``... before the suffix (PNG or SVG)."""
-        plots = self.plots()
-        if not plots:
+        """The plots (rows of them, as ``plots()`` gives) composed into the one file ``path``.
+
+        A name without .png or .svg gets .png.
+        """
+        rows = self.plots()
+        if not any(rows):
             raise ValueError("there is no plot to export yet")
         if path.suffix.lower() not in (".png", ".svg"):
             path = path.with_suffix(".png")
-        return [
-            export_plot(plot, path.with_name(f"{path.stem}-{n}{path.suffix}"))
-            for n, plot in enumerate(plots, start=1)
-        ]
+        return [export_plots(rows, path)]
 
 
 def table_item(table: QTableWidget, row: int, column: int, text: str) -> QTableWidgetItem:
