@@ -99,6 +99,7 @@ class RunPlots(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.loss_plot, 3)
         layout.addWidget(self.accuracy_plot, 2)
+        self._refit = False
         self._timer = QTimer(self, singleShot=True, interval=30)
         self._timer.timeout.connect(self.redraw)
         runs.subscribe(self._on_runs_changed)
@@ -147,6 +148,10 @@ class RunPlots(QWidget):
         super().changeEvent(event)
 
     def _on_runs_changed(self, kind: str, run: Run) -> None:
+        if kind != "changed":
+            # Runs came or went (a race, Reset, an opened checkpoint's list): the axes
+            # refit to what is now shown, whatever zoom the old runs had.
+            self._refit = True
         schedule_refresh(self, self._timer)
 
     def curve_names(self) -> list[str]:
@@ -183,6 +188,10 @@ class RunPlots(QWidget):
         """
         if not (self.isVisible() or force):
             return
+        if self._refit:
+            self._refit = False
+            for plot in (self.loss_plot, self.accuracy_plot):
+                plot.getPlotItem().enableAutoRange()
         dark = is_dark(self)
         shown = {run.id: run for run in self.runs.visible()}
         for run_id in list(self._curves):
