@@ -96,6 +96,9 @@ class InsightController(QObject):
             lambda *_: window.tabs.setCurrentWidget(self.predictions_view)
         )
         self.predictions_view.refresh_requested.connect(lambda: self.refresh_predictions(True))
+        self.predictions_view.message.connect(
+            lambda text: window.statusBar().showMessage(text, 8000)
+        )
         self.race_view = RaceView(training.plugins, training.data, self.runs)
         self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
         self.race_view.race_started.connect(lambda _race: window.update_actions())
