@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
-from fmnist_gui.analysis.runs import RunList
+from fmnist_gui.analysis.runs import RunError, RunList, RunStore
 from fmnist_gui.qt.features.training.controller import TrainingController
 from fmnist_gui.qt.infra.worker import Job
 from fmnist_gui.qt.shell.window import MainWindow
+from fmnist_gui.system.paths import user_data_dir
 
 if TYPE_CHECKING:
     from fmnist_gui.analysis.insight import Predictions
@@ -54,6 +55,9 @@ def _true_config(trainer: Trainer) -> dict[str, Any]:
 class InsightController(QObject):
     """Owns the insight views and feeds them from the live trainer and its signals."""
 
+    # A past run's settings (a TrainConfig.to_dict()) for the training form (Runs tab).
+    use_settings_requested = Signal(object)
+
     # Built by build_views(), once the backend has loaded (``ready``).
     predictions_view: PredictionsView
     confusion_view: ConfusionView
@@ -65,6 +69,13 @@ class InsightController(QObject):
         self.window = window
         self.training = training
         self.runs = RunList()
+        self.store: RunStore | None = None
+        try:
+            # Runs of earlier sessions come back, and this session's are kept.
+            self.store = RunStore(user_data_dir() / "runs.sqlite")
+            self.store.follow(self.runs)
+        except RunError as exc:
+            window.statusBar().showMessage(f"Runs will not be kept: {exc}", 15000)
         self.ready = False
         self.training_run_id: int | None = None
         self.resume_run_id: int | None = None  # set by restore_checkpoint_extra
@@ -105,6 +116,7 @@ class InsightController(QObject):
         self.race_view.race_finished.connect(self._on_race_finished)
         self.runs_view = RunsView(self.runs, plots=self.export_targets)
         self.runs_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+        self.runs_view.use_settings_requested.connect(self.use_settings_requested)
         for widget, title, name in (
             (self.predictions_view, "Predictions", "predictions_view"),
             (self.confusion_view, "Confusion", "confusion_view"),

@@ -38,11 +38,11 @@ def export_plots(rows: Sequence[Sequence[pg.PlotWidget]], path: str | Path) -> P
         raise ValueError(
             f"cannot export a plot as {path.name!r}: use a name ending in .png or .svg"
         )
-    rows = [list(row) for row in rows if row]
-    if not rows:
+    plots = [list(row) for row in rows if row]
+    if not plots:
         raise ValueError("there is no plot to export yet")
-    placed, size = _layout(rows)
-    background = QColor(rows[0][0].backgroundBrush().color())
+    placed, size = _layout(plots)
+    background = QColor(plots[0][0].backgroundBrush().color())
     if suffix == ".png":
         image = QImage(size * PNG_SCALE, QImage.Format.Format_ARGB32)
         image.setDevicePixelRatio(PNG_SCALE)
@@ -58,10 +58,10 @@ def export_plots(rows: Sequence[Sequence[pg.PlotWidget]], path: str | Path) -> P
     else:
         generator = QSvgGenerator()
         generator.setFileName(str(path))
-        generator.setResolution(rows[0][0].logicalDpiX())
+        generator.setResolution(plots[0][0].logicalDpiX())
         generator.setSize(size)
         generator.setViewBox(QRectF(0, 0, size.width(), size.height()))
-        generator.setTitle(", ".join(_title(p) for row in rows for p in row))
+        generator.setTitle(", ".join(_title(p) for row in plots for p in row))
         painter = QPainter(generator)
         try:
             painter.fillRect(QRectF(0, 0, size.width(), size.height()), background)

@@ -9,6 +9,7 @@ a short single-shot timer, so a burst of updates costs one repaint.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSizePolicy,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -248,6 +251,8 @@ class RunsView(QWidget):
         "Status",
     )
     message = Signal(str)  # what an export did, for the status bar or log
+    # A run's settings (a TrainConfig.to_dict()) for the training form's new model.
+    use_settings_requested = Signal(object)
 
     def __init__(
         self,
@@ -291,11 +296,32 @@ class RunsView(QWidget):
         for button in (self.remove_button, self.csv_button, self.plot_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        self.details = QTextBrowser()
+        self.details.setPlaceholderText("Select a run to see all its settings and every epoch.")
+        self.use_button = QPushButton("Use these settings")
+        self.use_button.setToolTip(
+            "Fill the Training tab's form with this run's settings, for a new model"
+        )
+        self.use_button.clicked.connect(self._use_settings)
+        details_box = QWidget()
+        details_layout = QVBoxLayout(details_box)
+        details_layout.setContentsMargins(0, 0, 0, 0)
+        details_layout.addWidget(self.details, 1)
+        use_row = QHBoxLayout()
+        use_row.addStretch(1)
+        use_row.addWidget(self.use_button)
+        details_layout.addLayout(use_row)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(details_box)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.hint)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(split, 1)
         layout.addLayout(buttons)
+        self.table.itemSelectionChanged.connect(self.show_details)
         self._timer = QTimer(self, singleShot=True, interval=50)
         self._timer.timeout.connect(self.refill)
         runs.subscribe(self._on_runs_changed)
@@ -356,6 +382,7 @@ class RunsView(QWidget):
             self.remove_button.setEnabled(len(self.runs) > 0)
         finally:
             self._filling = False
+        self.show_details()
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._filling:
@@ -369,6 +396,47 @@ class RunsView(QWidget):
         except RunError as exc:
             self.message.emit(str(exc))
             self._timer.start()  # put the old name back
+
+    def show_details(self) -> None:
+        """All settings and the per-epoch metrics of the selected run."""
+        ids = [i for i in self.selected_ids() if any(r.id == i for r in self.runs)]
+        self.use_button.setEnabled(len(ids) == 1)
+        if len(ids) != 1:
+            self.details.clear()
+            return
+        run = self.runs.get(ids[0])
+        config = run.config
+        settings = "".join(
+            f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(_describe(value))}</td></tr>"
+            for key, value in config.items()
+        )
+        header = "".join(
+            f"<th>{name}</th>"
+            for name in ("Epoch", "Train loss", "Test loss", "Test accuracy", "Seconds")
+        )
+        rows = "".join(
+            f"<tr><td>{int(e['epoch'])}</td><td>{e['train_loss']:.4f}</td>"
+            f"<td>{e['test_loss']:.4f}</td><td>{e['test_accuracy']:.2%}</td>"
+            f"<td>{e['train_seconds'] + e['test_seconds']:.1f}</td></tr>"
+            for e in run.epochs
+        )
+        self.details.setHtml(
+            f"<b>{html.escape(run.name)}</b> ({run.source}, {html.escape(run.status)}, "
+            f"{len(run.epochs)}/{config.get('epochs', '?')} epochs)"
+            f"<table cellspacing=0 cellpadding=2>{settings}</table>"
+            + (
+                f"<table cellspacing=0 cellpadding=2 border=1><tr>{header}</tr>{rows}</table>"
+                if rows
+                else "<p>No epoch finished yet.</p>"
+            )
+        )
+
+    def _use_settings(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) == 1:
+            run = self.runs.get(ids[0])
+            self.use_settings_requested.emit(dict(run.config))
+            self.message.emit(f"The training form now holds the settings of {run.name}.")
 
     def selected_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
@@ -441,6 +509,14 @@ def schedule_refresh(view: QWidget, timer: QTimer) -> None:
         view.runs.unsubscribe(view._on_runs_changed)
     elif not timer.isActive():
         timer.start()
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items()) or "defaults"
+    if value is None:
+        return "random"
+    return _short(value)
 
 
 def _short(value) -> str:
