@@ -160,6 +160,15 @@ def build_app(
     insight = InsightController(window, training)
     plugin_menu = PluginMenu(window)
     checkpoints = CheckpointController(window, training, extras=[insight])
+
+    def use_settings(config: dict) -> None:
+        # A past run's settings in the form; the next Start after Reset trains them.
+        from fmnist_gui.training.config import TrainConfig
+
+        training.panel.set_config(TrainConfig.from_dict(config))
+        window.tabs.setCurrentIndex(0)
+
+    insight.use_settings_requested.connect(use_settings)
     return App(window, training, insight, plugin_menu, checkpoints)
 
 

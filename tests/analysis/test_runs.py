@@ -92,3 +92,46 @@ def test_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     assert restored.csv_text() == runs.csv_text()
     added = restored.add("new", TrainConfig())
     assert added.id == max(r.id for r in runs) + 1  # ids stay unique after a restore
+
+
+def test_runs_survive_a_restart_in_the_store(tmp_path):
+    from fmnist_gui.analysis.runs import RunStore
+
+    path = tmp_path / "home" / "runs.sqlite"
+    runs = _two_runs()
+    store = RunStore(path)
+    store.follow(runs)
+    first, second = list(runs)
+    runs.rename(first.id, "my sgd")
+    running = runs.add("still running", TrainConfig(epochs=5, seed=9), "training")
+    runs.record(running.id, epoch=_epoch(1, 0.7))
+    store.close()
+
+    # The next session: a fresh list fed from the same file.
+    again = RunList()
+    store = RunStore(path)
+    store.follow(again)
+    restored = {r.name: r for r in again}
+    assert list(restored) == ["my sgd", "Adam lr=0.001", "still running"]
+    adam = restored["Adam lr=0.001"]
+    assert adam.config == second.config  # every setting, params included
+    assert adam.epochs == second.epochs
+    assert adam.status == "finished"
+    assert restored["still running"].status == "interrupted"
+    assert restored["still running"].config["seed"] == 9
+    # Removing a run forgets it; a checkpoint's list replacing the session's does not.
+    again.remove(restored["my sgd"].id)
+    again.load_state([])
+    store.close()
+    third = RunList()
+    RunStore(path).follow(third)
+    assert [r.name for r in third] == ["Adam lr=0.001", "still running"]
+
+
+def test_an_unwritable_store_is_explained(tmp_path):
+    from fmnist_gui.analysis.runs import RunStore
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunError, match="run history"):
+        RunStore(blocker / "runs.sqlite")

@@ -98,3 +98,66 @@ def test_a_bad_setting_is_named_and_nothing_starts(view):
     assert not view.start()
     assert "competitor 4" in view.status.text() and "fast" in view.status.text()
     assert view.job is None and len(view.runs) == 0
+
+
+def _statuses(view) -> dict[str, str]:
+    return {
+        view.results.item(row, 0).text(): view.results.item(row, 5).text()
+        for row in range(view.results.rowCount())
+    }
+
+
+def test_status_tells_who_runs_waits_and_finished(view):
+    from fmnist_gui.training.events import BatchEnd
+    from fmnist_gui.training.race import Race
+
+    view.epochs_spin.setValue(2)
+    race = Race(view.entries(), view.data, view.plugins, view.base_config())
+    worker = view.adopt(race)
+    view.worker = worker
+    names = [m.name for m in race.members]
+    seen = set()
+    # The worker's loop, one event at a time in this thread, the view pulling after each.
+    for item in race.run():
+        if type(item.event) is BatchEnd:
+            worker.last_batch = item
+        else:
+            worker.events.append(item)
+        view.pull()
+        statuses = _statuses(view)
+        for i, member in enumerate(race.members):
+            done = len(member.trainer.history.epochs)
+            text = statuses[names[i]]
+            if done >= 2:
+                assert text == "finished, 2/2 epochs", text
+            elif worker.last_batch is not None and worker.last_batch.member == i:
+                assert text == f"running, epoch {done + 1}/2", text
+            else:
+                assert text == f"waiting, {done}/2 epochs", text
+            seen.add(text.split(",")[0])
+    assert seen == {"running", "waiting", "finished"}
+    assert set(_statuses(view).values()) == {"finished, 2/2 epochs"}
+
+
+def test_results_follow_renames_and_hidden_runs(qtbot, view):
+    view.epochs_spin.setValue(1)
+    with qtbot.waitSignal(view.race_finished, timeout=60_000):
+        view.start()
+    first, second, third = list(view.runs)
+    view.runs.rename(first.id, "my sgd")
+    view.runs.set_visible(second.id, False)
+    qtbot.waitUntil(lambda: view.results.rowCount() == 2)
+    assert list(_statuses(view)) == ["my sgd", third.name]
+
+
+def test_race_curves_share_an_epoch_axis_whatever_the_batch_size(qtbot, view):
+    view.epochs_spin.setValue(1)
+    view.batch_spin.setValue(16)
+    with qtbot.waitSignal(view.race_finished, timeout=60_000):
+        view.start()
+    view.plots.redraw()
+    for run in view.runs:
+        curve = view.plots._curves[run.id][0]
+        xs, _ = curve.getData()
+        assert len(run.batch_losses) > 1
+        assert xs[-1] == pytest.approx(1.0)  # one epoch ends at x = 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 import torch
 from PySide6.QtCore import QSettings, Qt
@@ -186,3 +189,77 @@ def test_runs_survive_a_checkpoint_round_trip(qtbot, app, tmp_path, monkeypatch)
     qtbot.waitUntil(lambda: len(insight.runs) == 4, timeout=30_000)
     assert insight.runs.to_state() == before  # nothing lost, no duplicate training run
     assert insight.training_run_id == before[0]["id"]
+
+
+def test_runs_table_and_csv_show_the_runs_true_epochs_and_seed(qtbot, app):
+    panel = app.training.panel
+    panel.epochs_spin.setValue(3)
+    panel.batch_spin.setValue(64)
+    panel.seed_edit.setText("")
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: app.training.trainer.epochs_done >= 1, timeout=60_000)
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    trainer = app.training.trainer
+    # Continue the same model with a smaller total than the form first had.
+    panel.epochs_spin.setValue(trainer.epochs_done + 1)
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    assert trainer.finished
+    (run,) = list(app.insight.runs)
+    assert run.config["seed"] == trainer.seed
+    assert run.config["epochs"] == trainer.config.epochs
+    view = app.insight.runs_view
+    app.window.tabs.setCurrentWidget(view)
+    view.refill()
+    epochs_column = view.COLUMNS.index("Epochs")
+    done = trainer.epochs_done
+    assert view.table.item(0, epochs_column).text() == f"{done}/{trainer.config.epochs}"
+    last = list(csv.DictReader(io.StringIO(app.insight.runs.csv_text())))[-1]
+    assert last["seed"] == str(trainer.seed)
+    assert last["epochs"] == str(trainer.config.epochs)
+
+
+def test_past_runs_come_back_with_details_and_their_settings(qtbot, app, tmp_path):
+    from fmnist_gui.analysis.runs import RunList, RunStore
+    from fmnist_gui.qt.app import build_app
+    from fmnist_gui.system.paths import user_data_dir
+
+    panel = app.training.panel
+    panel.epochs_spin.setValue(1)
+    panel.batch_spin.setValue(32)
+    panel.lr_edit.setText("0.02")
+    panel.seed_edit.setText("")
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
+    seed = app.training.trainer.seed
+    # What the next start of the app finds in the user data folder.
+    stored = RunList()
+    RunStore(user_data_dir() / "runs.sqlite").follow(stored)
+    (run,) = list(stored)
+    assert (run.config["lr"], run.config["batch_size"], run.config["seed"]) == (0.02, 32, seed)
+    assert len(run.epochs) == 1
+    assert run.status == "finished"
+
+    settings = QSettings(str(tmp_path / "settings2.ini"), QSettings.Format.IniFormat)
+    second = build_app(app.backend.data_dir, plugins=app.backend.plugins, settings=settings)
+    qtbot.addWidget(second.window)
+    second.window.show()
+    second.start_loading()
+    qtbot.waitUntil(lambda: second.window.state == "idle" and second.insight.ready, timeout=30_000)
+    try:
+        assert [r.name for r in second.insight.runs] == [run.name]
+        view = second.insight.runs_view
+        second.window.tabs.setCurrentWidget(view)
+        view.table.selectRow(0)
+        text = view.details.toPlainText()
+        assert "0.02" in text and str(seed) in text and "Test accuracy" in text
+        second.training.panel.lr_edit.setText("0.5")
+        second.training.panel.batch_spin.setValue(64)
+        view.use_button.click()
+        config = second.training.panel.config()
+        assert (config.lr, config.batch_size, config.seed) == (0.02, 32, seed)
+        assert second.window.tabs.currentIndex() == 0
+    finally:
+        second.shutdown(30_000)

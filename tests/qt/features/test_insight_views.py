@@ -148,3 +148,51 @@ def test_contact_sheet_and_readable_cell_text(views, tmp_path, monkeypatch):
             fill = confusion.cell_color(t, p)
             assert text_color_on(fill).name() in ("#000000", "#ffffff")
     assert text_color_on(confusion.cell_color(0, 0).darker(400)).name() == "#ffffff"
+
+
+def test_saving_a_contact_sheet_says_where(views, tmp_path, monkeypatch):
+    from fmnist_gui.qt.features.insight import views as insight_views
+
+    gallery, _, _ = views
+    path = tmp_path / "sheet.png"
+    monkeypatch.setattr(
+        insight_views.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
+    )
+    messages = []
+    gallery.message.connect(messages.append)
+    gallery.sheet_button.click()
+    assert path.exists()
+    assert messages == [f"Saved the contact sheet to {path}"]
+
+
+def test_gallery_pages_through_every_match(views, tiny_data):
+    gallery, _, predictions = views
+    everything = insight.select(predictions, GalleryFilter(), "hardest", limit=None)
+    assert len(everything) > 36  # the tiny test set has more than a page
+    pages = []
+    assert not gallery.previous_button.isEnabled()
+    while True:
+        pages.append(gallery.shown_indices())
+        assert f"page {len(pages)} of {gallery.page_count()}" in gallery.caption.text()
+        if not gallery.next_button.isEnabled():
+            break
+        gallery.next_button.click()
+    assert [i for page in pages for i in page] == everything
+    assert gallery.previous_button.isEnabled()
+    gallery.previous_button.click()
+    assert gallery.shown_indices() == pages[-2]
+    # A new filter starts again at its first page.
+    gallery.wrong_only.setChecked(True)
+    assert gallery.page == 0
+
+
+def test_narrow_tiles_elide_the_name_and_keep_the_percent(views):
+    gallery, _, _ = views
+    gallery.resize(560, 420)
+    for tile in gallery.tiles:
+        if tile.index is None:
+            continue
+        tile.resize(56, tile.height())
+        first, second = tile.fitted_caption()
+        assert first.endswith(f"{tile.confidence:.0%}"), first
+        assert tile.fontMetrics().horizontalAdvance(second) <= tile.width()

@@ -9,7 +9,8 @@ from PySide6.QtCore import Qt
 
 from fmnist_gui.analysis.runs import CSV_COLUMNS, RunList
 from fmnist_gui.qt.features.runs import runs_view
-from fmnist_gui.qt.features.runs.runs_view import RunPlots, RunsView, export_plot
+from fmnist_gui.qt.features.runs.export import export_plot
+from fmnist_gui.qt.features.runs.runs_view import RunPlots, RunsView
 from fmnist_gui.training.config import TrainConfig
 
 
@@ -38,7 +39,7 @@ def _runs() -> RunList:
 def views(qtbot):
     runs = _runs()
     plots = RunPlots(runs)
-    table = RunsView(runs, plots=lambda: [plots.loss_plot, plots.accuracy_plot])
+    table = RunsView(runs, plots=lambda: [[plots.loss_plot, plots.accuracy_plot]])
     for widget in (plots, table):
         qtbot.addWidget(widget)
         widget.show()
@@ -89,7 +90,8 @@ def test_plots_export_to_png_and_svg(tmp_path, views):
     svg = export_plot(plots.accuracy_plot, tmp_path / "acc.svg")
     assert "<svg" in svg.read_text()
     written = table.export_plots(tmp_path / "all.svg")
-    assert [p.name for p in written] == ["all-1.svg", "all-2.svg"]
+    assert written == [tmp_path / "all.svg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc.svg", "all.svg", "loss.png"]
     with pytest.raises(ValueError, match=r"\.png or \.svg"):
         export_plot(plots.loss_plot, tmp_path / "loss.jpg")
 
@@ -106,5 +108,45 @@ def test_loss_curve_is_smoothed_incrementally_as_tensorboard_does(qtbot, views):
         plots.redraw()
     x, y = plots._curves[run.id][0].getData()
     expected, _ = debiased_ema(run.batch_losses, runs_view.SMOOTHING)
-    assert list(x) == list(range(1, len(run.batch_losses) + 1))
+    # Against epochs: step n of the run is at n / (steps per epoch).
+    steps = np.arange(1, len(run.batch_losses) + 1)
+    assert np.allclose(x, steps / run.epoch_length())
     assert np.allclose(y, expected)
+
+
+def test_overlay_axes_refit_when_the_run_list_is_replaced(qtbot, views):
+    runs, plots, _ = views
+    plots.resize(900, 400)
+    qtbot.waitUntil(lambda: plots.curve_names() == [r.name for r in runs])
+    for plot in (plots.loss_plot, plots.accuracy_plot):
+        plot.getPlotItem().getViewBox().scaleBy((0.2, 0.2))  # the user zoomed in
+    # An opened checkpoint brings its own list: one long run with low losses.
+    other = RunList()
+    run = other.add("imported", TrainConfig(epochs=8), "training", steps_per_epoch=100)
+    other.record(run.id, batch_losses=[0.4] * 800)
+    for n in range(1, 9):
+        other.record(
+            run.id,
+            epoch={
+                "epoch": n,
+                "train_loss": 0.4,
+                "test_loss": 0.4,
+                "test_accuracy": 0.8 + 0.01 * n,
+                "train_seconds": 1.0,
+                "test_seconds": 0.1,
+                "samples_per_second": 100.0,
+            },
+        )
+    runs.load_state(other.to_state())
+    qtbot.waitUntil(lambda: plots.curve_names() == ["imported"])
+    plots.redraw()
+    qtbot.wait(50)
+    (x0, x1), (y0, y1) = plots.loss_plot.getPlotItem().getViewBox().viewRange()
+    assert x0 <= 0.01
+    assert x1 >= 8.0
+    assert y0 <= 0.4 <= y1
+    (x0, x1), (y0, y1) = plots.accuracy_plot.getPlotItem().getViewBox().viewRange()
+    assert x0 <= 1
+    assert x1 >= 8
+    assert y0 <= 81
+    assert y1 >= 88

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
@@ -39,7 +40,13 @@ from PySide6.QtWidgets import (
 
 from fmnist_gui.analysis.runs import RunList
 from fmnist_gui.plugins.specs import ParamError
-from fmnist_gui.qt.features.runs.runs_view import RunPlots, is_dark, run_color, table_item
+from fmnist_gui.qt.features.runs.runs_view import (
+    RunPlots,
+    is_dark,
+    run_color,
+    schedule_refresh,
+    table_item,
+)
 from fmnist_gui.qt.features.training.control_panel import ParamForm
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
@@ -119,12 +126,17 @@ class RaceView(QWidget):
         self.worker: RaceWorker | None = None
         self.run_ids: list[int] = []
         self._seen_losses: list[int] = []
+        self._running_member: int | None = None  # the member whose batches come in now
         self.blocked_reason = ""  # e.g. the main training is running
         self._loading_editor = False
         self._build()
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.pull)
         self.pacer = FramePacer(self.timer)  # as often as drawing can afford: pacing.py
+        # Renames and hidden runs in the Runs tab show in the results table too.
+        self._results_timer = QTimer(self, singleShot=True, interval=50)
+        self._results_timer.timeout.connect(self._fill_results)
+        self.runs.subscribe(self._on_runs_changed)
         if plugins is not None:
             self.set_plugins(plugins)
         self._update_buttons()
@@ -439,10 +451,7 @@ class RaceView(QWidget):
         except Exception as exc:  # noqa: BLE001 - e.g. PluginFailure from a factory
             self.show_status(f"Cannot start: {type(exc).__name__}: {exc}")
             return False
-        self.race = race
-        self.run_ids = [self.runs.add(m.name, m.config, "race").id for m in race.members]
-        self._seen_losses = [0] * len(race.members)
-        self.worker = RaceWorker(race)
+        self.worker = self.adopt(race)
         self.worker.errored.connect(self._on_error)
         self.job = Job(self.worker, self)
         self.job.done.connect(self._on_done)
@@ -456,6 +465,20 @@ class RaceView(QWidget):
         self.timer.start()
         self.race_started.emit(race)
         return True
+
+    def adopt(self, race: Race) -> RaceWorker:
+        """Make ``race`` this view's race (its members join the run list); return its worker.
+
+        ``start()`` runs the worker in a thread; a test may drive it step by step.
+        """
+        self.race = race
+        self.run_ids = [
+            self.runs.add(m.name, m.config, "race", steps_per_epoch=len(m.trainer.train_loader)).id
+            for m in race.members
+        ]
+        self._running_member = None
+        self._seen_losses = [0] * len(race.members)
+        return RaceWorker(race)
 
     def stop(self) -> None:
         if self.race is not None and self.running:
@@ -526,10 +549,13 @@ class RaceView(QWidget):
                 self.runs.record(self.run_ids[item.member], epoch=item.event.as_dict())
             elif isinstance(item.event, RunEnd):
                 self.runs.record(self.run_ids[item.member], status=item.event.status)
-        if worker is not None and worker.last_batch is not None and self.running:
+        if worker is not None and worker.last_batch is not None:
             last = worker.last_batch
             event = last.event
-            if not race.stop_requested:
+            if last.member != self._running_member:
+                self._running_member = last.member
+                changed = True
+            if self.running and not race.stop_requested:
                 self.status.setText(
                     f"Racing: {race.members[last.member].name}, epoch {event.epoch}/"
                     f"{race.members[last.member].config.epochs}, batch {event.batch + 1}/"
@@ -538,26 +564,50 @@ class RaceView(QWidget):
         if changed:
             self._fill_results()
 
+    def _on_runs_changed(self, kind: str, run: Any) -> None:
+        schedule_refresh(self, self._results_timer)
+
+    def member_status(self, member: int) -> str:
+        """Where a competitor stands: running, waiting for its turn, finished or stopped."""
+        assert self.race is not None
+        m = self.race.members[member]
+        done, planned = len(m.trainer.history.epochs), m.config.epochs
+        if m.status is not None:
+            return f"{m.status}, {done}/{planned} epochs"
+        if done >= planned:
+            return f"finished, {done}/{planned} epochs"
+        if member == self._running_member and not self.race.stop_requested:
+            return f"running, epoch {done + 1}/{planned}"
+        return f"waiting, {done}/{planned} epochs"
+
     def _has_run(self, member: int) -> bool:
         run_id = self.run_ids[member]
         return any(r.id == run_id for r in self.runs)
 
     def _fill_results(self) -> None:
-        if self.race is None:
+        """One row per competitor still in the run list and shown, under its current name."""
+        if self.race is None or not shiboken6.isValid(self.results):
             return
-        rows = self.race.results()
-        best = max((r.test_accuracy for r in rows if r.test_accuracy is not None), default=None)
-        self.results.setRowCount(len(rows))
+        shown = {run.id: run for run in self.runs.visible()}
+        members = [
+            (i, result)
+            for i, result in enumerate(self.race.results())
+            if i < len(self.run_ids) and self.run_ids[i] in shown
+        ]
+        best = max(
+            (r.test_accuracy for _, r in members if r.test_accuracy is not None), default=None
+        )
+        self.results.setRowCount(len(members))
         dark = is_dark(self)
-        for row, result in enumerate(rows):
+        for row, (i, result) in enumerate(members):
             seconds = f"{result.seconds:.1f} s" if result.epochs_done else "\u2013"
             cells = [
-                result.name,
+                shown[self.run_ids[i]].name,
                 f"{result.test_accuracy:.1%}" if result.test_accuracy is not None else "\u2013",
                 f"{result.test_loss:.4f}" if result.test_loss is not None else "\u2013",
                 seconds,
                 f"{result.samples_per_second:,.0f}" if result.samples_per_second else "\u2013",
-                f"{result.status} ({result.epochs_done} epochs)",
+                self.member_status(i),
             ]
             for column, text in enumerate(cells):
                 item = table_item(self.results, row, column, text)
@@ -565,8 +615,8 @@ class RaceView(QWidget):
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
-                if column == 0 and row < len(self.run_ids):
-                    item.setData(Qt.ItemDataRole.DecorationRole, run_color(self.run_ids[row], dark))
+                if column == 0:
+                    item.setData(Qt.ItemDataRole.DecorationRole, run_color(self.run_ids[i], dark))
                 font = item.font()
                 font.setBold(best is not None and result.test_accuracy == best and column in (0, 1))
                 item.setFont(font)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
-from fmnist_gui.analysis.runs import RunList
+from fmnist_gui.analysis.runs import RunError, RunList, RunStore
 from fmnist_gui.qt.features.training.controller import TrainingController
 from fmnist_gui.qt.infra.worker import Job
 from fmnist_gui.qt.shell.window import MainWindow
+from fmnist_gui.system.paths import user_data_dir
 
 if TYPE_CHECKING:
     from fmnist_gui.analysis.insight import Predictions
@@ -44,8 +45,18 @@ def _predict_snapshot(state: dict, split: Split) -> Predictions:
     return predict(model, split)
 
 
+def _true_config(trainer: Trainer) -> dict[str, Any]:
+    """The trainer's settings as it runs: its current epoch total and the seed it used."""
+    config = trainer.config.to_dict()
+    config["seed"] = trainer.seed
+    return config
+
+
 class InsightController(QObject):
     """Owns the insight views and feeds them from the live trainer and its signals."""
+
+    # A past run's settings (a TrainConfig.to_dict()) for the training form (Runs tab).
+    use_settings_requested = Signal(object)
 
     # Built by build_views(), once the backend has loaded (``ready``).
     predictions_view: PredictionsView
@@ -58,6 +69,13 @@ class InsightController(QObject):
         self.window = window
         self.training = training
         self.runs = RunList()
+        self.store: RunStore | None = None
+        try:
+            # Runs of earlier sessions come back, and this session's are kept.
+            self.store = RunStore(user_data_dir() / "runs.sqlite")
+            self.store.follow(self.runs)
+        except RunError as exc:
+            window.statusBar().showMessage(f"Runs will not be kept: {exc}", 15000)
         self.ready = False
         self.training_run_id: int | None = None
         self.resume_run_id: int | None = None  # set by restore_checkpoint_extra
@@ -89,12 +107,16 @@ class InsightController(QObject):
             lambda *_: window.tabs.setCurrentWidget(self.predictions_view)
         )
         self.predictions_view.refresh_requested.connect(lambda: self.refresh_predictions(True))
+        self.predictions_view.message.connect(
+            lambda text: window.statusBar().showMessage(text, 8000)
+        )
         self.race_view = RaceView(training.plugins, training.data, self.runs)
         self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
         self.race_view.race_started.connect(lambda _race: window.update_actions())
         self.race_view.race_finished.connect(self._on_race_finished)
         self.runs_view = RunsView(self.runs, plots=self.export_targets)
         self.runs_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+        self.runs_view.use_settings_requested.connect(self.use_settings_requested)
         for widget, title, name in (
             (self.predictions_view, "Predictions", "predictions_view"),
             (self.confusion_view, "Confusion", "confusion_view"),
@@ -153,10 +175,13 @@ class InsightController(QObject):
             # Opened from a checkpoint whose run list has this training in it already.
             self.training_run_id = resumed
             self._seen_losses = len(trainer.history.batch_losses)
+            self.runs.update_config(resumed, _true_config(trainer))
             return resumed
         spec = trainer.optimizer_spec
         label = name or f"Training: {spec.label} lr={trainer.config.lr:g}"
-        run = self.runs.add(label, trainer.config, "training")
+        run = self.runs.add(
+            label, _true_config(trainer), "training", steps_per_epoch=len(trainer.train_loader)
+        )
         self.training_run_id, self._seen_losses = run.id, 0
         for epoch in trainer.history.epochs:  # e.g. a checkpoint with history
             self.runs.record(run.id, epoch=epoch.as_dict())
@@ -167,6 +192,9 @@ class InsightController(QObject):
         trainer, run_id = self._tracked, self.training_run_id
         if trainer is None or run_id is None or all(r.id != run_id for r in self.runs):
             return
+        # The planned epochs change when a stopped model is continued with another
+        # total; the seed is drawn when the form left it empty.
+        self.runs.update_config(run_id, _true_config(trainer))
         losses = trainer.history.batch_losses
         new = losses[self._seen_losses :]
         self._seen_losses += len(new)
@@ -191,6 +219,8 @@ class InsightController(QObject):
             if state in ("running", "stopping")
             else ""
         )
+        if state == "running" and self._tracked is not None:
+            self._sync_losses()  # a continued run may have a new epoch total
         if state in ("idle", "paused") and self._tracked is not None:
             trainer = self._tracked
             self._sync_losses(
@@ -268,13 +298,20 @@ class InsightController(QObject):
             self.refresh_predictions()
 
     # ----- runs and exports ----------------------------------------------------------------
-    def export_targets(self) -> list[Any]:
-        """The plots that "Export plots" writes: the Compare overlays, then the Training tab's."""
-        plots = [self.race_view.plots.loss_plot, self.race_view.plots.accuracy_plot]
+    def export_targets(self) -> list[list[Any]]:
+        """The plots that "Export plots" composes, in rows as on screen.
+
+        The Training tab's plots when it has data, then the Compare tab's overlays
+        when a run is shown; none before any run.
+        """
+        rows: list[list[Any]] = []
         training = self.training.plots
-        if training is not None:
-            plots += [training.loss_plot, training.test_loss_plot, training.accuracy_plot]
-        return plots
+        if training is not None and training.point_count:
+            rows += [[training.loss_plot], [training.test_loss_plot, training.accuracy_plot]]
+        if self.runs.visible():
+            self.race_view.plots.redraw(force=True)
+            rows.append([self.race_view.plots.loss_plot, self.race_view.plots.accuracy_plot])
+        return rows
 
     def _on_race_finished(self, _race: object) -> None:
         self.window.update_actions()

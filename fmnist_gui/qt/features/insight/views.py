@@ -17,7 +17,16 @@ import math
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPalette, QPen
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPalette,
+    QPen,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -150,6 +159,33 @@ class ImageTile(QWidget):
             f"true: {CLASS_NAMES[self.true_class]}",
         )
 
+    def _bold_font(self) -> QFont:
+        bold = QFont(self.font())
+        bold.setBold(True)
+        return bold
+
+    def fitted_caption(self) -> tuple[str, str]:
+        """The caption lines as they fit the tile's width (tests read them).
+
+        A narrow tile elides the class name and keeps the confidence, the number
+        a user compares from tile to tile.
+        """
+        first, second = self.caption()
+        if self.index is None:
+            return first, second
+        width = self.width()
+        bold = QFontMetrics(self._bold_font())
+        if bold.horizontalAdvance(first) > width:
+            mark = "\u2713" if self.correct else "\u2717"
+            percent = f" {self.confidence:.0%}"
+            room = width - bold.horizontalAdvance(mark + " " + percent)
+            name = bold.elidedText(
+                CLASS_NAMES[self.predicted_class], Qt.TextElideMode.ElideRight, max(room, 0)
+            )
+            first = f"{mark} {name}{percent}" if name else f"{mark}{percent}"
+        second = self.fontMetrics().elidedText(second, Qt.TextElideMode.ElideRight, width)
+        return first, second
+
     def _line_height(self) -> int:
         return self.fontMetrics().height()
 
@@ -188,31 +224,16 @@ class ImageTile(QWidget):
                 QPen(palette.color(QPalette.ColorRole.Highlight), 2, Qt.PenStyle.DashLine)
             )
             painter.drawRect(rect.adjusted(-4, -4, 3, 3))
-        first, second = self.caption()
+        first, second = self.fitted_caption()
         line_h = self._line_height()
         text_rect = QRect(0, rect.bottom() + 3, self.width(), line_h)
         font = painter.font()
-        bold = QFont(font)
-        bold.setBold(True)
-        painter.setFont(bold)
+        painter.setFont(self._bold_font())
         painter.setPen(WRONG if not self.correct else palette.color(QPalette.ColorRole.Text))
-        metrics = painter.fontMetrics()
-        if metrics.horizontalAdvance(first) > self.width():
-            # A narrow tile drops the confidence before it cuts the class name
-            # (the tooltip and the detail pane still give it).
-            first = first.rsplit(" ", 1)[0]
-        painter.drawText(
-            text_rect,
-            Qt.AlignmentFlag.AlignHCenter,
-            metrics.elidedText(first, Qt.TextElideMode.ElideRight, self.width()),
-        )
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, first)
         painter.setFont(font)
         painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
-        painter.drawText(
-            text_rect.translated(0, line_h),
-            Qt.AlignmentFlag.AlignHCenter,
-            painter.fontMetrics().elidedText(second, Qt.TextElideMode.ElideRight, self.width()),
-        )
+        painter.drawText(text_rect.translated(0, line_h), Qt.AlignmentFlag.AlignHCenter, second)
         painter.end()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
@@ -324,6 +345,7 @@ class PredictionsView(QWidget):
 
     refresh_requested = Signal()
     image_activated = Signal(int)
+    message = Signal(str)  # what a save did, for the status bar
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -334,6 +356,7 @@ class PredictionsView(QWidget):
         self._filter = GalleryFilter()
         self._seed = 0
         self._shown: list[int] = []
+        self.page = 0  # which page of the matching images the grid shows
 
         self.true_combo = QComboBox()
         self.predicted_combo = QComboBox()
@@ -347,7 +370,7 @@ class PredictionsView(QWidget):
         self.sort_combo = QComboBox()
         self.sort_combo.addItem("Hardest first", "hardest")
         self.sort_combo.addItem("Random", "random")
-        self.sort_combo.currentIndexChanged.connect(lambda _: self.update_gallery())
+        self.sort_combo.currentIndexChanged.connect(lambda _: self.set_page(0))
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip(
             "Run the current model over the test set again (and draw a new random sample)"
@@ -358,6 +381,12 @@ class PredictionsView(QWidget):
         self.sheet_button = QPushButton("Save contact sheet\u2026")
         self.sheet_button.setToolTip("Save the images shown here, captioned, as one PNG")
         self.sheet_button.clicked.connect(self.save_contact_sheet_dialog)
+        self.previous_button = QPushButton("\u2190 Previous")
+        self.previous_button.setToolTip("The previous page of matching images")
+        self.previous_button.clicked.connect(lambda: self.set_page(self.page - 1))
+        self.next_button = QPushButton("Next \u2192")
+        self.next_button.setToolTip("The next page of matching images")
+        self.next_button.clicked.connect(lambda: self.set_page(self.page + 1))
 
         controls = QHBoxLayout()
         for widget in (
@@ -393,6 +422,8 @@ class PredictionsView(QWidget):
         left_layout.addLayout(controls)
         caption_row = QHBoxLayout()
         caption_row.addWidget(self.caption, 1)
+        caption_row.addWidget(self.previous_button)
+        caption_row.addWidget(self.next_button)
         caption_row.addWidget(self.sheet_button)
         left_layout.addLayout(caption_row)
         left_layout.addWidget(grid_widget, 1)
@@ -445,6 +476,7 @@ class PredictionsView(QWidget):
             self.sort_combo.setCurrentIndex(self.sort_combo.findData(sort))
             self.sort_combo.blockSignals(False)
         self._filter = gallery_filter
+        self.page = 0
         self.update_gallery()
 
     def sort_order(self) -> str:
@@ -456,6 +488,7 @@ class PredictionsView(QWidget):
             self.predicted_combo.currentData(),
             self.wrong_only.isChecked(),
         )
+        self.page = 0
         self.update_gallery()
 
     def _on_refresh(self) -> None:
@@ -468,6 +501,17 @@ class PredictionsView(QWidget):
             self.update_gallery()
 
     # ----- drawing -------------------------------------------------------------------------
+    def page_count(self) -> int:
+        """Pages of matching images (at least one, even when nothing matches)."""
+        if self.predictions is None:
+            return 1
+        return max(1, math.ceil(insight.count(self.predictions, self._filter) / len(self.tiles)))
+
+    def set_page(self, page: int) -> None:
+        """Show page ``page`` (from 0) of the matching images, clamped to those there are."""
+        self.page = min(max(page, 0), self.page_count() - 1)
+        self.update_gallery()
+
     def shown_indices(self) -> list[int]:
         """Test-set indices in the gallery, in reading order."""
         return list(self._shown)
@@ -485,10 +529,19 @@ class PredictionsView(QWidget):
             )
             self.empty_label.show()
             self.sheet_button.setEnabled(False)
+            self.previous_button.setEnabled(False)
+            self.next_button.setEnabled(False)
             return
+        per_page = len(self.tiles)
+        self.page = min(self.page, self.page_count() - 1)
+        first = self.page * per_page
         self._shown = insight.select(
-            predictions, self._filter, self.sort_order(), limit=len(self.tiles), seed=self._seed
-        )
+            predictions,
+            self._filter,
+            self.sort_order(),
+            limit=first + per_page,
+            seed=self._seed,
+        )[first:]
         predicted = predictions.predicted
         probabilities = predictions.probabilities
         for tile, index in zip(self.tiles, self._shown + [None] * len(self.tiles), strict=False):
@@ -506,10 +559,14 @@ class PredictionsView(QWidget):
             tile.selected = index == self.detail.index
         total = insight.count(predictions, self._filter)
         order = "hardest first" if self.sort_order() == "hardest" else "random sample"
+        shown = f"{first + 1}\u2013{first + len(self._shown)}" if self._shown else "0"
         self.caption.setText(
-            f"Showing {len(self._shown)} of {total:,} ({self._filter.describe()}; {order}). "
+            f"Showing {shown} of {total:,} ({self._filter.describe()}; {order}), "
+            f"page {self.page + 1} of {self.page_count()}. "
             f"Test accuracy {predictions.accuracy:.1%}."
         )
+        self.previous_button.setEnabled(self.page > 0)
+        self.next_button.setEnabled(self.page + 1 < self.page_count())
         self.empty_label.setText("No test image matches this filter." if not self._shown else "")
         self.empty_label.setVisible(not self._shown)
         self.sheet_button.setEnabled(bool(self._shown))
@@ -582,6 +639,8 @@ class PredictionsView(QWidget):
             self.save_contact_sheet(path)
         except OSError as exc:
             QMessageBox.warning(self, "Could not save the contact sheet", str(exc))
+            return
+        self.message.emit(f"Saved the contact sheet to {path}")
 
     def save_contact_sheet(self, path: str) -> None:
         """Write the contact sheet as PNG; raises ``OSError`` naming the path on failure."""

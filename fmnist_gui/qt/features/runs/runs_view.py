@@ -9,12 +9,12 @@ a short single-shot timer, so a burst of updates costs one repaint.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-import pyqtgraph.exporters
 import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
@@ -27,14 +27,17 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSizePolicy,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from fmnist_gui.analysis.runs import Run, RunError, RunList
-from fmnist_gui.qt.features.training.plots import debiased_ema
+from fmnist_gui.qt.features.runs.export import export_plots
+from fmnist_gui.qt.features.training.plots import StripLegend, debiased_ema
 
 # Distinct hues (Tableau 10), in a darker set for light backgrounds and a
 # brighter one for dark backgrounds, so every curve keeps its contrast.
@@ -75,58 +78,13 @@ def run_color(run_id: int, dark: bool) -> QColor:
     return QColor(colors[(run_id - 1) % len(colors)])
 
 
-def export_plot(plot: pg.PlotWidget | pg.PlotItem, path: str | Path) -> Path:
-    """Save a plot as PNG or SVG, by the file's suffix.
-
-    Raises ``ValueError`` for another suffix and ``OSError`` when nothing
-    could be written, both naming the file and the fix.
-    """
-    path = Path(path)
-    item = plot.getPlotItem() if isinstance(plot, pg.PlotWidget) else plot
-    suffix = path.suffix.lower()
-    if suffix == ".png":
-        exporter = pyqtgraph.exporters.ImageExporter(item)
-        # Twice the on-screen size: crisp in documents and slides.
-        width = max(int(item.sceneBoundingRect().width()) * 2, 800)
-        exporter.parameters()["width"] = width
-        exporter.export(str(path))
-    elif suffix == ".svg":
-        try:
-            pyqtgraph.exporters.SVGExporter(item).export(str(path))
-        except ValueError:
-            # pyqtgraph's SVG rewriter cannot parse the closed paths ("... Z")
-            # that newer Qt versions write (pyqtgraph issue #3495); Qt's own
-            # SVG generator draws the same scene as vectors.
-            _render_svg(item, path)
-    else:
-        raise ValueError(
-            f"cannot export a plot as {path.name!r}: use a name ending in .png or .svg"
-        )
-    if not path.exists():
-        raise OSError(f"could not write {path}; check the folder exists and is writable")
-    return path
-
-
-def _render_svg(item: pg.PlotItem, path: Path) -> None:
-    from PySide6.QtCore import QRectF
-    from PySide6.QtGui import QPainter
-    from PySide6.QtSvg import QSvgGenerator
-
-    source = item.sceneBoundingRect()
-    generator = QSvgGenerator()
-    generator.setFileName(str(path))
-    generator.setSize(source.size().toSize())
-    generator.setViewBox(QRectF(0, 0, source.width(), source.height()))
-    generator.setTitle(item.titleLabel.text or "plot")
-    painter = QPainter(generator)
-    try:
-        item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
-    finally:
-        painter.end()
-
-
 class RunPlots(QWidget):
-    """The shown runs overlaid: smoothed training loss per step, test accuracy per epoch."""
+    """The shown runs overlaid: smoothed training loss and test accuracy, both per epoch.
+
+    Runs of different batch sizes take different numbers of steps per epoch, so
+    the loss is drawn against epochs (step / steps per epoch): every run spans
+    the same axis, whatever its batch size.
+    """
 
     def __init__(self, runs: RunList, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -136,17 +94,15 @@ class RunPlots(QWidget):
         # run id -> (losses smoothed so far, EMA state, smoothed values): each new
         # frame smooths only the losses that arrived since the last one.
         self._smoothed: dict[int, tuple[int, tuple[float, int], np.ndarray]] = {}
-        self.loss_plot = self._make_plot(
-            "Training loss", "Loss (smoothed)", "Step (batches)", legend=True
-        )
-        # One legend serves both plots (same colours); a second one would always
-        # cover some accuracy curve, which can sit anywhere from 10% to 90%.
+        self.loss_plot = self._make_plot("Training loss", "Loss (smoothed)", "Epoch", legend=True)
+        # One legend serves both plots (same colours): a second would repeat it.
         self.accuracy_plot = self._make_plot("Test accuracy", "Accuracy (%)", "Epoch", legend=False)
         self.accuracy_plot.getAxis("bottom").setTickSpacing(1, 1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.loss_plot, 3)
         layout.addWidget(self.accuracy_plot, 2)
+        self._refit = False
         self._timer = QTimer(self, singleShot=True, interval=30)
         self._timer.timeout.connect(self.redraw)
         runs.subscribe(self._on_runs_changed)
@@ -161,7 +117,7 @@ class RunPlots(QWidget):
         item.showGrid(x=True, y=True, alpha=0.2)
         item.getViewBox().setDefaultPadding(0.05)  # the last tick label stays inside
         if legend:
-            item.addLegend(offset=(-10, 10))
+            StripLegend(item)
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         widget.setMinimumHeight(180)
@@ -195,7 +151,11 @@ class RunPlots(QWidget):
         super().changeEvent(event)
 
     def _on_runs_changed(self, kind: str, run: Run) -> None:
-        _schedule(self, self._timer)
+        if kind != "changed":
+            # Runs came or went (a race, Reset, an opened checkpoint's list): the axes
+            # refit to what is now shown, whatever zoom the old runs had.
+            self._refit = True
+        schedule_refresh(self, self._timer)
 
     def curve_names(self) -> list[str]:
         """Legend entries of the loss plot, in order (tests read them)."""
@@ -224,10 +184,17 @@ class RunPlots(QWidget):
         super().showEvent(event)
         self.redraw()  # changes that came while hidden were not drawn
 
-    def redraw(self) -> None:
-        """Bring the curves up to date with the run list (only changed runs are redrawn)."""
-        if not self.isVisible():
+    def redraw(self, force: bool = False) -> None:
+        """Bring the curves up to date with the run list (only changed runs are redrawn).
+
+        Hidden plots wait for their next show, unless ``force`` (e.g. to export them).
+        """
+        if not (self.isVisible() or force):
             return
+        if self._refit:
+            self._refit = False
+            for plot in (self.loss_plot, self.accuracy_plot):
+                plot.getPlotItem().enableAutoRange()
         dark = is_dark(self)
         shown = {run.id: run for run in self.runs.visible()}
         for run_id in list(self._curves):
@@ -258,7 +225,8 @@ class RunPlots(QWidget):
             loss_curve, acc_curve = self._curves[run.id]
             if run.batch_losses:
                 smoothed = self._smooth(run)
-                loss_curve.setData(np.arange(1, len(smoothed) + 1), smoothed)
+                steps = np.arange(1, len(smoothed) + 1, dtype=np.float64)
+                loss_curve.setData(steps / run.epoch_length(), smoothed)
             else:
                 loss_curve.setData([], [])
             acc_curve.setData(
@@ -283,11 +251,13 @@ class RunsView(QWidget):
         "Status",
     )
     message = Signal(str)  # what an export did, for the status bar or log
+    # A run's settings (a TrainConfig.to_dict()) for the training form's new model.
+    use_settings_requested = Signal(object)
 
     def __init__(
         self,
         runs: RunList,
-        plots: Callable[[], list[pg.PlotWidget]] | None = None,
+        plots: Callable[[], list[list[pg.PlotWidget]]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -326,18 +296,39 @@ class RunsView(QWidget):
         for button in (self.remove_button, self.csv_button, self.plot_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        self.details = QTextBrowser()
+        self.details.setPlaceholderText("Select a run to see all its settings and every epoch.")
+        self.use_button = QPushButton("Use these settings")
+        self.use_button.setToolTip(
+            "Fill the Training tab's form with this run's settings, for a new model"
+        )
+        self.use_button.clicked.connect(self._use_settings)
+        details_box = QWidget()
+        details_layout = QVBoxLayout(details_box)
+        details_layout.setContentsMargins(0, 0, 0, 0)
+        details_layout.addWidget(self.details, 1)
+        use_row = QHBoxLayout()
+        use_row.addStretch(1)
+        use_row.addWidget(self.use_button)
+        details_layout.addLayout(use_row)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(details_box)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.hint)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(split, 1)
         layout.addLayout(buttons)
+        self.table.itemSelectionChanged.connect(self.show_details)
         self._timer = QTimer(self, singleShot=True, interval=50)
         self._timer.timeout.connect(self.refill)
         runs.subscribe(self._on_runs_changed)
         self.refill()
 
     def _on_runs_changed(self, kind: str, run: Run) -> None:
-        _schedule(self, self._timer)
+        schedule_refresh(self, self._timer)
 
     def row_of(self, run_id: int) -> int:
         for row in range(self.table.rowCount()):
@@ -391,6 +382,7 @@ class RunsView(QWidget):
             self.remove_button.setEnabled(len(self.runs) > 0)
         finally:
             self._filling = False
+        self.show_details()
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._filling:
@@ -404,6 +396,47 @@ class RunsView(QWidget):
         except RunError as exc:
             self.message.emit(str(exc))
             self._timer.start()  # put the old name back
+
+    def show_details(self) -> None:
+        """All settings and the per-epoch metrics of the selected run."""
+        ids = [i for i in self.selected_ids() if any(r.id == i for r in self.runs)]
+        self.use_button.setEnabled(len(ids) == 1)
+        if len(ids) != 1:
+            self.details.clear()
+            return
+        run = self.runs.get(ids[0])
+        config = run.config
+        settings = "".join(
+            f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(_describe(value))}</td></tr>"
+            for key, value in config.items()
+        )
+        header = "".join(
+            f"<th>{name}</th>"
+            for name in ("Epoch", "Train loss", "Test loss", "Test accuracy", "Seconds")
+        )
+        rows = "".join(
+            f"<tr><td>{int(e['epoch'])}</td><td>{e['train_loss']:.4f}</td>"
+            f"<td>{e['test_loss']:.4f}</td><td>{e['test_accuracy']:.2%}</td>"
+            f"<td>{e['train_seconds'] + e['test_seconds']:.1f}</td></tr>"
+            for e in run.epochs
+        )
+        self.details.setHtml(
+            f"<b>{html.escape(run.name)}</b> ({run.source}, {html.escape(run.status)}, "
+            f"{len(run.epochs)}/{config.get('epochs', '?')} epochs)"
+            f"<table cellspacing=0 cellpadding=2>{settings}</table>"
+            + (
+                f"<table cellspacing=0 cellpadding=2 border=1><tr>{header}</tr>{rows}</table>"
+                if rows
+                else "<p>No epoch finished yet.</p>"
+            )
+        )
+
+    def _use_settings(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) == 1:
+            run = self.runs.get(ids[0])
+            self.use_settings_requested.emit(dict(run.config))
+            self.message.emit(f"The training form now holds the settings of {run.name}.")
 
     def selected_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
@@ -440,19 +473,19 @@ class RunsView(QWidget):
         except (OSError, ValueError) as exc:
             QMessageBox.warning(self, "Export failed", str(exc))
             return
-        self.message.emit("Wrote " + ", ".join(str(p) for p in written))
+        self.message.emit("Saved the plots to " + ", ".join(str(p) for p in written))
 
     def export_plots(self, path: Path) -> list[Path]:
-        """Each plot to ``path`` with ``-1``, ``-2``... before the suffix (PNG or SVG)."""
-        plots = self.plots()
-        if not plots:
+        """The plots (rows of them, as ``plots()`` gives) composed into the one file ``path``.
+
+        A name without .png or .svg gets .png.
+        """
+        rows = self.plots()
+        if not any(rows):
             raise ValueError("there is no plot to export yet")
         if path.suffix.lower() not in (".png", ".svg"):
             path = path.with_suffix(".png")
-        return [
-            export_plot(plot, path.with_name(f"{path.stem}-{n}{path.suffix}"))
-            for n, plot in enumerate(plots, start=1)
-        ]
+        return [export_plots(rows, path)]
 
 
 def table_item(table: QTableWidget, row: int, column: int, text: str) -> QTableWidgetItem:
@@ -470,12 +503,20 @@ def table_item(table: QTableWidget, row: int, column: int, text: str) -> QTableW
     return item
 
 
-def _schedule(view: QWidget, timer: QTimer) -> None:
+def schedule_refresh(view: QWidget, timer: QTimer) -> None:
     """Start a view's coalescing timer; a view already deleted by Qt stops listening."""
     if not shiboken6.isValid(timer):
         view.runs.unsubscribe(view._on_runs_changed)
     elif not timer.isActive():
         timer.start()
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items()) or "defaults"
+    if value is None:
+        return "random"
+    return _short(value)
 
 
 def _short(value) -> str:

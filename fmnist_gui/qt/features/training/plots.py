@@ -76,6 +76,64 @@ class _Buffer:
         self.size = 0
 
 
+class StripLegend(pg.LegendItem):
+    """A legend in a row between a plot's title and its data, so it never covers a curve.
+
+    It takes the place of the (hidden) top axis in the ``PlotItem``'s layout and
+    wraps onto more rows when the plot is too narrow for one.
+    """
+
+    def __init__(self, item: pg.PlotItem, text_color=None) -> None:
+        super().__init__(offset=None, labelTextColor=text_color, colCount=1, frame=False)
+        self._plot_item = item
+        self._columns = 1
+        self.layout.setHorizontalSpacing(12)
+        item.layout.removeItem(item.getAxis("top"))
+        item.layout.addItem(self, 1, 1)
+        item.layout.setAlignment(self, Qt.AlignmentFlag.AlignCenter)
+        item.legend = self  # PlotItem.plot(name=...) adds its entries here
+        item.geometryChanged.connect(self._reflow)
+
+    def addItem(self, item, name) -> None:  # noqa: N802 - pyqtgraph's name
+        super().addItem(item, name)
+        self._reflow()
+
+    def removeItem(self, item) -> None:  # noqa: N802 - pyqtgraph's name
+        super().removeItem(item)
+        self._reflow()
+
+    def _reflow(self) -> None:
+        # As many entries per row as the plot's width allows, at least one.
+        available = self._plot_item.width() - 60
+        count = len(self.items)
+        for columns in range(max(count, 1), 0, -1):
+            if columns != self.columnCount:
+                self.setColumnCount(columns)
+            if self._natural_size()[0] <= available or columns == 1:
+                break
+        self.updateSize()
+
+    def _natural_size(self) -> tuple[float, float]:
+        width = height = 0.0
+        for row in range(self.layout.rowCount()):
+            row_width = row_height = 0.0
+            for col in range(self.layout.columnCount()):
+                entry = self.layout.itemAt(row, col)
+                if entry is not None:
+                    row_width += entry.width() + self.layout.horizontalSpacing()
+                    row_height = max(row_height, entry.height())
+            width, height = max(width, row_width), height + row_height
+        return width, height
+
+    def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
+        # A fixed size the parent layout honours (pyqtgraph's sets a geometry, which
+        # a layout would overwrite).
+        width, height = self._natural_size()
+        self.setMinimumSize(width, height)
+        self.setMaximumSize(width, height)
+        self.resize(width, height)
+
+
 class TrainingPlots(QWidget):
     """Training loss per batch (raw and smoothed), test loss and test accuracy per epoch."""
 
@@ -166,8 +224,7 @@ class TrainingPlots(QWidget):
 
         self.loss_plot = make_plot("Training loss per batch", "Loss", "Step (batches)", grid=False)
         item = self.loss_plot.getPlotItem()
-        legend = item.addLegend(offset=(-10, 10), labelTextColor=foreground)
-        legend.setBrush(pg.mkBrush(background))
+        StripLegend(item, foreground)
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         self.raw_curve = item.plot(pen=pg.mkPen(self._raw_color, width=1), name="raw")
@@ -184,10 +241,7 @@ class TrainingPlots(QWidget):
 
         self.test_loss_plot = make_plot("Test loss per epoch", "Loss", "Epoch", grid=True)
         item = self.test_loss_plot.getPlotItem()
-        # One row, bottom left: a falling loss starts high on the left and ends low on
-        # the right, so that corner stays free (the top right is crossed mid-run).
-        legend = item.addLegend(offset=(10, -4), labelTextColor=foreground, colCount=2)
-        legend.setBrush(pg.mkBrush(background))
+        StripLegend(item, foreground)
         self.test_loss_curve = item.plot(
             pen=pg.mkPen(self._test_color, width=2),
             symbol="o",
@@ -209,8 +263,7 @@ class TrainingPlots(QWidget):
             "Test accuracy per epoch", "Accuracy (%)", "Epoch", grid=True
         )
         item = self.accuracy_plot.getPlotItem()
-        legend = item.addLegend(offset=(-10, -10), labelTextColor=foreground)
-        legend.setBrush(pg.mkBrush(background))
+        StripLegend(item, foreground)
         self.accuracy_curve = item.plot(
             pen=pg.mkPen(self._acc_color, width=2),
             symbol="o",
