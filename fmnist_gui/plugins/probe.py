@@ -256,12 +256,13 @@ def _child(request: Path, progress: Path) -> None:
 
     from fmnist_gui.plugins import selftest
     from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.plugins.selftest import SelfTestCache
 
     selftest.warm_up()  # torch's one-off costs, before the clock of the first plugin starts
     emit({"ready": True})
     for target in json.loads(request.read_text(encoding="utf-8")):
         emit({"start": target["key"]})
-        host = PluginHost(selftest=True)
+        host = PluginHost(selftest=True, selftest_cache=SelfTestCache())
         if target["distribution"]:
             host.load_entry_points(distributions={target["distribution"]})
         else:
