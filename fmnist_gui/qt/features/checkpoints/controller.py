@@ -490,6 +490,11 @@ class CheckpointController(QObject):
 
     @Slot()
     def _discard_autosave(self) -> None:
+        if self.window.state == "loading":
+            # Quit before the recovery was even offered: the last crash's autosave
+            # is still to be offered next time (and importing the checkpoint code
+            # would wait for torch, which the loader may be importing right now).
+            return
         from fmnist_gui import checkpoint as ckpt
 
         with contextlib.suppress(OSError):
