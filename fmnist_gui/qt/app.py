@@ -201,6 +201,7 @@ class App:
         """
         self.training.shutdown(timeout_ms)
         self.insight.shutdown(timeout_ms)
+        self.checkpoints.wait_for_autosave(timeout_ms)
         if abandon_loading:
             # Nobody is left to watch the plugin trial processes (never imported
             # here: the loader may hold the import lock).
