@@ -175,11 +175,12 @@ def first_start(data_dir: Path, when: str) -> float:
     """Seconds from Start to the first batch's loss in a fresh app (``when``: at ready or
     after the warm-up), with a warm self-test cache."""
     with tempfile.TemporaryDirectory() as tmp:
+        launch_until_ready(Path(tmp), data_dir)  # fills the self-test cache
         env = dict(
-            os.environ, XDG_CONFIG_HOME=str(Path(tmp) / "config"), FMNIST_GUI_HOME=str(Path(tmp))
+            os.environ,
+            XDG_CONFIG_HOME=str(Path(tmp) / "config"),
+            FMNIST_GUI_HOME=str(Path(tmp) / "home"),
         )
-        launch_until_ready(Path(tmp), data_dir)
-        env["FMNIST_GUI_HOME"] = str(Path(tmp) / "home")
         proc = subprocess.Popen(
             [sys.executable, "-c", FIRST_START, when, "--data-dir", str(data_dir)],
             env=env,
