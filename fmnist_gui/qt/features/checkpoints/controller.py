@@ -672,8 +672,9 @@ def rebuild_log(trainer: Trainer) -> str:
 
 def autosave_minutes(settings: QSettings) -> float:
     """The autosave interval the user chose (``autosave/interval_minutes``), default 2."""
+    value = settings.value(AUTOSAVE_MINUTES_KEY, DEFAULT_AUTOSAVE_MINUTES)
     try:
-        return float(settings.value(AUTOSAVE_MINUTES_KEY, DEFAULT_AUTOSAVE_MINUTES))
+        return float(value)  # type: ignore[arg-type]  # a str from the file, or a number
     except (TypeError, ValueError):
         return DEFAULT_AUTOSAVE_MINUTES
 
