@@ -12,10 +12,10 @@ import time
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from fmnist_gui.qt.app import build_app
-from tests.support.plugin_fixtures import write_plugin
+from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
 from tests.support.qt_helpers import close_window
 
 # Generous against the 2 s goal (a busy machine), far below the 60 s the loader is stuck.
@@ -85,7 +85,7 @@ QUIT_DURING_LOADING = textwrap.dedent(
     """
     import os, sys, time
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QMessageBox
     import fmnist_gui.qt.app as app_module
 
     app = QApplication([sys.argv[0]])
@@ -156,3 +156,39 @@ def test_quitting_while_loading_leaves_at_once(tmp_path, tiny_root):
         child.wait()
         child.stdout.close()
     assert child.returncode == 0
+
+
+def test_safe_mode_after_a_start_that_died_loading_plugins(
+    qtbot, tmp_path, tiny_root, settings, monkeypatch
+):
+    """Asked before loading; Yes loads the built-ins only, then the plugin manager opens."""
+    from fmnist_gui.qt.features.plugins.dialogs import PluginManagerDialog
+    from tests.qt.features.test_plugin_safe_mode import leave_marker_of_a_dead_start
+
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "my_adagrad", good_optimizer_source())
+    leave_marker_of_a_dead_start("my_adagrad", str(folder / "my_adagrad.py"))
+    asked = []
+
+    def question(parent, title, text, *args):
+        asked.append(title)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    app = build_app(tiny_root, plugin_dirs=[folder], settings=settings)
+    qtbot.addWidget(app.window)
+    app.window.show()
+    try:
+        app.start_loading()
+        assert asked == ["Start in safe mode?"]
+        qtbot.waitUntil(lambda: app.window.state == "idle", timeout=60_000)
+        plugins = app.backend.plugins
+        assert plugins.safe_mode
+        assert "my_adagrad" not in plugins.optimizers
+        assert plugins.records["my_adagrad"].status == "disabled"
+        managers = app.window.findChildren(PluginManagerDialog)
+        assert len(managers) == 1
+        assert managers[0].isVisible()
+        managers[0].close()
+    finally:
+        close_window(qtbot, app)
