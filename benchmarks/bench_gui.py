@@ -20,7 +20,15 @@ so that a noisy machine hurts both sides alike:
 * stop latency: from the Stop action to the worker's ``finished`` signal
   arriving in the GUI thread;
 * time to visible: ``python -m fmnist_gui`` started in a subprocess until it
-  reports that its window is shown (and whether torch was imported by then).
+  reports that its window is shown (and whether torch was imported by then);
+* time to ready (Start possible), cold (a fresh user data folder: plugin
+  self-tests run and fill their cache) and warm (the cache is used), with the
+  loader's phases (torch import, plugins, dataset) and the self-tests run;
+* the first Start after Ready: from the Start action to the first batch's loss
+  in the GUI thread, in a fresh app, right at Ready and once the background
+  warm-up (torch.optim's one-off import) has finished.
+
+``--startup-only`` measures only the start-up figures (a minute, not ten).
 
 Run under a real display or Xvfb for realistic painting::
 
@@ -83,6 +91,143 @@ def time_to_visible(repeats: int) -> list[tuple[float, float, bool]]:
     return results
 
 
+def launch_until_ready(home: Path, data_dir: Path) -> dict:
+    """Start ``python -m fmnist_gui`` and read its start-up report; then end it."""
+    env = dict(
+        os.environ,
+        FMNIST_GUI_REPORT_STARTUP="1",
+        XDG_CONFIG_HOME=str(home / "config"),
+        FMNIST_GUI_HOME=str(home / "home"),
+    )
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmnist_gui", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    result: dict = {}
+    try:
+        for line in proc.stdout:
+            if "visible after" in line:
+                result["visible"] = float(line.split("after")[1].split("s")[0])
+            elif "ready after" in line:
+                # "fmnist-gui: ready after 2.9 s (phases: torch=1.8 plugins=0.1 dataset=0.6;
+                # self-tests run: 0)"
+                result["wall"] = time.perf_counter() - started
+                result["ready"] = float(line.split("after")[1].split("s")[0])
+                phases = line.split("phases:")[1].split(";")[0].split()
+                result["phases"] = {k: float(v) for k, v in (p.split("=") for p in phases)}
+                result["selftests"] = int(line.rsplit(":", 1)[1].strip(" )\n"))
+                break
+    finally:
+        proc.terminate()  # the process this function started, by its handle
+        proc.wait(timeout=30)
+    return result
+
+
+def time_to_ready(repeats: int, data_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Cold launches (each with a fresh user data folder) and warm ones (one shared folder)."""
+    cold = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            cold.append(launch_until_ready(Path(tmp), data_dir))
+    warm = []
+    with tempfile.TemporaryDirectory() as tmp:
+        launch_until_ready(Path(tmp), data_dir)  # fills the self-test cache
+        for _ in range(repeats):
+            warm.append(launch_until_ready(Path(tmp), data_dir))
+    return cold, warm
+
+
+FIRST_START = """
+import sys, time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+import fmnist_gui.qt.app as app_module
+
+app = QApplication([sys.argv[0]])
+wait_for_warm_up = sys.argv[1] == "after-warm-up"
+real_build = app_module.build_app
+
+def build(*args, **kwargs):
+    fmnist = real_build(*args, **kwargs)
+    def start():
+        if fmnist.window.state != "idle" or (wait_for_warm_up and fmnist.warm_up_job):
+            QTimer.singleShot(10, start)
+            return
+        pressed = time.perf_counter()
+        def first(step, loss):
+            print(f"first-batch {time.perf_counter() - pressed:.3f}", flush=True)
+            fmnist.training.stop()
+        fmnist.training.batch_loss.connect(first)
+        fmnist.window.actions["start"].trigger()
+    QTimer.singleShot(0, start)
+    return fmnist
+
+app_module.build_app = build
+sys.exit(app_module.main(sys.argv[2:]))
+"""
+
+
+def first_start(data_dir: Path, when: str) -> float:
+    """Seconds from Start to the first batch's loss in a fresh app (``when``: at ready or
+    after the warm-up), with a warm self-test cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        launch_until_ready(Path(tmp), data_dir)  # fills the self-test cache
+        env = dict(
+            os.environ,
+            XDG_CONFIG_HOME=str(Path(tmp) / "config"),
+            FMNIST_GUI_HOME=str(Path(tmp) / "home"),
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FIRST_START, when, "--data-dir", str(data_dir)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            for line in proc.stdout:
+                if line.startswith("first-batch"):
+                    return float(line.split()[1])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return float("nan")
+
+
+def report_startup(data_dir: Path, repeats: int) -> None:
+    """Ready cold and warm, with phases, and the first Start."""
+    load = os.getloadavg()
+    cold, warm = time_to_ready(repeats, data_dir)
+    at_ready = [first_start(data_dir, "at-ready") for _ in range(repeats)]
+    warmed = [first_start(data_dir, "after-warm-up") for _ in range(repeats)]
+    cpus = os.cpu_count()
+    print(f"Load average before: {load[0]:.1f}, after: {os.getloadavg()[0]:.1f}; {cpus} CPUs")
+    for name, runs in (("cold", cold), ("warm", warm)):
+        runs = [r for r in runs if "ready" in r]
+        if not runs:
+            print(f"Ready {name}: no launch reported ready")
+            continue
+        phases = {k: statistics.median(r["phases"][k] for r in runs) for k in runs[0]["phases"]}
+        ready = statistics.median(r["ready"] for r in runs)
+        each = ", ".join(f"{r['ready']:.2f}" for r in runs)
+        visible = statistics.median(r["visible"] for r in runs)
+        print(
+            f"Ready {name}, median of {len(runs)}: {ready:.2f} s after launch (each: {each}); "
+            f"visible {visible:.2f} s; phases (median): "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+            + f"; self-tests run: {', '.join(str(r['selftests']) for r in runs)}  (goal <= 3 s)"
+        )
+    print(
+        f"First Start to first batch, median of {repeats}: right at Ready "
+        f"{statistics.median(at_ready):.2f} s, after the background warm-up "
+        f"{statistics.median(warmed):.2f} s"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=Path.home() / ".local/share/fmnist-gui/data")
@@ -96,6 +241,10 @@ def main() -> int:
     )
     p.add_argument("--stops", type=int, default=5, help="stop-latency samples")
     p.add_argument("--visible-repeats", type=int, default=3)
+    p.add_argument("--ready-repeats", type=int, default=5)
+    p.add_argument(
+        "--startup-only", action="store_true", help="only the start-up figures (ready, first Start)"
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -114,6 +263,9 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="bench-gui-")
     os.environ["FMNIST_GUI_HOME"] = str(Path(home) / "home")
     os.environ["XDG_CONFIG_HOME"] = str(Path(home) / "config")
+    if args.startup_only:
+        report_startup(args.data_dir, args.ready_repeats)
+        return 0
     visible = time_to_visible(args.visible_repeats)
 
     import torch
@@ -325,6 +477,7 @@ def main() -> int:
         f"app's clock; torch imported before showing: {any(v[2] for v in visible)}  "
         "(goal < 1.0 s)"
     )
+    report_startup(args.data_dir, args.ready_repeats)
     return 0
 
 

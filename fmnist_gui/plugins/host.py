@@ -51,6 +51,7 @@ from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins import hookspecs, safemode
 from fmnist_gui.plugins.boundary import describe, from_plugin
 from fmnist_gui.plugins.probe import Prober, ProbeTarget, Verdict
+from fmnist_gui.plugins.selftest import SelfTestCache
 from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
 from fmnist_gui.system.paths import user_plugin_dir
 
@@ -142,7 +143,9 @@ class PluginHost:
     with ``load_directory(..., require_approval=True)``. With a ``prober``,
     third-party plugins are imported only after a separate process survived
     importing them. In ``safe_mode`` only built-ins load; the others get a
-    ``disabled`` record saying so.
+    ``disabled`` record saying so. With a ``selftest_cache``, a spec whose
+    plugin and schema were checked before is not checked again;
+    ``selftests_run`` counts the checks this host really ran.
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class PluginHost:
         trusted: Mapping[str, str] | None = None,
         prober: Prober | None = None,
         safe_mode: bool = False,
+        selftest_cache: SelfTestCache | None = None,
     ) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -163,6 +167,12 @@ class PluginHost:
         self.safe_mode = safe_mode
         #: Called with each record just before its plugin's code first runs.
         self.on_load: Callable[[PluginRecord], object] | None = None
+        #: Called as ``(done, total, plugin)`` before each self-test that really runs.
+        self.on_selftest: Callable[[int, int, str], object] | None = None
+        self.selftest_cache = selftest_cache
+        self.selftests_run = 0
+        # Plugin name -> what identifies its code in the self-test cache ("" = not cached).
+        self._code_ids: dict[str, str] = {}
         self.records: dict[str, PluginRecord] = {}
         self.optimizers: dict[str, OptimizerSpec] = {}
         self.losses: dict[str, LossSpec] = {}
@@ -232,6 +242,7 @@ class PluginHost:
             self._entry_point_ids[key] = identity
             if key == record.name:
                 self._loaders[key] = ep.load
+                self._code_ids[key] = f"dist:{dist}=={record.version}" if dist else ""
                 if dist and dist != OWN_DISTRIBUTION:
                     self._probe_targets[key] = ProbeTarget.for_distribution(dist, record.version)
                 self._load(record, ep.load)
@@ -346,6 +357,7 @@ class PluginHost:
             # No loader is kept: only approve() may ever run this file.
             return record
         self._loaders[record.name] = lambda: _import_source(path, data)
+        self._code_ids[record.name] = f"file:{record.sha256}"
         self._probe_targets[record.name] = ProbeTarget.for_file(path, data, record.sha256)
         self._load(record, self._loaders[record.name])
         return record
@@ -441,7 +453,28 @@ class PluginHost:
             self._withdraw(record, f"its specs could not be read: {describe(exc)}", exc)
             return
         if accepted is not None:
+            self._identify(record, plugin)
             self._collect(record, accepted)
+            if self.selftest_cache is not None:
+                self.selftest_cache.flush()
+
+    def _identify(self, record: PluginRecord, plugin: object) -> None:
+        """Pin a package plugin's cache identity to its module's bytes, not only the version.
+
+        A version is what the cache is keyed by, but an editable install or a
+        checkout (the built-ins in development) changes code without a new version.
+        """
+        base = self._code_ids.get(record.name, "")
+        if not base.startswith("dist:"):
+            return
+        module_file = getattr(plugin, "__file__", None)
+        try:
+            digest = (
+                hashlib.sha256(Path(module_file).read_bytes()).hexdigest() if module_file else ""
+            )
+        except OSError:
+            digest = ""
+        self._code_ids[record.name] = f"{base.split('#')[0]}#{digest}"
 
     def _refused_by_probe(self, record: PluginRecord) -> bool:
         """Fail ``record`` if a trial of its plugin in a separate process did not survive."""
@@ -522,8 +555,17 @@ class PluginHost:
 
     def _collect(self, record: PluginRecord, accepted: list[tuple[str, str, Any]]) -> None:
         """Self-test the specs ``_gather`` accepted and add those that pass."""
+        known = self._cached_results(record, accepted)
+        todo = sum(1 for _, kind, spec in accepted if (kind, spec.name) not in known)
+        done = 0
         for attr, kind, spec in accepted:
-            reason = self._selftest(record, kind, spec)
+            if (kind, spec.name) in known:
+                reason = known[kind, spec.name]
+            else:
+                if self.on_selftest is not None and self.selftest:
+                    self.on_selftest(done, todo, record.name)
+                done += 1
+                reason = self._selftest(record, kind, spec)
             if reason:
                 record.rejected[spec.name] = reason
                 self._rejected[kind, spec.name] = f"plugin {record.name!r}: {reason}"
@@ -538,6 +580,24 @@ class PluginHost:
             else:
                 self._withdraw(record, f"self-test failed: {message}")
 
+    def _cached_results(
+        self, record: PluginRecord, accepted: list[tuple[str, str, Any]]
+    ) -> dict[tuple[str, str], str]:
+        """``(kind, name) -> reason`` ("" = passed) for the specs the cache already knows."""
+        cache = self.selftest_cache
+        if not self.selftest or cache is None:
+            return {}
+        identity = self._code_ids.get(record.name, "")
+        known = {}
+        for _, kind, spec in accepted:
+            result = cache.get(cache.key(identity, kind, spec))
+            if result is not None:
+                record.selftest_seconds[spec.name] = result.seconds
+                known[kind, spec.name] = (
+                    "" if result.ok else f"{kind} {spec.name!r}: {result.reason}"
+                )
+        return known
+
     def _selftest(self, record: PluginRecord, kind: str, spec: Any) -> str:
         """Empty when ``spec`` passes (or self-tests are off), else the reason."""
         if not self.selftest:
@@ -545,6 +605,7 @@ class PluginHost:
         from fmnist_gui.plugins import selftest
 
         check = selftest.check_optimizer if kind == "optimizer" else selftest.check_loss
+        self.selftests_run += 1
         try:
             result = check(spec)
         except BaseException as exc:  # the check itself must never take the host down
@@ -552,6 +613,9 @@ class PluginHost:
                 raise
             return f"self-test crashed: {describe(exc)}"
         record.selftest_seconds[spec.name] = result.seconds
+        if self.selftest_cache is not None:
+            identity = self._code_ids.get(record.name, "")
+            self.selftest_cache.put(self.selftest_cache.key(identity, kind, spec), result)
         return "" if result.ok else f"{kind} {spec.name!r}: {result.reason}"
 
     def _withdraw(self, record: PluginRecord, message: str, exc=None) -> None:
@@ -625,6 +689,7 @@ class PluginHost:
         self._loaders.pop(key, None)
         self._probe_targets.pop(key, None)
         self._entry_point_ids.pop(key, None)
+        self._code_ids.pop(key, None)
 
     # ----- after a pip install -------------------------------------------------
     def rescan(self) -> RescanReport:
@@ -668,6 +733,8 @@ def get_plugin_manager(
     settings: Any = None,
     probe: bool | Prober = False,
     safe_mode: bool = False,
+    selftest_cache: bool | SelfTestCache = False,
+    on_selftest: Callable[[int, int, str], object] | None = None,
 ) -> PluginHost:
     """Discover plugins and return a fresh ``PluginHost``.
 
@@ -682,6 +749,9 @@ def get_plugin_manager(
     ``fmnist-train`` do. ``safe_mode``: load the built-ins only (after a start
     that died while loading plugins, see ``safemode.take_previous_crash()``).
     While loading, a marker names the plugin in progress, for the next start.
+    ``selftest_cache`` (``True`` or a ``SelfTestCache``): reuse self-test results
+    of earlier starts (the app does); ``on_selftest(done, total, plugin)`` is
+    called before each self-test that really runs (progress for the window).
     """
     from fmnist_gui.plugins.installer import PluginSettings
 
@@ -693,7 +763,9 @@ def get_plugin_manager(
         trusted=settings.trusted_files,
         prober=Prober() if probe is True else probe or None,
         safe_mode=safe_mode,
+        selftest_cache=SelfTestCache() if selftest_cache is True else selftest_cache or None,
     )
+    host.on_selftest = on_selftest
     if settings.problem:
         host.warnings.append(settings.problem)
     if safe_mode:

@@ -43,6 +43,15 @@ PLUGIN_SECONDS = 30.0
 #: Seconds the child may take to start (Python, torch) before its first plugin.
 STARTUP_SECONDS = 120.0
 _POLL_SECONDS = 0.05
+# Trial processes running now, so that a process leaving in a hurry can end them.
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def kill_trials() -> None:
+    """Kill the trial processes still running (an app quitting while it loads plugins)."""
+    for child in list(_RUNNING):
+        with contextlib.suppress(OSError):
+            child.kill()
 
 
 @dataclass(frozen=True)
@@ -164,9 +173,11 @@ def _trial(targets: list[ProbeTarget], timeout: float) -> tuple[dict[str, Verdic
                 )
             except OSError as exc:
                 return {}, f"could not start {sys.executable}: {exc.strerror or exc}"
+            _RUNNING.add(child)
             try:
                 code, timed_out, events = _watch(child, progress, timeout)
             finally:
+                _RUNNING.discard(child)
                 if child.poll() is None:  # interrupted while waiting: leave no child behind
                     child.kill()
                     child.wait()
@@ -256,12 +267,13 @@ def _child(request: Path, progress: Path) -> None:
 
     from fmnist_gui.plugins import selftest
     from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.plugins.selftest import SelfTestCache
 
     selftest.warm_up()  # torch's one-off costs, before the clock of the first plugin starts
     emit({"ready": True})
     for target in json.loads(request.read_text(encoding="utf-8")):
         emit({"start": target["key"]})
-        host = PluginHost(selftest=True)
+        host = PluginHost(selftest=True, selftest_cache=SelfTestCache())
         if target["distribution"]:
             host.load_entry_points(distributions={target["distribution"]})
         else:

@@ -14,6 +14,16 @@ The check takes a few milliseconds per spec. It runs under
 guard against a factory that never returns or ends the process: nothing
 in-process can (``fmnist_gui.plugins.probe`` runs it in a separate process first).
 
+Results are cached (``SelfTestCache``, ``plugin-selftests.json`` under the user
+data folder), keyed by what could change them: the plugin's identity (its
+file's SHA-256, or its distribution's name and version plus the SHA-256 of its
+module), the spec (name, factory, every ``Param`` with its default and range),
+the check's own version and torch's version. A warm start then runs no check at
+all and never touches ``torch.optim``, whose first use costs seconds (it imports
+``torch._dynamo``). This is a different question from ``probe.py``'s verdicts,
+which say whether importing a plugin let the process live; they share only the
+storage style.
+
 Plugin authors can call ``check_optimizer(spec)`` / ``check_loss(spec)`` from
 their own tests (see ``plugins/README.md``).
 """
@@ -21,13 +31,19 @@ their own tests (see ``plugins/README.md``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.metadata
+import json
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist_gui.plugins.boundary import describe, from_plugin
+from fmnist_gui.system.fileio import write_atomically
+from fmnist_gui.system.paths import user_data_dir
 
 if TYPE_CHECKING:
     from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
@@ -38,6 +54,12 @@ STEPS = 8
 LEARNING_RATE = 1e-3
 NUM_CLASSES = 10  # the losses see logits shaped like the real network's
 _FEATURES, _HIDDEN, _BATCH = 16, 32, 64
+#: Part of every cache key: raise it when the checks change what they accept.
+CHECK_VERSION = 1
+CACHE_FILE = "plugin-selftests.json"
+CACHE_FORMAT = 1
+#: Results kept in the cache; the oldest go first (a zoo has ~130 specs).
+CACHE_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -197,3 +219,108 @@ def _quiet_torch() -> Iterator[None]:
         finally:
             if threads != 1:
                 torch.set_num_threads(threads)
+
+
+def spec_fingerprint(kind: str, spec: Any) -> str:
+    """What of ``spec`` a self-test depends on: name, factory and schema, as one string."""
+    factory = spec.factory
+    where = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', '')}"
+    params = [
+        (
+            p.name,
+            p.kind,
+            repr(p.default),
+            p.minimum,
+            p.maximum,
+            p.exclusive_minimum,
+            p.exclusive_maximum,
+        )
+        for p in spec.params
+    ]
+    return json.dumps([kind, spec.name, where, params], default=repr)
+
+
+class SelfTestCache:
+    """Self-test results of earlier starts, by plugin identity and spec.
+
+    ``identity`` (from the host) names the exact plugin code: a file's SHA-256
+    or ``dist==version`` plus its module's SHA-256. An empty identity is never
+    cached: an object registered from memory has nothing stable to key on.
+    ``hits`` and ``misses`` count look-ups since this object was made.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path is not None else user_data_dir() / CACHE_FILE
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._dirty = False
+        self._torch = ""
+
+    def key(self, identity: str, kind: str, spec: Any) -> str:
+        """The cache key of ``spec`` from the plugin ``identity``; "" when not cacheable."""
+        if not identity:
+            return ""
+        if not self._torch:
+            try:
+                self._torch = importlib.metadata.version("torch")
+            except importlib.metadata.PackageNotFoundError:
+                self._torch = "?"
+        text = json.dumps([CHECK_VERSION, self._torch, identity, spec_fingerprint(kind, spec)])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, key: str) -> SelfTestResult | None:
+        """The stored result for ``key``, or None (counted as a miss)."""
+        entry = self._load().get(key) if key else None
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return SelfTestResult(
+            entry["kind"], entry["name"], bool(entry["ok"]), entry["reason"], entry["seconds"]
+        )
+
+    def put(self, key: str, result: SelfTestResult) -> None:
+        """Remember ``result`` under ``key`` (written by ``flush``)."""
+        if not key:
+            return
+        entries = self._load()
+        entries.pop(key, None)  # re-inserted last: the newest are kept
+        entries[key] = {
+            "kind": result.kind,
+            "name": result.name,
+            "ok": result.ok,
+            "reason": result.reason,
+            "seconds": round(result.seconds, 6),
+        }
+        self._dirty = True
+
+    def flush(self) -> None:
+        """Write new results, if any; a folder that cannot be written only costs re-checks."""
+        if not self._dirty or self._entries is None:
+            return
+        keep = dict(list(self._entries.items())[-CACHE_LIMIT:])
+        data = json.dumps({"format": CACHE_FORMAT, "results": keep}, indent=0).encode()
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, lambda out: out.write(data))
+        self._dirty = False
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                entries = data["results"] if data.get("format") == CACHE_FORMAT else {}
+                self._entries = {
+                    str(k): {
+                        "kind": str(v["kind"]),
+                        "name": str(v["name"]),
+                        "ok": bool(v["ok"]),
+                        "reason": str(v["reason"]),
+                        "seconds": float(v["seconds"]),
+                    }
+                    for k, v in entries.items()
+                }
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                self._entries = {}  # missing or damaged: the specs are simply checked again
+        return self._entries

@@ -6,7 +6,11 @@ in the order they are asked, and the steps that follow the backend's loading.
 
 The window is shown before torch (and pyqtgraph) are imported: both take
 seconds to import, so they load after the first paint (``App.start_loading``)
-while the window already tells the user what it is doing.
+while the window already tells the user what it is doing. Start (F5) pressed
+while loading is queued and runs once loaded; quitting while loading is
+immediate (the loader is cancelled and not waited for). Once ready, the app
+pays torch.optim's one-off import cost in the background (``warm_up``), which
+the cached plugin self-tests no longer pay at start-up.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
     from fmnist_gui.qt.features.training.controller import TrainingController
+    from fmnist_gui.qt.infra.worker import Job
     from fmnist_gui.qt.shell.backend import Backend
     from fmnist_gui.qt.shell.window import MainWindow
 
@@ -114,27 +119,99 @@ class App:
         # checkpoint guard steps aside then).
         window.close_guards[:] = [checkpoints, insight, training]
         window.backend.loaded.connect(self._on_backend_loaded)
+        window.backend.progress.connect(self._on_progress)
+        #: Whether Ready starts torch.optim's warm-up in the background (``main`` sets it).
+        self.warm_up = False
+        self.warm_up_job: Job | None = None
+        #: Start was asked for (F5) before the app was ready: it runs once loaded.
+        self.start_queued = False
+        self._queue_start = self._early_start_shortcut()
+
+    def _early_start_shortcut(self):
+        from PySide6.QtGui import QKeySequence, QShortcut
+
+        # The Start action is disabled while loading, so its F5 never fires then;
+        # this shortcut takes F5 until loading ends, then goes away (no ambiguity).
+        shortcut = QShortcut(QKeySequence(self.window.actions["start"].shortcut()), self.window)
+        shortcut.activated.connect(self.queue_start)
+        return shortcut
+
+    def queue_start(self) -> None:
+        """Start training as soon as loading is done; says so in the status bar."""
+        if self.window.state != "loading":
+            return
+        self.start_queued = True
+        self.window.statusBar().showMessage(
+            "Training starts as soon as PyTorch, the plugins and the dataset are loaded…"
+        )
+
+    def _on_progress(self, text: str) -> None:
+        if self.start_queued:
+            text = f"{text} Training starts once loaded."
+        self.window.statusBar().showMessage(text)
 
     def start_loading(self) -> None:
-        """The slow imports, after the window's first paint: pyqtgraph here, torch in a worker."""
+        """The slow imports, after the window's first paint: pyqtgraph here, torch in a worker.
+
+        If the last start died while loading plugins, the user is asked about
+        safe mode first (built-ins only).
+        """
+        from fmnist_gui.qt.features.plugins.safe_mode import choose_safe_mode
+
         self.training.build_plots()
-        self.window.statusBar().showMessage("Loading PyTorch, the plugins and the dataset…")
-        self.backend.start_loading()
+        safe_mode = self.backend.plugins is None and choose_safe_mode(self.window)
+        self._on_progress("Loading PyTorch, the plugins and the dataset…")
+        self.backend.start_loading(safe_mode=safe_mode)
 
     def _on_backend_loaded(self) -> None:
+        self._queue_start.setEnabled(False)
         if self.window.state != "idle":  # closed while loading
             return
         self.insight.build_views()
+        plugins = self.backend.plugins
+        if plugins is not None and plugins.safe_mode:
+            from fmnist_gui.qt.features.plugins.dialogs import open_manager
+
+            open_manager(self.window)
         # Approving a plugin may bring back the optimizer that a recovered
         # autosave needs: ask first, then offer the recovery.
         self.plugin_menu.ask_about_untrusted()
         self.checkpoints.offer_recovery()
+        if self.warm_up:
+            self._start_warm_up()
+        if self.start_queued:
+            self.start_queued = False
+            self.window.actions["start"].trigger()
 
-    def shutdown(self, timeout_ms: int = 5000) -> None:
-        """Stop and join every worker thread (after the event loop ends)."""
+    def _start_warm_up(self) -> None:
+        from fmnist_gui.qt.infra.worker import FunctionWorker, Job, warm_up_optimizers
+
+        self.warm_up_job = Job(FunctionWorker(warm_up_optimizers), self.window)
+        self.warm_up_job.done.connect(self._on_warm_up_done)
+        self.warm_up_job.start()
+
+    def _on_warm_up_done(self) -> None:
+        self.warm_up_job = None
+
+    def shutdown(self, timeout_ms: int = 5000, *, abandon_loading: bool = False) -> None:
+        """Stop and join every worker thread (after the event loop ends).
+
+        ``abandon_loading``: do not wait for the loader or the warm-up, which
+        only import and read (the process is about to ``os._exit``).
+        """
         self.training.shutdown(timeout_ms)
         self.insight.shutdown(timeout_ms)
+        self.checkpoints.wait_for_autosave(timeout_ms)
+        if abandon_loading:
+            # Nobody is left to watch the plugin trial processes (never imported
+            # here: the loader may hold the import lock).
+            probe = sys.modules.get("fmnist_gui.plugins.probe")
+            if probe is not None:
+                probe.kill_trials()
+            return
         self.backend.wait(timeout_ms)
+        if self.warm_up_job is not None:
+            self.warm_up_job.wait(timeout_ms)
 
 
 def build_app(
@@ -172,6 +249,20 @@ def build_app(
     return App(window, training, insight, plugin_menu, checkpoints)
 
 
+def _report_ready(fmnist: App) -> None:
+    """The "ready after" line of FMNIST_GUI_REPORT_STARTUP, with the loading phases."""
+    if fmnist.backend.cancelled:
+        return
+    phases = " ".join(f"{k}={v:.3f}" for k, v in fmnist.backend.phases.items())
+    plugins = fmnist.backend.plugins
+    selftests = getattr(plugins, "selftests_run", 0)
+    print(
+        f"fmnist-gui: ready after {_seconds_since_start():.3f} s "
+        f"(phases: {phases}; self-tests run: {selftests})",
+        flush=True,
+    )
+
+
 def app_icon():
     from importlib.resources import as_file, files
 
@@ -205,14 +296,18 @@ def main(argv: list[str] | None = None) -> int:
     app.setWindowIcon(app_icon())
 
     fmnist = build_app(args.data_dir, plugin_dirs=args.plugin_dir)
+    fmnist.warm_up = True
     window = fmnist.window
+    report = bool(os.environ.get("FMNIST_GUI_REPORT_STARTUP"))
+    if report:
+        fmnist.backend.loaded.connect(lambda: _report_ready(fmnist))
     # The slow imports start once the window has painted itself for the first time.
     first_paint = _FirstPaint(window.statusBar(), lambda: QTimer.singleShot(0, shown))
     window.show()
 
     def shown() -> None:
         # FMNIST_GUI_REPORT_STARTUP: benchmarks/bench_gui.py reads this line.
-        if os.environ.get("FMNIST_GUI_REPORT_STARTUP"):
+        if report:
             print(
                 f"fmnist-gui: visible after {_seconds_since_start():.3f} s "
                 f"(torch imported: {'torch' in sys.modules})",
@@ -222,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
 
     status = app.exec()
     del first_paint
-    fmnist.shutdown()  # every worker thread is joined here; settings were saved on close
-    if os.environ.get("FMNIST_GUI_FULL_TEARDOWN"):
+    full_teardown = bool(os.environ.get("FMNIST_GUI_FULL_TEARDOWN"))
+    # Worker threads are joined here (settings were saved on close), except a
+    # loader still importing when the user quit: nothing of it needs saving.
+    fmnist.shutdown(abandon_loading=not full_teardown)
+    if full_teardown:
         return status
     # Tearing the interpreter down with torch loaded takes 1.5-3.5 s on a busy
     # 2-core machine (measured), past the 2 s a closing window may take; nothing

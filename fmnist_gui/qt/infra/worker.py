@@ -2,7 +2,10 @@
 
 Each job is a ``QObject`` moved to a ``QThread`` (as superqt's workers are):
 ``run()`` emits ``started``, then ``finished`` or ``errored``, and catches every
-exception into ``errored`` so nothing ever escapes into Qt's event loop.
+``BaseException`` into ``errored`` so nothing ever escapes into Qt's event loop:
+plugin code runs in these threads, and a plugin's ``sys.exit()`` or its own
+``KeyboardInterrupt`` must end the job with a message, not the thread silently
+(a real Ctrl-C is delivered to the main thread only, never here).
 
 ``TrainingWorker`` emits ``batch_loss(step, loss)`` for every batch: the
 GUI thread only appends it to the plot's buffer, and draws on its paced frame
@@ -11,12 +14,16 @@ timer (``pacing.py``), not per signal.
 
 from __future__ import annotations
 
+import threading
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from fmnist_gui.plugins.boundary import describe
 from fmnist_gui.qt.infra import threads
 from fmnist_gui.system.openmp import release_thread_pool
 
@@ -72,9 +79,9 @@ class TrainingWorker(QObject):
                     self.epoch.emit(event)
                 elif isinstance(event, RunEnd):
                     end = event
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a dialog
-            self.errored.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
-            end = RunEnd("failed", str(exc))
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a dialog
+            self.errored.emit(describe(exc), traceback.format_exc())
+            end = RunEnd("failed", str(exc) or type(exc).__name__)
         self.finished.emit(end)
 
 
@@ -95,8 +102,8 @@ class FunctionWorker(QObject):
         self.started.emit()
         try:
             result = self.fn(*self.args)
-        except Exception as exc:  # noqa: BLE001
-            self.errored.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        except BaseException as exc:  # noqa: BLE001 - see the module docstring
+            self.errored.emit(describe(exc), traceback.format_exc())
         else:
             self.returned.emit(result)
         finally:
@@ -155,22 +162,87 @@ class Job(QObject):
         self.done.emit()
 
 
-def load_backend(data_dir: Path, plugin_dirs: list[Path] | None, plugins: Any) -> dict:
+class LoadCancelledError(Exception):
+    """The window closed while loading: ``load_backend`` stopped between two phases."""
+
+
+def load_backend(
+    data_dir: Path,
+    plugin_dirs: list[Path] | None,
+    plugins: Any,
+    *,
+    safe_mode: bool = False,
+    cancelled: threading.Event | None = None,
+    progress: Callable[[str], object] | None = None,
+) -> dict:
     """The slow start-up work, run off the GUI thread: torch, plugins, dataset.
 
-    Returns ``{"plugins": host, "data": FashionMNISTData | None, "data_error": str}``;
-    a missing dataset is not an exception here because the window offers fixes.
+    Returns ``{"plugins": host, "data": FashionMNISTData | None, "data_error": str,
+    "phases": {name: seconds}}``; a missing dataset is not an exception here
+    because the window offers fixes. Between phases it checks ``cancelled`` and
+    raises ``LoadCancelledError`` if set, so a closing window never waits for the rest.
+    Third-party plugins are tried in a separate process first, self-test results
+    come from the cache when unchanged, and ``progress`` hears what is happening
+    (from this thread). ``safe_mode`` loads the built-ins only.
     """
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        phases[name] = now - started
+        started = now
+        if cancelled is not None and cancelled.is_set():
+            raise LoadCancelledError
+
+    def report(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    report("Loading PyTorch, the plugins and the dataset…")
     import torch  # noqa: F401 - the slow import, done here so the window shows first
 
+    phase("torch")
     from fmnist_gui.plugins.host import get_plugin_manager
     from fmnist_gui.training.data import DataError, load_dataset
 
     if plugins is None:
-        plugins = get_plugin_manager(plugin_dirs)
+
+        def checking(done: int, total: int, plugin: str) -> None:
+            report(f"Checking plugins {done + 1}/{total} ({plugin})…")
+
+        report("Loading the plugins…")
+        plugins = get_plugin_manager(
+            plugin_dirs,
+            probe=True,
+            safe_mode=safe_mode,
+            selftest_cache=True,
+            on_selftest=checking,
+        )
+    phase("plugins")
+    report("Loading the dataset…")
     try:
         data = load_dataset(data_dir, allow_download=False)
         error = ""
     except DataError as exc:
         data, error = None, str(exc)
-    return {"plugins": plugins, "data": data, "data_error": error}
+    phase("dataset")
+    return {"plugins": plugins, "data": data, "data_error": error, "phases": phases}
+
+
+def warm_up_optimizers() -> None:
+    """Pay torch.optim's one-off cost (the first step imports torch._dynamo, seconds).
+
+    Run in the background once the window is ready, so that a warm start, which
+    skips the self-tests that used to pay it, does not make the first Start slower.
+    """
+    import torch
+
+    from fmnist_gui.plugins import selftest
+
+    selftest.warm_up()
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.0)
+    weight.sum().backward()
+    optimizer.step()

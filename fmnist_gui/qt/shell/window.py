@@ -81,7 +81,6 @@ class MainWindow(QMainWindow):
         self.actions: ActionTable = ActionTable()  # type: ignore[assignment]
         self.menus: dict[str, QMenu] = {}
         self.close_guards: list[CloseGuard] = []
-        self._close_when_loaded = False
 
         self.setWindowTitle(APP_TITLE)
         self._build_menus()
@@ -217,8 +216,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_backend_loaded(self) -> None:
-        if self._close_when_loaded:
-            self.close()
+        if self.backend.cancelled:  # the window closed while loading
             return
         backend = self.backend
         self.set_state("idle")
@@ -298,15 +296,14 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         if self.backend.loading:
-            # A thread is never abandoned: close once the loading has ended.
-            self._close_when_loaded = True
-            self.statusBar().showMessage("Stopping, then quitting…")
-            event.ignore()
-            return
-        for guard in self.close_guards:
-            if guard.hold_close():
-                event.ignore()
-                return
+            # Nothing to lose yet: close at once. The loader stops at its next
+            # phase; the app leaves without joining it (it only imports and reads).
+            self.backend.cancel()
+        else:
+            for guard in self.close_guards:
+                if guard.hold_close():
+                    event.ignore()
+                    return
         self.closing.emit()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/splitter", self.main_splitter.saveState())

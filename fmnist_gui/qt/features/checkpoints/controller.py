@@ -10,9 +10,11 @@
 * saving while training asks the *training thread* for the snapshot
   (``RunDriver.request_snapshot``): it is taken between two batches and the
   training goes on;
-* at each epoch end the training is autosaved under ``user_data_dir()/autosave``;
-  a clean quit removes it, so one found at the next launch means a crash:
-  "Recover unsaved training?".
+* at each epoch end, and every N minutes of running (``autosave/interval_minutes``,
+  default 2; at a batch boundary, so a crash mid-epoch loses at most N minutes),
+  the training is autosaved under ``user_data_dir()/autosave``, written in a
+  worker thread; a clean quit removes it, so one found at the next launch means
+  a crash: "Recover unsaved training?".
 
 Loading builds a new ``Trainer`` and hands it to ``TrainingController.adopt_trainer``
 only when every check passed: a broken or hostile file changes nothing.
@@ -30,10 +32,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from fmnist_gui.qt.features.training.controller import TrainingController
+from fmnist_gui.qt.infra.worker import FunctionWorker, Job
 from fmnist_gui.qt.shell.actions import IDLE, TRAINING
 from fmnist_gui.qt.shell.window import APP_TITLE, MainWindow
 
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 RECENT_KEY = "checkpoints/recent"
 FOLDER_KEY = "folders/checkpoints"
 MAX_RECENT = 8
+AUTOSAVE_MINUTES_KEY = "autosave/interval_minutes"
+DEFAULT_AUTOSAVE_MINUTES = 2.0
 # QFileDialog name filters.
 FILE_FILTER = "Training checkpoints (*.pt *.pth);;All files (*)"
 WEIGHTS_FILTER = "Model weights (*.pth *.pt);;All files (*)"
@@ -92,6 +97,14 @@ class CheckpointController(QObject):
         window.closing.connect(self._discard_autosave)  # a clean quit: nothing to recover
         training.trainer_changed.connect(self._on_trainer_changed)
         training.epoch_finished.connect(self._on_epoch_finished)
+        # Mid-epoch autosaves: every N minutes of running, at a batch boundary.
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self._on_autosave_due)
+        self.set_autosave_interval(autosave_minutes(window.settings))
+        window.state_changed.connect(self._follow_state_with_autosave_timer)
+        # The autosave being written (a Job) and the newest one waiting for it.
+        self._autosave_job: Job | None = None
+        self._autosave_pending: tuple[Snapshot, dict[str, Any]] | None = None
         self.update_title()
 
     # ----- construction -----------------------------------------------------------
@@ -469,29 +482,88 @@ class CheckpointController(QObject):
         self.window.close()
 
     # ----- autosave and recovery ------------------------------------------------------
+    def set_autosave_interval(self, minutes: float) -> None:
+        """Autosave every ``minutes`` of running too, not only at epoch ends (0: never)."""
+        self.autosave_minutes = max(0.0, float(minutes))
+        self.autosave_timer.setInterval(max(1, round(self.autosave_minutes * 60_000)))
+        if self.autosave_minutes <= 0:
+            self.autosave_timer.stop()
+
+    @Slot(str)
+    def _follow_state_with_autosave_timer(self, state: str) -> None:
+        # Running time only: a paused model does not change.
+        if state == "running" and self.autosave_minutes > 0:
+            if not self.autosave_timer.isActive():
+                self.autosave_timer.start()
+        elif state != "stopping":
+            self.autosave_timer.stop()
+
+    @Slot()
+    def _on_autosave_due(self) -> None:
+        if self.window.state == "running":
+            self.with_snapshot(self._autosave, quiet=True)
+
     @Slot(object)
     def _on_epoch_finished(self, _event: object) -> None:
         self.with_snapshot(self._autosave, quiet=True)
+        if self.autosave_timer.isActive():
+            self.autosave_timer.start()  # the epoch end just saved: count N minutes from here
 
-    def _autosave(self, state: Snapshot) -> None:
-        from fmnist_gui import checkpoint as ckpt
+    def _autosave(self, state: Snapshot, *, wait: bool = False) -> None:
+        """Write ``state`` as this session's autosave in a worker thread (the newest wins).
 
-        try:
-            ckpt.autosave(
-                state,
-                extra={
-                    "log": self.window.log.toPlainText(),
-                    "origin": str(self.path or ""),
-                    **self._extras(),
-                },
-            )
-        except (ckpt.CheckpointError, OSError) as exc:
-            self.window.statusBar().showMessage(f"Autosave failed: {exc}")
+        ``wait``: block until written (a recovered autosave replaces the crashed one).
+        """
+        extra = {"log": self.window.log.toPlainText(), "origin": str(self.path or "")}
+        extra.update(self._extras())
+        self._autosave_pending = (state, extra)
+        if self._autosave_job is None:
+            self._write_next_autosave()
+        if wait:
+            self.wait_for_autosave(60_000)
+
+    def _write_next_autosave(self) -> None:
+        if self._autosave_pending is None:
+            return
+        state, extra = self._autosave_pending
+        self._autosave_pending = None
+        worker = FunctionWorker(_write_autosave, state, extra)
+        worker.returned.connect(self._on_autosave_written)
+        self._autosave_job = Job(worker, self)
+        self._autosave_job.done.connect(self._on_autosave_job_done)
+        self._autosave_job.start()
+
+    @Slot(object)
+    def _on_autosave_written(self, problem: str) -> None:
+        if problem:
+            self.window.statusBar().showMessage(f"Autosave failed: {problem}")
+
+    @Slot()
+    def _on_autosave_job_done(self) -> None:
+        self._autosave_job = None
+        self._write_next_autosave()
+
+    def wait_for_autosave(self, timeout_ms: int = 30_000) -> None:
+        """Finish writing autosaves in flight (before discarding one, and at shutdown)."""
+        while self._autosave_job is not None:
+            job = self._autosave_job
+            if not job.wait(timeout_ms):
+                return
+            if self._autosave_job is job:  # done was handled by wait(): start the next
+                self._autosave_job = None
+                self._write_next_autosave()
 
     @Slot()
     def _discard_autosave(self) -> None:
+        if self.window.state == "loading":
+            # Quit before the recovery was even offered: the last crash's autosave
+            # is still to be offered next time (and importing the checkpoint code
+            # would wait for torch, which the loader may be importing right now).
+            return
         from fmnist_gui import checkpoint as ckpt
 
+        self._autosave_pending = None
+        self.wait_for_autosave()  # or the write in flight would bring the file back
         with contextlib.suppress(OSError):
             ckpt.discard_autosave()
 
@@ -533,7 +605,7 @@ class CheckpointController(QObject):
         origin = checkpoint["extra"].get("origin") or ""
         self._adopt(trainer, checkpoint["extra"], Path(origin) if origin else None, saved=False)
         # Held by this session's autosave from now on; then the crashed one can go.
-        self._autosave(trainer.state_dict())
+        self._autosave(trainer.state_dict(), wait=True)
         ckpt.discard_autosave(newest.path)
         w.statusBar().showMessage("Recovered the unsaved training: save it with Ctrl+S.")
         return True
@@ -596,3 +668,23 @@ def rebuild_log(trainer: Trainer) -> str:
         if epoch <= len(epochs):
             lines.append(format_event(epochs[epoch - 1]) or "")
     return "\n".join(lines)
+
+
+def autosave_minutes(settings: QSettings) -> float:
+    """The autosave interval the user chose (``autosave/interval_minutes``), default 2."""
+    value = settings.value(AUTOSAVE_MINUTES_KEY, DEFAULT_AUTOSAVE_MINUTES)
+    try:
+        return float(value)  # type: ignore[arg-type]  # a str from the file, or a number
+    except (TypeError, ValueError):
+        return DEFAULT_AUTOSAVE_MINUTES
+
+
+def _write_autosave(state: Snapshot, extra: dict[str, Any]) -> str:
+    """Write an autosave (in a worker thread); "" or what went wrong."""
+    from fmnist_gui import checkpoint as ckpt
+
+    try:
+        ckpt.autosave(state, extra=extra)
+    except (ckpt.CheckpointError, OSError) as exc:
+        return str(exc)
+    return ""

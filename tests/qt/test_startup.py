@@ -1,0 +1,194 @@
+"""Start-up: Start pressed before Ready, quitting while loading, the background warm-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from fmnist_gui.qt.app import build_app
+from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
+from tests.support.qt_helpers import close_window
+
+# Generous against the 2 s goal (a busy machine), far below the 60 s the loader is stuck.
+QUIT_BOUND_S = 10
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def activate(qtbot, window) -> None:
+    """Make ``window`` the active one: shortcuts reach only the active window."""
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+
+
+def test_f5_before_ready_starts_training_once_loaded(qtbot, tiny_root, plugins, settings):
+    app = build_app(tiny_root, plugins=plugins, settings=settings)
+    qtbot.addWidget(app.window)
+    app.window.show()
+    try:
+        app.start_loading()
+        assert app.window.state == "loading"
+        assert not app.window.actions["start"].isEnabled()
+        activate(qtbot, app.window)
+        qtbot.keyClick(app.window, Qt.Key.Key_F5)
+        assert app.start_queued
+        assert "Training starts" in app.window.statusBar().currentMessage()
+        app.training.panel.epochs_spin.setValue(1)
+        qtbot.waitUntil(lambda: app.training.trainer is not None, timeout=60_000)
+        assert not app.start_queued
+        qtbot.waitUntil(
+            lambda: app.window.state == "idle" and app.training.job is None, timeout=60_000
+        )
+        assert app.training.trainer.epochs_done == 1
+    finally:
+        close_window(qtbot, app)
+
+
+def test_f5_after_ready_is_the_start_action_alone(qtbot, app):
+    """Once loaded, the early shortcut is gone: F5 is the Start action, never queued."""
+    activate(qtbot, app.window)
+    with qtbot.waitSignal(app.window.state_changed, timeout=10_000):
+        qtbot.keyClick(app.window, Qt.Key.Key_F5)
+    assert app.window.state == "running"
+    assert not app.start_queued
+    app.window.actions["stop"].trigger()
+    qtbot.waitUntil(lambda: app.window.state == "idle", timeout=30_000)
+
+
+def test_warm_up_imports_torch_optim_machinery_in_the_background(
+    qtbot, tiny_root, plugins, settings
+):
+    app = build_app(tiny_root, plugins=plugins, settings=settings)
+    app.warm_up = True
+    qtbot.addWidget(app.window)
+    app.window.show()
+    try:
+        app.start_loading()
+        qtbot.waitUntil(lambda: app.window.state == "idle", timeout=60_000)
+        assert app.warm_up_job is not None
+        qtbot.waitUntil(lambda: app.warm_up_job is None, timeout=60_000)
+        assert "torch._dynamo" in sys.modules
+    finally:
+        close_window(qtbot, app)
+
+
+QUIT_DURING_LOADING = textwrap.dedent(
+    """
+    import os, sys, time
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+    import fmnist_gui.qt.app as app_module
+
+    app = QApplication([sys.argv[0]])
+    real_build = app_module.build_app
+
+    def build(*args, **kwargs):
+        fmnist = real_build(*args, **kwargs)
+
+        def quit_when_loading():
+            if not fmnist.backend.loading:
+                QTimer.singleShot(20, quit_when_loading)
+                return
+            print("quit asked", time.monotonic(), flush=True)
+            fmnist.window.actions["quit"].trigger()
+
+        QTimer.singleShot(0, quit_when_loading)
+        return fmnist
+
+    app_module.build_app = build
+    sys.exit(app_module.main(sys.argv[1:]))
+    """
+)
+
+
+SLOW_PLUGIN = """
+import time
+time.sleep(60)  # loading never ends while the test runs
+"""
+
+
+def test_quitting_while_loading_leaves_at_once(tmp_path, tiny_root):
+    """A real app process: Quit while its loader is stuck in a plugin; it must not wait for it.
+
+    The plugin's import takes 60 s (in the trial process too), so an app that
+    waited for its loader would still be running long after the bound below.
+    """
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "slow", SLOW_PLUGIN)
+    env = dict(os.environ)
+    env.pop("FMNIST_GUI_FULL_TEARDOWN", None)
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        FMNIST_GUI_HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+    )
+    command = [sys.executable, "-c", QUIT_DURING_LOADING, "--data-dir", str(tiny_root)]
+    command += ["--plugin-dir", str(folder)]
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # the plugin trial process it started goes with it
+    )
+    try:
+        asked = None
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith("quit asked"):
+                asked = time.monotonic()
+                break
+        assert asked is not None, "the app never reached loading"
+        child.wait(timeout=QUIT_BOUND_S)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    assert child.returncode == 0
+
+
+def test_safe_mode_after_a_start_that_died_loading_plugins(
+    qtbot, tmp_path, tiny_root, settings, monkeypatch
+):
+    """Asked before loading; Yes loads the built-ins only, then the plugin manager opens."""
+    from fmnist_gui.qt.features.plugins.dialogs import PluginManagerDialog
+    from tests.qt.features.test_plugin_safe_mode import leave_marker_of_a_dead_start
+
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "my_adagrad", good_optimizer_source())
+    leave_marker_of_a_dead_start("my_adagrad", str(folder / "my_adagrad.py"))
+    asked = []
+
+    def question(parent, title, text, *args):
+        asked.append(title)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    app = build_app(tiny_root, plugin_dirs=[folder], settings=settings)
+    qtbot.addWidget(app.window)
+    app.window.show()
+    try:
+        app.start_loading()
+        assert asked == ["Start in safe mode?"]
+        qtbot.waitUntil(lambda: app.window.state == "idle", timeout=60_000)
+        plugins = app.backend.plugins
+        assert plugins.safe_mode
+        assert "my_adagrad" not in plugins.optimizers
+        assert plugins.records["my_adagrad"].status == "disabled"
+        managers = app.window.findChildren(PluginManagerDialog)
+        assert len(managers) == 1
+        assert managers[0].isVisible()
+        managers[0].close()
+    finally:
+        close_window(qtbot, app)
