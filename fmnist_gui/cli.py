@@ -226,7 +226,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 raise UsageError(str(exc)) from None
     # Checked now, not when the first epoch ends and its results would be lost.
     _check_output_path("--save", args.save)
-    _check_output_path("--metrics-json", args.metrics_json)
+    _check_output_path("--metrics-json", args.metrics_json, in_place=True)
 
     data_root = args.data_dir or default_data_root()
     if args.prepare_data:
@@ -388,13 +388,13 @@ def _refuse_repeated_keys(option: str, assignments: list[str]) -> None:
         seen.add(key)
 
 
-def _check_output_path(option: str, path: Path | None) -> None:
+def _check_output_path(option: str, path: Path | None, *, in_place: bool = False) -> None:
     """Fail before training, not after it, when an output file cannot be written."""
     from fmnist_gui.system.fileio import why_not_writable
 
     if path is None:
         return
-    problem = why_not_writable(path)
+    problem = why_not_writable(path, in_place=in_place)
     if problem is not None:
         raise UsageError(f"{option} {path}: {problem}")
 

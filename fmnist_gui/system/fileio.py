@@ -95,13 +95,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def why_not_writable(path: Path) -> str | None:
+def why_not_writable(path: Path, *, in_place: bool = False) -> str | None:
     """Why a file cannot be written at ``path`` (one phrase), or ``None`` when it can.
 
     Checked by trying: a temp file of ``write_atomically``'s naming is made in
     the folder and removed, so permissions, read-only disks and ACLs all count
     as they will when the real write comes. An existing file that is not a
-    regular one (``/dev/null``, a pipe) is only checked for write permission.
+    regular one (``/dev/null``, a pipe) is only checked for write permission,
+    and so is an existing file that will be written ``in_place`` (not replaced
+    by ``write_atomically``, which needs the folder).
     """
     path = Path(path)
     if path.is_dir():
@@ -109,10 +111,8 @@ def why_not_writable(path: Path) -> str | None:
     folder = path.parent
     if not folder.is_dir():
         return f"the folder {folder} does not exist"
-    if path.exists() and not path.is_file():
+    if path.exists() and (in_place or not path.is_file()):
         return None if os.access(path, os.W_OK) else "no permission to write it"
-    if path.exists() and not os.access(path, os.W_OK):
-        return "no permission to write it"
     try:
         fd, probe = tempfile.mkstemp(
             dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".part"
