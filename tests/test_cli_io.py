@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fmnist_gui import checkpoint as ckpt
+from tests.support.plugin_fixtures import write_plugin
 
 
 def train(tiny_root, *args) -> list[str]:
@@ -126,3 +127,49 @@ def test_a_parameter_given_twice_is_refused(tiny_root, capsys, args, words):
 
     err = one_line_exit_2(capsys, main(train(tiny_root, *args)))
     assert words in err, err
+
+
+# Hangs up the terminal that --metrics-json writes to, at the first training step
+# (not in the self-test, which trains its own small model at another rate).
+HANG_UP = """
+import os
+import torch
+from fmnist_gui import OptimizerSpec, hookimpl
+
+class HangUp(torch.optim.SGD):
+    def step(self, closure=None):
+        if self.param_groups[0]["lr"] == 0.0123 and "FMNIST_TEST_HANG_UP_FD" in os.environ:
+            os.close(int(os.environ.pop("FMNIST_TEST_HANG_UP_FD")))
+        return super().step(closure)
+
+@hookimpl
+def fmnist_register_optimizers():
+    return [OptimizerSpec("hang_up", "Hang up", lambda params, lr: HangUp(params, lr=lr))]
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_an_io_error_on_metrics_is_one_line_and_the_checkpoint_is_saved(
+    tiny_root, tmp_path, capsys, monkeypatch
+):
+    from fmnist_gui.cli import main
+
+    # A terminal whose other side has gone: writing to it fails with EIO, for real.
+    controller, terminal = os.openpty()
+    name = os.ttyname(terminal)
+    os.close(terminal)
+    write_plugin(tmp_path / "plugins", "hang_up", HANG_UP)
+    monkeypatch.setenv("FMNIST_TEST_HANG_UP_FD", str(controller))
+    save = tmp_path / "ck.pt"
+    args = ["--plugin-dir", str(tmp_path / "plugins"), "--optimizer", "hang_up", "--lr", "0.0123"]
+    try:
+        code = main(train(tiny_root, *args, "--metrics-json", name, "--save", str(save)))
+    finally:
+        if "FMNIST_TEST_HANG_UP_FD" in os.environ:  # the step never ran: close it here
+            os.close(controller)
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err == f"fmnist-train: error: cannot write --metrics-json {name}: Input/output error\n"
+    assert "Epoch 1" in out
+    assert "Done!" not in out
+    assert ckpt.read_checkpoint(save)["position"]["epochs_done"] == 1
