@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, out: TextIO) -> int:
     args = build_parser().parse_args(argv)
+    _refuse_repeated_keys("--opt-param", args.opt_param)
+    _refuse_repeated_keys("--loss-param", args.loss_param)
     for folder in args.plugin_dir or ():
         if not folder.is_dir():
             problem = "is not a folder" if folder.exists() else "no such folder"
@@ -222,8 +224,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 initial_state = ckpt.load_weights(args.init_weights)
             except ckpt.CheckpointError as exc:
                 raise UsageError(str(exc)) from None
-    if args.save is not None:
-        _check_save_path(args.save)
+    # Checked now, not when the first epoch ends and its results would be lost.
+    _check_output_path("--save", args.save)
+    _check_output_path("--metrics-json", args.metrics_json, in_place=True)
 
     data_root = args.data_dir or default_data_root()
     if args.prepare_data:
@@ -262,10 +265,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             if line is not None:
                 print(line, file=out)
             if isinstance(event, EpochEnd):
-                if metrics is not None:
-                    metrics.write(json.dumps(event.as_dict()) + "\n")
-                    metrics.flush()
-                saver.save()
+                saver.save()  # first: a failing metrics file must not cost the checkpoint
+                if metrics is not None and not metrics.write(event.as_dict()):
+                    return EXIT_USAGE
             elif isinstance(event, RunEnd):
                 if event.status == "stopped":
                     # At a batch boundary: resumable. Not after a divergence, which
@@ -373,12 +375,28 @@ def _resume_epochs(args, argv, checkpoint: CheckpointFile) -> int:
     return epochs
 
 
-def _check_save_path(path: Path) -> None:
-    """Fail before training, not after it, when --save cannot work."""
-    if path.is_dir():
-        raise UsageError(f"--save {path} is a folder; give a file name, e.g. {path / 'ck.pt'}")
-    if not path.parent.is_dir():
-        raise UsageError(f"--save {path}: the folder {path.parent} does not exist")
+def _refuse_repeated_keys(option: str, assignments: list[str]) -> None:
+    """``--opt-param momentum=0.5 --opt-param momentum=0.6`` is a mistake, not a choice."""
+    seen: set[str] = set()
+    for item in assignments:
+        key = item.partition("=")[0].strip()
+        if key in seen:
+            given = " ".join(
+                f"{option} {a}" for a in assignments if a.partition("=")[0].strip() == key
+            )
+            raise UsageError(f"{option}: {key!r} is given more than once ({given}); give it once")
+        seen.add(key)
+
+
+def _check_output_path(option: str, path: Path | None, *, in_place: bool = False) -> None:
+    """Fail before training, not after it, when an output file cannot be written."""
+    from fmnist_gui.system.fileio import why_not_writable
+
+    if path is None:
+        return
+    problem = why_not_writable(path, in_place=in_place)
+    if problem is not None:
+        raise UsageError(f"{option} {path}: {problem}")
 
 
 class _Saver:
@@ -392,13 +410,13 @@ class _Saver:
     def save(self) -> None:
         if self.path is None:
             return
-        from fmnist_gui.checkpoint import CheckpointError, save_checkpoint
+        from fmnist_gui.checkpoint import save_checkpoint
 
         try:
             # Called between two events of the run: at a batch boundary.
             save_checkpoint(self.path, self.driver.trainer.state_dict())
             self.ok = True
-        except CheckpointError as exc:
+        except FmnistError as exc:  # the file's problem, or the optimizer plugin's
             self.ok = False
             print(f"fmnist-train: error: {exc}", file=sys.stderr)
 
@@ -488,13 +506,41 @@ def _without_spec_prefix(reason: str, name: str) -> str:
     return reason
 
 
-def _open_metrics(path: Path | None):
-    if path is None:
-        return None
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write --metrics-json {path}: {exc.strerror or exc}") from None
+class _MetricsFile:
+    """The --metrics-json file: one JSON object per epoch; a failed write is one line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.file: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+        except OSError as exc:
+            raise UsageError(f"cannot write --metrics-json {path}: {exc.strerror or exc}") from None
+
+    def write(self, row: Mapping[str, object]) -> bool:
+        """Append ``row``; on failure say why on stderr and return False."""
+        try:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        except OSError as exc:  # a full disk (ENOSPC), an I/O error (EIO)...
+            print(
+                f"fmnist-train: error: cannot write --metrics-json {self.path}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return False
+        return True
+
+    def __enter__(self) -> _MetricsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Closing flushes again what a failed write left in the buffer: already reported.
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+
+def _open_metrics(path: Path | None) -> _MetricsFile | None:
+    return None if path is None else _MetricsFile(path)
 
 
 if __name__ == "__main__":

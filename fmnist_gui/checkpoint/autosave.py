@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist_gui.checkpoint.files import SUFFIX, save_checkpoint
+from fmnist_gui.system.fileio import pid_alive
 from fmnist_gui.system.paths import user_data_dir
 from fmnist_gui.training.state import TrainingState
 
@@ -68,7 +69,7 @@ def find_recoverable_autosaves() -> list[Recoverable]:
     found: list[Recoverable] = []
     for entry in entries:
         pid = _session_pid(entry.name)
-        if pid is None or pid == os.getpid() or _pid_alive(pid):
+        if pid is None or pid == os.getpid() or pid_alive(pid):
             continue
         if entry.name.endswith(".part"):
             with contextlib.suppress(OSError):
@@ -85,20 +86,6 @@ def _session_pid(name: str) -> int | None:
     # "session-123.pt" or its temp file ".session-123.pt.XXXX.part"
     found = re.fullmatch(rf"\.?{AUTOSAVE_PREFIX}(\d+)\{SUFFIX}(\..+\.part)?", name)
     return int(found.group(1)) if found else None
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":
-        return False  # cannot tell cheaply; offering a recovery is the safe side
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 __all__ = [

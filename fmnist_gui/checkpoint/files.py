@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import re
+import stat
 import time
 import warnings
 from collections.abc import Mapping
@@ -277,13 +279,19 @@ def load_trainer(
 def _load_safely(path: Path, map_location, max_bytes: int) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a clear reason."""
     try:
-        size = path.stat().st_size
+        info = os.stat(path)
     except FileNotFoundError:
         raise CheckpointError(path, "does not exist", "check the file name") from None
     except OSError as exc:
         raise CheckpointError(path, f"cannot be read: {exc.strerror or exc}") from None
-    if path.is_dir():
+    if stat.S_ISDIR(info.st_mode):
         raise CheckpointError(path, "is a folder, not a checkpoint file", "choose a file")
+    if not stat.S_ISREG(info.st_mode):
+        # Decided before opening it: opening a FIFO would wait for a writer forever.
+        raise CheckpointError(
+            path, f"is not a regular file (it is {_file_kind(info.st_mode)})", "choose a .pt file"
+        )
+    size = info.st_size
     if size == 0:
         raise CheckpointError(
             path,
@@ -321,6 +329,16 @@ def _load_safely(path: Path, map_location, max_bytes: int) -> Any:
     except Exception as exc:  # noqa: BLE001 - hostile files raise anything; all are refused
         reason = _load_failure_reason(exc, archive=head.startswith(_ZIP_MAGIC))
         raise CheckpointError(path, reason) from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((what for test, what in kinds if test(mode)), "not a plain file")
 
 
 def _torch_load(source, map_location) -> Any:

@@ -5,12 +5,14 @@ The training part's shape is ``fmnist_gui.training.state.TrainingState``
 header. ``check_checkpoint`` walks those definitions, so a field added there
 is checked here with no second list to keep in step. What a type cannot say
 (RNG states are 1-D uint8, counts are not negative, the config is valid, the
-weights fit the network) is checked by hand after the walk.
+weights fit the network and are finite, the optimizer's state agrees with the
+saved settings and the network) is checked by hand after the walk.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,6 +89,7 @@ def check_checkpoint(path: Path | str, obj: Any) -> None:
         _damaged(path, "torch_threads", "a thread count")
     _check_config(path, obj["config"])
     check_model_state(path, obj["model"])
+    _check_optimizer_state(path, obj)
 
 
 def check_version(path: Path, obj: Mapping[str, Any]) -> None:
@@ -155,6 +158,102 @@ def _check_config(path: Path, config: Mapping[str, Any]) -> None:
         _damaged(path, "config", f"a valid training config ({exc})")
 
 
+def _check_optimizer_state(path: Path, obj: Mapping[str, Any]) -> None:
+    """The optimizer's own state_dict must agree with the saved settings and the network.
+
+    It is what the optimizer reads back on resume: a learning rate there that
+    differs from the config, or a buffer of another shape, would otherwise only
+    show up later as a failure blamed on the optimizer's plugin.
+    """
+    state_dict = obj["optimizer"]["state_dict"]
+    where = "optimizer.state_dict"
+    groups, per_param = state_dict.get("param_groups"), state_dict.get("state")
+    if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
+        _damaged(path, f"{where}.param_groups", "a list of dicts")
+    if not isinstance(per_param, Mapping):
+        _damaged(path, f"{where}.state", "a dict")
+    shapes = parameter_shapes()
+    settings = _saved_optimizer_settings(obj)
+    for i, group in enumerate(groups):
+        for key, value in group.items():
+            name = f"{where}.param_groups[{i}].{key}"
+            if key == "params":
+                if not isinstance(value, list) or any(
+                    not isinstance(n, int) or not 0 <= n < len(shapes) for n in value
+                ):
+                    _damaged(path, name, "a list of the network's parameter numbers")
+                continue
+            if not _all_finite(value):
+                _inconsistent(path, name, f"is {_show(value)}, not a finite number")
+            if key in settings and _plain(value) != _plain(settings[key]):
+                _inconsistent(
+                    path,
+                    name,
+                    f"is {_show(value)}, but the checkpoint's settings say {_show(settings[key])}",
+                )
+    for index, entry in per_param.items():
+        name = f"{where}.state[{index!r}]"
+        if not isinstance(index, int) or not 0 <= index < len(shapes):
+            _damaged(path, name, "the state of one of the network's parameters")
+        if not isinstance(entry, Mapping):
+            _damaged(path, name, "a dict")
+        shape = shapes[index]
+        for key, value in entry.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            # A buffer kept per element (momentum, running averages) has the
+            # parameter's shape; a scalar step count or a factored statistic
+            # (fewer dimensions, other sizes) is the plugin's business.
+            per_element = value.dim() == len(shape) or value.numel() == math.prod(shape)
+            if value.dim() > 0 and per_element and tuple(value.shape) != shape:
+                _inconsistent(
+                    path,
+                    f"{name}.{key}",
+                    f"is {_shape(value.shape)}, but parameter {index} of the network "
+                    f"is {_shape(shape)}",
+                )
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                _inconsistent(path, f"{name}.{key}", "holds NaN or infinite values")
+
+
+def _saved_optimizer_settings(obj: Mapping[str, Any]) -> dict[str, Any]:
+    # What the optimizer was built with: the config's learning rate and the
+    # plugin's resolved hyperparameters. Its param_groups must still say so.
+    return {"lr": obj["config"]["lr"], **obj["optimizer"]["params"]}
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _show(value: Any) -> str:
+    return repr(_plain(value))
+
+
+def _inconsistent(path: Path, name: str, what: str) -> NoReturn:
+    raise CheckpointError(
+        path,
+        f"holds inconsistent contents: '{name}' {what}",
+        "it was not saved by this app as it is; use another copy",
+    )
+
+
 def _check_uint8(path: Path, value: torch.Tensor, name: str) -> None:
     if value.dtype != torch.uint8 or value.dim() != 1:
         _damaged(path, name, "a random-generator state (1-D uint8 tensor)")
@@ -178,8 +277,19 @@ def model_shapes() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     return {k: (tuple(v.shape), v.dtype) for k, v in reference.state_dict().items()}
 
 
+def parameter_shapes() -> list[tuple[int, ...]]:
+    """The shapes of the network's parameters, in the order an optimizer numbers them."""
+    with torch.device("meta"):
+        reference = NeuralNetwork()
+    return [tuple(p.shape) for p in reference.parameters()]
+
+
 def check_model_state(path: Path | str, state: Any) -> None:
-    """Raise ``CheckpointError`` unless ``state`` fits ``NeuralNetwork`` exactly."""
+    """Raise ``CheckpointError`` unless ``state`` fits ``NeuralNetwork`` exactly.
+
+    Weights that hold NaN or infinity are refused too: nothing useful can be
+    trained or evaluated from them.
+    """
     path = Path(path)
     if not isinstance(state, Mapping):
         raise CheckpointError(path, "holds no model weights", "choose another file")
@@ -218,6 +328,13 @@ def check_model_state(path: Path | str, state: Any) -> None:
             raise CheckpointError(
                 path, f"weight {key} is {value.dtype}, not {dtype}", "export the weights in float32"
             )
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise CheckpointError(
+                path,
+                f"weight {key} holds {bad} NaN or infinite value{'s' * (bad != 1)}",
+                "these weights are unusable (saved after a training diverged?); use another copy",
+            )
 
 
 def looks_like_weights(obj: Mapping[str, Any]) -> bool:
@@ -243,4 +360,5 @@ __all__ = [
     "check_version",
     "looks_like_weights",
     "model_shapes",
+    "parameter_shapes",
 ]

@@ -20,7 +20,7 @@ from typing import Any, cast
 import torch
 
 from fmnist_gui.errors import FmnistError
-from fmnist_gui.plugins.boundary import PluginFailure
+from fmnist_gui.plugins.boundary import PluginFailure, blame, describe, from_plugin
 from fmnist_gui.plugins.host import PluginHost
 from fmnist_gui.training.config import ConfigError, TrainConfig
 from fmnist_gui.training.data import BatchLoader, FashionMNISTData
@@ -174,10 +174,12 @@ class Trainer:
                 spec.plugin,
                 f"optimizer {spec.name!r} (plugin {spec.plugin!r}) refused its settings: {exc}",
             ) from exc
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() in a factory too; not a real Ctrl-C
+            if not from_plugin(exc):
+                raise
             raise PluginFailure(
                 spec.plugin,
-                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) failed to build: {exc}",
+                f"optimizer {spec.name!r} (plugin {spec.plugin!r}) failed to build: {_reason(exc)}",
             ) from exc
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise PluginFailure(
@@ -191,9 +193,12 @@ class Trainer:
         spec = self.loss_spec
         try:
             loss_fn = spec.factory(**self.loss_params)
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() in a factory too; not a real Ctrl-C
+            if not from_plugin(exc):
+                raise
             raise PluginFailure(
-                spec.plugin, f"loss {spec.name!r} (plugin {spec.plugin!r}) failed to build: {exc}"
+                spec.plugin,
+                f"loss {spec.name!r} (plugin {spec.plugin!r}) failed to build: {_reason(exc)}",
             ) from exc
         if not callable(loss_fn):
             raise PluginFailure(
@@ -319,7 +324,7 @@ class Trainer:
                 "name": self.optimizer_spec.name,
                 "plugin": self.optimizer_spec.plugin,
                 "params": _plain(self.optimizer_params),
-                "state_dict": self.optimizer.state_dict(),
+                "state_dict": self._optimizer_state_dict(),
             },
             "loss": {
                 "name": self.loss_spec.name,
@@ -353,6 +358,11 @@ class Trainer:
             "plugins": dict(self.plugin_versions),
         }
         return cast(TrainingState, _cpu_copy(state))
+
+    def _optimizer_state_dict(self) -> dict[str, Any]:
+        # A plugin's optimizer may override state_dict(): its code runs here.
+        with blame(self.optimizer_spec, "optimizer", "state_dict()"):
+            return self.optimizer.state_dict()
 
     @classmethod
     def from_state_dict(
@@ -403,12 +413,17 @@ class Trainer:
             trainer.model.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise IncompatibleState(f"its weights do not fit this network: {exc}") from None
-        try:
-            trainer.optimizer.load_state_dict(state["optimizer"]["state_dict"])
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        misfit: Exception | None = None
+        # A plugin's optimizer may override load_state_dict(): its code runs here.
+        with blame(trainer.optimizer_spec, "optimizer", "load_state_dict()"):
+            try:
+                trainer.optimizer.load_state_dict(state["optimizer"]["state_dict"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                misfit = exc
+        if misfit is not None:
             raise IncompatibleState(
-                f"its optimizer state does not fit optimizer {config.optimizer!r}: {exc}"
-            ) from None
+                f"its optimizer state does not fit optimizer {config.optimizer!r}: {misfit}"
+            )
 
         batch_in_epoch = position["batch_in_epoch"]
         if not 0 <= batch_in_epoch <= len(trainer.train_loader):
@@ -444,6 +459,11 @@ class Trainer:
         if threads != torch.get_num_threads() and 1 <= threads <= (os.cpu_count() or 1):
             torch.set_num_threads(threads)
         return trainer
+
+
+def _reason(exc: BaseException) -> str:
+    # An ordinary exception reads as before; an exit or interrupt says what it was.
+    return str(exc) if isinstance(exc, Exception) else describe(exc)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
