@@ -37,7 +37,8 @@ def test_help_documents_the_divergence_exit_code(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    assert "3 diverged" in out and "--on-divergence" in out
+    assert "3 diverged" in out
+    assert "--on-divergence" in out
 
 
 def test_full_batch_huge_lr_exits_3_without_saving_or_done(tiny_root, tmp_path, capsys):
@@ -50,8 +51,10 @@ def test_full_batch_huge_lr_exits_3_without_saving_or_done(tiny_root, tmp_path, 
     code = main([*args, "--save", str(ck), "--metrics-json", str(metrics)])
     out, err = capsys.readouterr()
     assert code == 3
-    assert "Done!" not in out and "Avg loss: nan" not in out
-    assert "diverged" in err and "still holds the last good epoch" not in err
+    assert "Done!" not in out
+    assert "Avg loss: nan" not in out
+    assert "diverged" in err
+    assert "still holds the last good epoch" not in err
     assert ck.read_bytes() == before  # the good checkpoint was not overwritten
     assert metrics.read_text() == ""  # no epoch was recorded
 
@@ -67,8 +70,10 @@ def test_nan_at_an_epochs_last_batch_keeps_the_last_good_epoch(
         + ["--epochs", "3", "--save", str(ck), "--metrics-json", str(metrics)]
     )
     out, err = capsys.readouterr()
-    assert code == 3 and "Done!" not in out
-    assert "end of epoch 2" in err and f"{ck} still holds the last good epoch" in err
+    assert code == 3
+    assert "Done!" not in out
+    assert "end of epoch 2" in err
+    assert f"{ck} still holds the last good epoch" in err
     lines = metrics_lines(metrics)
     assert [m["epoch"] for m in lines] == [1]
     assert all(math.isfinite(v) for m in lines for v in m.values())
@@ -85,8 +90,10 @@ def test_rollback_trains_on_with_the_lr_halved(tiny_root, tmp_path, bomb_dir, ca
         + ["--on-divergence", "rollback", "--save", str(ck), "--metrics-json", str(metrics)]
     )
     out, err = capsys.readouterr()
-    assert code == 0 and out.rstrip().endswith("Done!")
-    assert "rolled back from step 20" in err and "halved to 0.005" in err
+    assert code == 0
+    assert out.rstrip().endswith("Done!")
+    assert "rolled back from step 20" in err
+    assert "halved to 0.005" in err
     assert [m["epoch"] for m in metrics_lines(metrics)] == [1, 2, 3]
     state = saved_state(ck)
     assert state["position"]["global_step"] == 3 * BATCHES
