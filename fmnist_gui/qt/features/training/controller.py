@@ -14,6 +14,7 @@ reason not to train now, e.g. a race), ``ensure_data()``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -139,7 +140,7 @@ class TrainingController(QObject):
             w.add_action(
                 name,
                 text,
-                lambda halve=halve: self.roll_back(halve_lr=halve),
+                functools.partial(self.roll_back, halve_lr=halve),
                 states=IDLE,
                 tip="Go back to the last good state before the divergence"
                 + (", with the learning rate halved" if halve else ""),
