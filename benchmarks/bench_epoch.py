@@ -45,6 +45,30 @@ def engine_epoch(data, plugins, state) -> float:
     return next(e.train_seconds for e in trainer.run() if isinstance(e, EpochEnd))
 
 
+def sentinel_cost(data, plugins, state, batches_per_epoch: int) -> tuple[float, float]:
+    """(seconds per snapshot, seconds per batch of the per-batch check), on a real trainer."""
+    trainer = Trainer(TrainConfig(epochs=1, seed=0), data, plugins, initial_state=state)
+    run = trainer.run()
+    for _ in range(60):  # past the first batches: SGD's state exists, the loss is smoothed
+        next(run)
+    sentinel = trainer.sentinel
+    rounds = 50
+    started = time.perf_counter()
+    for _ in range(rounds):
+        sentinel.take()
+    per_snapshot = (time.perf_counter() - started) / rounds
+    started = time.perf_counter()
+    for _ in range(batches_per_epoch):
+        sentinel.observe(0.5)
+        trainer.global_step += 1  # never a multiple of `every` here: only the check is timed
+        if trainer.global_step % sentinel.every == 0:
+            trainer.global_step += 1
+        sentinel.batch_done()
+    per_batch = (time.perf_counter() - started) / batches_per_epoch
+    run.close()
+    return per_snapshot, per_batch
+
+
 def gemm_floor(n_samples: int, batch_size: int = 64) -> float:
     """Seconds for one epoch's matrix products alone (forward and backward)."""
     sizes = [(784, 512), (512, 512), (512, 10)]
@@ -93,6 +117,15 @@ def main() -> None:
     print(f"median epoch: tutorial {t:.2f} s, engine {e:.2f} s, GEMM floor {f:.2f} s")
     print(f"median speed-up (tutorial / engine, per round): {statistics.median(ratios):.2f}x")
     print(f"engine reaches {f / e:.0%} of the GEMM floor's speed")
+    batches = -(-len(data.train) // 64)
+    snap, check = sentinel_cost(data, plugins, state, batches)
+    every = Trainer(TrainConfig(epochs=1, seed=0), data, plugins).sentinel.every
+    per_epoch = batches // every * snap + batches * check
+    print(
+        f"divergence sentinel (on in the engine above): a snapshot every {every} batches "
+        f"costs {snap * 1e3:.2f} ms, the per-batch check {check * 1e6:.1f} us; "
+        f"{per_epoch * 1e3:.0f} ms an epoch, {per_epoch / e:.1%} of the engine's epoch"
+    )
 
 
 if __name__ == "__main__":

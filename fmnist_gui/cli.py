@@ -26,8 +26,17 @@ from fmnist_gui.training.tutorial_log import format_event
 
 if TYPE_CHECKING:  # the checkpoint package imports torch
     from fmnist_gui.checkpoint import CheckpointFile
+    from fmnist_gui.training.events import RunEnd
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# --on-divergence rollback: how many times, each with the lr halved, before giving up.
+MAX_ROLLBACKS = 5
+
+EXIT_CODES = (
+    "exit codes: 0 finished; 1 failed (a plugin error, a failed save); 2 bad input; "
+    "3 diverged (a loss, test loss, weight or optimizer state was not finite, or the "
+    "loss spiked): nothing non-finite was saved or recorded; 130 interrupted"
+)
 
 
 class UsageError(Exception):
@@ -45,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fmnist-train",
         description="Train the PyTorch tutorial's Fashion-MNIST network. "
         "Defaults are the tutorial's.",
+        epilog=EXIT_CODES,
     )
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
@@ -85,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--shuffle",
         action="store_true",
         help="shuffle the training set each epoch (the tutorial does not)",
+    )
+    p.add_argument(
+        "--on-divergence",
+        choices=["stop", "rollback"],
+        default="stop",
+        help="when training diverges: stop (exit code 3, the default), or roll back to "
+        f"the last good state with the learning rate halved (up to {MAX_ROLLBACKS} times)",
+    )
+    p.add_argument(
+        "--spike-factor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="also treat a batch loss over F times the smoothed loss as divergence "
+        "(default: off; only non-finite numbers are)",
     )
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument(
@@ -179,7 +204,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     from fmnist_gui.plugins.safemode import take_previous_crash
     from fmnist_gui.training.data import DataError, ensure_dataset, load_dataset, raw_folder
     from fmnist_gui.training.driver import RunDriver
-    from fmnist_gui.training.events import EpochEnd, RunEnd
+    from fmnist_gui.training.sentinel import Sentinel
     from fmnist_gui.training.trainer import Trainer
 
     crash = take_previous_crash()  # the last start died while loading plugins
@@ -253,38 +278,78 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             trainer = Trainer(config, data, plugins, initial_state=initial_state)
     except FmnistError as exc:
         raise UsageError(str(exc)) from None
+    if args.spike_factor is not None:
+        try:
+            trainer.sentinel = Sentinel(trainer, spike_factor=args.spike_factor)
+        except ValueError as exc:
+            raise UsageError(f"--spike-factor: {exc}") from None
 
     # Opened (and truncated) only once the run is sure to start.
     metrics = _open_metrics(args.metrics_json)
     driver = RunDriver(trainer)
     saver = _Saver(driver, args.save)
+    rollbacks = 0
     with metrics or contextlib.nullcontext(), saver.stop_on_interrupt():
-        for event in driver.run():
-            # The same lines as the desktop app's log panel (fmnist_gui.training.tutorial_log).
-            line = format_event(event)
-            if line is not None:
-                print(line, file=out)
-            if isinstance(event, EpochEnd):
-                saver.save()  # first: a failing metrics file must not cost the checkpoint
-                if metrics is not None and not metrics.write(event.as_dict()):
-                    return EXIT_USAGE
-            elif isinstance(event, RunEnd):
-                if event.status == "stopped":
-                    # At a batch boundary: resumable. Not after a divergence, which
-                    # would replace the last good checkpoint with broken weights.
-                    saver.save()
-                if event.status == "finished":
-                    return EXIT_OK if saver.ok else EXIT_FAILED
-                print(f"fmnist-train: {event.status}: {event.message}", file=sys.stderr)
-                if saver.path is not None and saver.ok and event.status == "stopped":
+        while True:
+            end = _run_once(driver, out, metrics, saver)
+            if end is None:  # the metrics file failed; its line is printed
+                return EXIT_USAGE
+            if end.status == "diverged" and not saver.interrupted:
+                print(f"fmnist-train: {end.message}", file=sys.stderr)
+                if (
+                    args.on_divergence == "rollback"
+                    and rollbacks < MAX_ROLLBACKS
+                    and trainer.sentinel.snapshot is not None
+                ):
+                    rollbacks += 1
+                    line = trainer.sentinel.roll_back(halve_lr=True)
+                    print(f"fmnist-train: {line}; training on", file=sys.stderr)
+                    continue
+                if args.on_divergence == "rollback":
+                    print(f"fmnist-train: gave up after {rollbacks} rollbacks", file=sys.stderr)
+                if saver.path is not None and saver.saved_once:
                     print(
-                        f"fmnist-train: saved {saver.path}; continue with --resume {saver.path}",
+                        f"fmnist-train: {saver.path} still holds the last good epoch",
                         file=sys.stderr,
                     )
-                if saver.interrupted:
-                    return EXIT_INTERRUPTED
-                return EXIT_FAILED
-    return EXIT_FAILED
+                return EXIT_DIVERGED
+            if end.status == "finished":
+                return EXIT_OK if saver.ok else EXIT_FAILED
+            print(f"fmnist-train: {end.status}: {end.message}", file=sys.stderr)
+            if saver.path is not None and saver.ok and end.status == "stopped":
+                print(
+                    f"fmnist-train: saved {saver.path}; continue with --resume {saver.path}",
+                    file=sys.stderr,
+                )
+            if saver.interrupted:
+                return EXIT_INTERRUPTED
+            return EXIT_FAILED
+
+
+def _run_once(driver, out: TextIO, metrics, saver: _Saver) -> RunEnd | None:
+    """One ``driver.run()``: prints, records and saves as it goes; returns its ``RunEnd``.
+
+    None when the metrics file could not be written (after that epoch was saved).
+    """
+    from fmnist_gui.training.events import EpochEnd, RunEnd
+
+    for event in driver.run():
+        # The same lines as the desktop app's log panel (fmnist_gui.training.tutorial_log).
+        line = format_event(event)
+        if line is not None:
+            print(line, file=out)
+        if isinstance(event, EpochEnd):
+            # A diverged epoch never gets here: its metrics are never recorded.
+            saver.save()  # first: a failing metrics file must not cost the checkpoint
+            if metrics is not None and not metrics.write(event.as_dict()):
+                return None
+        elif isinstance(event, RunEnd):
+            if event.status == "stopped":
+                # At a batch boundary: resumable. Not after a divergence, which
+                # would replace the last good checkpoint with broken weights.
+                saver.save()
+            return event
+    raise AssertionError("a run ends with a RunEnd")
 
 
 # ----- checkpoints: --save, --resume -------------------------------------------------
@@ -405,6 +470,7 @@ class _Saver:
     def __init__(self, driver, path: Path | None) -> None:
         self.driver, self.path = driver, path
         self.ok = True
+        self.saved_once = False
         self.interrupted = False
 
     def save(self) -> None:
@@ -415,7 +481,7 @@ class _Saver:
         try:
             # Called between two events of the run: at a batch boundary.
             save_checkpoint(self.path, self.driver.trainer.state_dict())
-            self.ok = True
+            self.ok = self.saved_once = True
         except FmnistError as exc:  # the file's problem, or the optimizer plugin's
             self.ok = False
             print(f"fmnist-train: error: {exc}", file=sys.stderr)

@@ -165,6 +165,6 @@ def test_prepare_data(tiny_root, capsys):
 def test_divergence_exits_nonzero_with_reason(tiny_root, capsys):
     from fmnist_gui.cli import main
 
-    assert main(["--data-dir", str(tiny_root), "--no-download", "--lr", "1e9", "--seed", "0"]) == 1
+    assert main(["--data-dir", str(tiny_root), "--no-download", "--lr", "1e9", "--seed", "0"]) == 3
     err = capsys.readouterr().err
     assert "diverged" in err and "lower learning rate" in err

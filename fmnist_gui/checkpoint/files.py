@@ -46,6 +46,7 @@ from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins.host import PluginHost
 from fmnist_gui.system.fileio import write_atomically
 from fmnist_gui.training.data import FashionMNISTData
+from fmnist_gui.training.sentinel import nonfinite_fields
 from fmnist_gui.training.state import TrainingState
 from fmnist_gui.training.trainer import Trainer
 
@@ -93,6 +94,14 @@ def save_checkpoint(
     ``path`` is left untouched and a ``CheckpointError`` says why.
     """
     path = Path(path)
+    bad = nonfinite_fields(state)
+    if bad is not None:
+        # A diverged model must never replace the last good file (or autosave).
+        raise CheckpointError(
+            path,
+            f"cannot be saved: its {bad} is not a finite number (the training diverged)",
+            "nothing was written; the previous file is unchanged",
+        )
     payload: CheckpointFile = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -12,6 +12,7 @@ other threads.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Generator, Iterator
@@ -35,6 +36,7 @@ from fmnist_gui.training.events import (
 )
 from fmnist_gui.training.loop import DivergedError, evaluate, train_one_epoch
 from fmnist_gui.training.model import NeuralNetwork
+from fmnist_gui.training.sentinel import DivergenceError, Sentinel
 from fmnist_gui.training.state import TrainingState
 
 
@@ -161,6 +163,10 @@ class Trainer:
         # events wraps the wait in ``epoch_clock.paused()``.
         self.epoch_clock = Stopwatch()
         self.history = History()
+        # Why this model diverged (None while it has not): such a model does not
+        # train on until ``sentinel.roll_back()`` (or a new model).
+        self.diverged: str | None = None
+        self.sentinel = Sentinel(self)
 
     # ----- building from plugins ------------------------------------------------
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -228,23 +234,41 @@ class Trainer:
         the pause is not training time), or stop iterating (closing the
         generator). Calling ``run()`` again after a stop (or after raising
         ``config.epochs``) continues exactly where the last call left off.
+        A diverged model's run ends at once with ``RunEnd("diverged")`` until
+        it is rolled back.
         """
+        if self.diverged is not None:
+            yield RunEnd("diverged", f"{self.diverged} {self._way_out()}")
+            return
         try:
+            if self.sentinel.snapshot is None:
+                self.sentinel.take()  # the state this run starts from is the first good one
             while self.epochs_done < self.config.epochs:
                 yield from self._train_epoch()
                 yield self._finish_epoch()
-        except DivergedError as exc:
-            end = RunEnd(
-                "diverged",
-                f"{exc} at epoch {self.epochs_done + 1}, batch {self.batch_in_epoch}, "
-                "so this batch was not applied; the weights are probably already "
-                "unusable. Reset and try a lower learning rate.",
+        except (DivergedError, DivergenceError) as exc:
+            where = (
+                f"at epoch {self.epochs_done + 1}, batch {self.batch_in_epoch}"
+                if self.batch_in_epoch < len(self.train_loader)
+                else f"at the end of epoch {self.epochs_done + 1}"
             )
+            self.diverged = f"Training diverged: {exc} {where} (step {self.global_step})."
+            self.sentinel.events.append((self.global_step, f"diverged: {exc}"))
+            end = RunEnd("diverged", f"{self.diverged} {self._way_out()}")
         except PluginFailure as exc:
             end = RunEnd("failed", str(exc))
         else:
             end = RunEnd("finished")
         yield end
+
+    def _way_out(self) -> str:
+        snap = self.sentinel.snapshot
+        if snap is None:
+            return "Reset and try a lower learning rate."
+        return (
+            f"Roll back to the last good state ({snap.where}), optionally with the "
+            "learning rate halved, or Reset and try a lower learning rate."
+        )
 
     def _train_epoch(self) -> Iterator[Event]:
         loader = self.train_loader
@@ -264,6 +288,7 @@ class Trainer:
             loss_spec=self.loss_spec,
             optimizer_spec=self.optimizer_spec,
         )
+        sentinel = self.sentinel
         self.epoch_clock.start()
         try:
             for loss, batch_len in losses:
@@ -271,6 +296,8 @@ class Trainer:
                 self.global_step += 1
                 self.epoch_loss_sum += loss
                 self.history.batch_losses.append(loss)
+                sentinel.observe(loss)
+                sentinel.batch_done()
                 yield BatchEnd(
                     epoch,
                     self.batch_in_epoch - 1,
@@ -291,6 +318,9 @@ class Trainer:
             self.model, self.loss_fn, self.test_loader, loss_spec=self.loss_spec
         )
         test_seconds = time.perf_counter() - started
+        if not math.isfinite(test_loss):
+            raise DivergenceError(f"the test loss became {test_loss}")
+        self.sentinel.check()  # an epoch is only recorded (and saved) when its state is sound
         seconds = self.epoch_clock.seconds
         result = EpochEnd(
             epoch=self.epochs_done + 1,
@@ -307,6 +337,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.epoch_loss_sum = 0.0
         self.epoch_clock = Stopwatch()
+        self.sentinel.take()
         return result
 
     # ----- snapshots (the file format lives in fmnist_gui.checkpoint) ---------------

@@ -59,3 +59,46 @@ def make_distribution(
     for module, source in (modules or {}).items():
         (site_dir / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
     return info
+
+
+# An optimizer that blows up once, at its own step ``blow_at`` (counted per instance,
+# so the host's few-step self-test of it passes): after that step it writes ``what``
+# into the weights ("nan_weights", "scale_weights": times 1000) or into SGD's
+# momentum buffer ("nan_momentum", the weights stay finite for that step).
+BOMB_OPTIMIZER = """
+import torch
+from fmnist_gui import OptimizerSpec, Param, hookimpl
+
+class Bomb(torch.optim.SGD):
+    def __init__(self, params, lr, blow_at, what):
+        super().__init__(params, lr=lr, momentum=0.9)
+        self.steps, self.blow_at, self.what = 0, blow_at, what
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step(closure)
+        self.steps += 1
+        if self.steps != self.blow_at:
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                if self.what == "nan_momentum":
+                    self.state[p]["momentum_buffer"].fill_(float("nan"))
+                elif self.what == "scale_weights":
+                    p.mul_(1000.0)
+                else:
+                    p.fill_(float("nan"))
+
+def factory(what):
+    def make(params, lr, blow_at):
+        return Bomb(params, lr, blow_at, what)
+    return make
+
+@hookimpl
+def fmnist_register_optimizers():
+    return [
+        OptimizerSpec(name=f"bomb_{what}", label=f"Bomb {what}", factory=factory(what),
+                      params=(Param("blow_at", "int", 1000, minimum=1),))
+        for what in ("nan_weights", "nan_momentum", "scale_weights")
+    ]
+"""

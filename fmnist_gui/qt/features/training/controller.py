@@ -14,6 +14,7 @@ reason not to train now, e.g. a race), ``ensure_data()``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -62,6 +63,7 @@ class TrainingController(QObject):
         self.worker: TrainingWorker | None = None
         self._blockers: list[Blocker] = []
         self._run_end: RunEnd | str | None = None
+        self.divergence_box: QMessageBox | None = None  # open while a rollback is offered
         self._close_requested = False
         self._run_started = 0.0
         self._run_elapsed = 0.0
@@ -131,10 +133,27 @@ class TrainingController(QObject):
             states=IDLE,
             tip="Forget the model and the plots; the next Start begins with new weights",
         )
+        for name, text, halve in (
+            ("rollback", "Roll &back", False),
+            ("rollback_half_lr", "Roll back, &halve lr", True),
+        ):
+            w.add_action(
+                name,
+                text,
+                functools.partial(self.roll_back, halve_lr=halve),
+                states=IDLE,
+                tip="Go back to the last good state before the divergence"
+                + (", with the learning rate halved" if halve else ""),
+                blocker=self._rollback_blocked,
+            )
+        # A diverged model does not train on: Continue waits for a rollback or Reset.
+        self.add_blocker(self._diverged_reason)
         menu = w.menus["training"]
         for name in ("start", "pause", "stop"):
             menu.addAction(w.actions[name])
         menu.addSeparator()
+        menu.addAction(w.actions["rollback"])
+        menu.addAction(w.actions["rollback_half_lr"])
         menu.addAction(w.actions["reset"])
         for name in ("start", "pause", "stop", "reset"):
             w.toolbar.addAction(w.actions[name])
@@ -422,8 +441,11 @@ class TrainingController(QObject):
                 return
         self.trainer = None
         self.dirty = False
+        if self.divergence_box is not None:
+            self.divergence_box.close()
         if self.plots is not None:
             self.plots.clear()
+            self.plots.clear_marks()
         w.log.clear()
         self.progress.clear()
         self._last_position = None
@@ -431,6 +453,58 @@ class TrainingController(QObject):
         self.trainer_changed.emit(None)
         w.update_actions()
         w.statusBar().showMessage("Reset: the next Start trains a new model.")
+
+    def _diverged_reason(self) -> str:
+        t = self.trainer
+        if t is None or t.diverged is None:
+            return ""
+        if t.sentinel.snapshot is None:
+            return "The model diverged: Reset to start a new one."
+        return "The model diverged: Roll back (Training menu) or Reset before training on."
+
+    def _rollback_blocked(self) -> str:
+        t = self.trainer
+        if t is None or t.diverged is None:
+            return "Nothing to roll back: the model has not diverged."
+        if t.sentinel.snapshot is None:
+            return "No good state was kept to roll back to; Reset starts a new model."
+        return ""
+
+    def roll_back(self, *, halve_lr: bool = False) -> None:
+        """Put a diverged model back to its last good state (only while idle)."""
+        t = self.trainer
+        if self.window.state != "idle" or t is None or self._rollback_blocked():
+            return
+        if self.divergence_box is not None:
+            self.divergence_box.close()
+        message = t.sentinel.roll_back(halve_lr=halve_lr)
+        self.dirty = True
+        if self.plots is not None:
+            self.plots.set_history(t.history.batch_losses, t.history.epochs)
+            self.plots.draw(len(t.train_loader))
+            self.plots.mark_step(t.global_step, "rollback")
+        self.window.append_log(f"{message[0].upper()}{message[1:]}. Continue trains on from there.")
+        self._last_position = None
+        self._show_trainer_position()
+        self.window.update_actions()
+        self.window.statusBar().showMessage("Rolled back: Continue trains on from the good state.")
+
+    def _offer_rollback(self, message: str) -> None:
+        """Say that training diverged and offer the rollback, without blocking the window."""
+        from PySide6.QtWidgets import QMessageBox as Box
+
+        w = self.window
+        box = self.divergence_box = Box(Box.Icon.Warning, "Training diverged", message, parent=w)
+        box.setObjectName("divergence_box")
+        if self.trainer is not None and self.trainer.sentinel.snapshot is not None:
+            back = box.addButton("Roll back", Box.ButtonRole.AcceptRole)
+            half = box.addButton("Roll back, halve lr", Box.ButtonRole.AcceptRole)
+            back.clicked.connect(lambda: self.roll_back())
+            half.clicked.connect(lambda: self.roll_back(halve_lr=True))
+        box.addButton("Not now", Box.ButtonRole.RejectRole)
+        box.finished.connect(box.deleteLater)
+        box.destroyed.connect(lambda: setattr(self, "divergence_box", None))
+        box.open()  # window-modal but not blocking: closing the window still works
 
     def adopt_trainer(self, trainer: Trainer, *, saved: bool = True) -> None:
         """Make ``trainer`` the live model (after a checkpoint load); only while idle."""
@@ -514,9 +588,11 @@ class TrainingController(QObject):
                 "Reset begins a new one."
             )
         elif end.status == "diverged":
-            w.append_log(f"Diverged: {end.message}")
-            QMessageBox.warning(w, "Training diverged", end.message)
-            status.showMessage("Diverged; see the log.")
+            w.append_log(end.message)
+            if self.plots is not None and self.trainer is not None:
+                self.plots.mark_step(self.trainer.global_step, "diverged")
+            status.showMessage("Diverged: roll back (Training menu) or Reset.")
+            self._offer_rollback(end.message)
         else:
             w.append_log(f"Failed: {end.message}")
             QMessageBox.critical(w, "Training failed", end.message)

@@ -336,6 +336,38 @@ class TrainingPlots(QWidget):
             changed = True
         return changed
 
+    def mark_step(self, step: int, text: str) -> None:
+        """A labelled vertical line on the loss plot at ``step`` (e.g. a divergence)."""
+        if not hasattr(self, "_marks"):
+            self._marks: list[tuple[int, pg.InfiniteLine]] = []
+            self.x_axis_combo.currentIndexChanged.connect(self._place_marks)
+        line = pg.InfiniteLine(
+            angle=90,
+            movable=False,
+            pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine),
+            label=text,
+            labelOpts={"position": 0.9, "color": "#d62728"},
+        )
+        self.loss_plot.addItem(line)
+        self._marks.append((step, line))
+        self._place_marks()
+
+    def clear_marks(self) -> None:
+        """Remove every ``mark_step`` line."""
+        for _step, line in getattr(self, "_marks", []):
+            self.loss_plot.removeItem(line)
+        self._marks = []
+
+    @property
+    def marks(self) -> list[tuple[int, str]]:
+        """``(step, label)`` of the lines drawn by ``mark_step``."""
+        return [(step, line.label.toPlainText()) for step, line in getattr(self, "_marks", [])]
+
+    def _place_marks(self, *_args) -> None:
+        per = max(self.steps_per_epoch, 1) if self.x_mode == X_EPOCHS else 1
+        for step, line in getattr(self, "_marks", []):
+            line.setValue(step / per)
+
     def clear(self) -> None:
         self._steps.clear()
         self._losses.clear()
