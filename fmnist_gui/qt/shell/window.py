@@ -236,6 +236,11 @@ class MainWindow(QMainWindow):
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(text)
 
+    def scroll_log_to_end(self) -> None:
+        """Show the log's newest line (new lines then keep it in view)."""
+        bar = self.log.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
     # ----- help -------------------------------------------------------------------
     @Slot()
     def about(self) -> None:

@@ -196,23 +196,63 @@ def test_optimizer_refusing_its_settings_is_reported(app, monkeypatch):
     assert shown and "refused its settings" in shown[0]
 
 
-def test_closing_during_training_stops_and_closes(qtbot, app, monkeypatch):
-    asked = []
-
-    def answer(*args):
-        asked.append(args[1])
-        return QMessageBox.StandardButton.No if len(asked) == 1 else QMessageBox.StandardButton.Yes
-
-    monkeypatch.setattr(QMessageBox, "question", answer)
+def test_closing_during_training_asks_then_stops_and_closes(qtbot, app, monkeypatch):
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
     app.training.start()
     qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
-    app.window.close()  # first answer: No
+    app.window.close()
+    box = app.training.quit_box
+    buttons = QMessageBox.StandardButton
+    assert [box.button(b).text() for b in (buttons.Save, buttons.Discard, buttons.Cancel)] == [
+        "Save and quit",
+        "Quit without saving",
+        "Cancel",
+    ]
+    assert "not saved" in box.text()
+    box.button(buttons.Cancel).click()
     assert app.window.isVisible() and app.window.state == "running"
-    app.window.close()  # second answer: Yes
+    app.window.close()
+    app.training.quit_box.button(buttons.Discard).click()
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=10_000)
     assert app.training.job is None
-    assert len(asked) == 2
+    assert app.checkpoints.quit_box is None  # not asked twice
     assert not threads.live_threads()
+
+
+def test_save_and_quit_while_training_saves_then_closes(qtbot, app, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from fmnist_gui import checkpoint as ckpt
+
+    path = tmp_path / "quit.pt"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
+    )
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
+    app.window.close()
+    app.training.quit_box.button(QMessageBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
+    saved = ckpt.read_checkpoint(path)
+    assert saved["position"]["global_step"] == app.training.trainer.global_step
+
+
+def test_quit_question_says_not_saved_only_when_it_is_not(qtbot, app, tmp_path, monkeypatch):
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
+    app.training.toggle_pause()
+    app.checkpoints.path = tmp_path / "now.pt"
+    app.window.actions["save"].trigger()  # taken where the run paused
+    qtbot.waitUntil(lambda: (tmp_path / "now.pt").is_file(), timeout=30_000)
+    assert app.training.unsaved_steps == 0
+    app.window.close()
+    box = app.training.quit_box
+    assert "not saved" not in box.text() and "is saved" in box.text()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.training.job is None, timeout=30_000)
 
 
 def test_closing_while_loading_waits_for_the_loading_thread(qtbot, tiny_root, plugins, settings):

@@ -209,8 +209,9 @@ class ControlPanel(QWidget):
         self.shuffle_check.toggled.connect(self._field_edited)
         self.device_combo.currentIndexChanged.connect(self._field_edited)
 
-        training = QGroupBox("Training")
+        training = QWidget()
         form = QFormLayout(training)
+        form.setContentsMargins(0, 0, 0, 0)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         for text, field in (
@@ -240,15 +241,30 @@ class ControlPanel(QWidget):
         self.message.setStyleSheet("color: #d9534f;")
         self.message.hide()
 
+        # Everything below defines a model that does not exist yet; the live model's own
+        # settings are shown read-only above it (insert_top), never read from here.
+        new_model = QGroupBox("Settings for a new model")
+        new_model.setObjectName("new_model")
+        new_column = QVBoxLayout(new_model)
+        self.new_model_note = QLabel()
+        self.new_model_note.setObjectName("new_model_note")
+        self.new_model_note.setWordWrap(True)
+        self.new_model_note.setEnabled(False)
+        self.new_model_note.hide()
+        new_column.addWidget(self.new_model_note)
+        new_column.addWidget(training)
+        new_column.addWidget(self.optimizer_form)
+        new_column.addWidget(self.optimizer_description)
+        new_column.addWidget(self.loss_form)
+        new_column.addWidget(self.message)
+        self.new_model_box = new_model
+
         inner = QWidget()
         column = QVBoxLayout(inner)
         column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(training)
-        column.addWidget(self.optimizer_form)
-        column.addWidget(self.optimizer_description)
-        column.addWidget(self.loss_form)
-        column.addWidget(self.message)
+        column.addWidget(new_model)
         column.addStretch(1)
+        self.column = column
         scroll = QScrollArea()
         scroll.setWidget(inner)
         scroll.setWidgetResizable(True)
@@ -258,6 +274,15 @@ class ControlPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
         self.setMinimumWidth(320)
+
+    def insert_top(self, widget: QWidget) -> None:
+        """Show ``widget`` above the new-model settings, in the same scrolling column."""
+        self.column.insertWidget(0, widget)
+
+    def set_note(self, text: str) -> None:
+        """A line at the top of the new-model settings ("" hides it)."""
+        self.new_model_note.setText(text)
+        self.new_model_note.setVisible(bool(text))
 
     # ----- plugins ----------------------------------------------------------------
     def set_plugins(self, plugins: Any) -> None:
@@ -306,6 +331,7 @@ class ControlPanel(QWidget):
         self.optimizer_description.setText(spec.description if spec else "")
         self.optimizer_description.setVisible(bool(spec and spec.description))
         self._current_opt = spec.name if spec else None
+        self._fix_tab_order()
         self._field_edited()
 
     def _loss_changed(self, *_args) -> None:
@@ -316,7 +342,30 @@ class ControlPanel(QWidget):
         )
         self.loss_form.setVisible(bool(spec and spec.params))
         self._current_loss = spec.name if spec else None
+        self._fix_tab_order()
         self._field_edited()
+
+    def tab_chain(self) -> list[QWidget]:
+        """The form's fields in reading order: the order Tab visits them."""
+        return [
+            self.optimizer_combo,
+            self.loss_combo,
+            self.lr_edit,
+            self.epochs_spin,
+            self.batch_spin,
+            self.seed_edit,
+            self.device_combo,
+            self.shuffle_check,
+            *self.optimizer_form.fields.values(),
+            *self.loss_form.fields.values(),
+        ]
+
+    def _fix_tab_order(self) -> None:
+        # Fields built for a newly chosen optimizer join the end of the window's focus
+        # chain, after every other pane: put them back after the fields above them.
+        chain = self.tab_chain()
+        for first, second in zip(chain, chain[1:], strict=False):
+            QWidget.setTabOrder(first, second)
 
     def _remember_params(self) -> None:
         for kind, form in (("optimizer", self.optimizer_form), ("loss", self.loss_form)):
@@ -462,7 +511,8 @@ class ControlPanel(QWidget):
         settings.setValue("lr", self.lr_edit.text())
         settings.setValue("epochs", self.epochs_spin.value())
         settings.setValue("batch_size", self.batch_spin.value())
-        settings.setValue("seed", self.seed_edit.text())
+        # The seed is not kept: a new model gets a random one unless the user types one.
+        settings.remove("seed")
         settings.setValue("shuffle", self.shuffle_check.isChecked())
         settings.setValue("device", self.device_combo.currentData())
         settings.setValue("params", json.dumps(self._param_memory))
@@ -479,7 +529,6 @@ class ControlPanel(QWidget):
             except (TypeError, ValueError):
                 pass
             self.lr_edit.setText(str(settings.value("lr", self.lr_edit.text())))
-            self.seed_edit.setText(str(settings.value("seed", "") or ""))
             for spin, key in ((self.epochs_spin, "epochs"), (self.batch_spin, "batch_size")):
                 try:
                     spin.setValue(int(settings.value(key, spin.value())))
