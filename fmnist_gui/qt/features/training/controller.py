@@ -307,19 +307,19 @@ class TrainingController(QObject):
         actions = self.window.actions
         actions["pause"].setText("&Resume" if self.window.state == "paused" else "&Pause")
         trainer = self.trainer
-        continuing = (
-            trainer is not None
-            and not self.imported
-            and trainer.global_step > 0
-            and (
-                not trainer.finished or self.model_panel.epochs_target.value() > trainer.epochs_done
-            )
-        )
+        # A live model that has trained is continued, never silently replaced: a new
+        # model needs Reset first.
+        continuing = trainer is not None and not self.imported and trainer.global_step > 0
         actions["start"].setText("&Continue" if continuing else "&Start")
-        actions.set_tip(
-            "start",
-            "Continue training the same model" if continuing else "Start training a new model",
-        )
+        if not continuing:
+            tip = "Start training a new model"
+        elif trainer is not None and trainer.finished and (
+            self.model_panel.epochs_target.value() <= trainer.epochs_done
+        ):
+            tip = "The model has done all its epochs: raise them (Current model) to continue"
+        else:
+            tip = "Continue training the current model with its own settings"
+        actions.set_tip("start", tip)
         self._lock_form()
 
     def _lock_form(self) -> None:
@@ -620,8 +620,8 @@ class TrainingController(QObject):
         if end.status == "finished":
             epochs = self.trainer.epochs_done if self.trainer is not None else 0
             status.showMessage(
-                f"Finished {epochs} epochs. Raise Epochs and Start to train "
-                "further, or Reset for a new model."
+                f"Finished {epochs} epochs. Raise the model's epochs and Continue to "
+                "train further, or Reset for a new model."
             )
         elif end.status == "stopped":
             w.append_log(f"Stopped: {end.message}. Start continues the same model.")
