@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMessageBox, QTableWidget, QTextBrowser
 
 from fmnist_gui.qt.app import App
 from fmnist_gui.qt.infra import threads
@@ -24,15 +24,14 @@ def enabled_actions(app: App) -> set[str]:
 
 SAVING = {"save", "save_as", "export_weights"}
 PLUGINS = {"plugins_manage", "plugins_install_file", "plugins_install_package"}
+HELP = {"quit", "about", "guide", "shortcuts"}  # always enabled
 # Which commands each state allows: the one table, as the features registered it.
 EXPECTED_TABLE = {
-    "loading": {"quit", "about"},
-    "idle": {"quit", "about", "start", "reset", "open", "open_recent", "import_weights"}
-    | SAVING
-    | PLUGINS,
-    "running": {"quit", "about", "pause", "stop"} | SAVING,
-    "paused": {"quit", "about", "pause", "stop"} | SAVING,
-    "stopping": {"quit", "about"},
+    "loading": HELP,
+    "idle": HELP | {"start", "reset", "open", "open_recent", "import_weights"} | SAVING | PLUGINS,
+    "running": HELP | {"pause", "stop"} | SAVING,
+    "paused": HELP | {"pause", "stop"} | SAVING,
+    "stopping": HELP,
 }
 
 
@@ -564,3 +563,21 @@ def test_smoothed_line_is_downsampled_and_ends_within_3_px_of_the_newest_batch(q
     px_per_step = view.width() / (x1 - x0)
     # pyqtgraph drops the last, partial bucket: a gap, but too short to see
     assert 0 <= (len(losses) - drawn[-1]) * px_per_step <= 3
+
+
+def test_help_lists_every_shortcut_from_the_action_registry(app):
+    help_items = [a.text() for a in app.window.menus["help"].actions() if not a.isSeparator()]
+    assert help_items == ["&Getting Started", "&Keyboard Shortcuts", "&About"]
+    app.window.actions["shortcuts"].trigger()
+    table = app.window.help_dialog.findChild(QTableWidget, "shortcuts_table")
+    shown = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    registered = {
+        a.text().replace("&", "").rstrip("…"): a.shortcut().toString()
+        for a in app.window.actions.values()
+        if not a.shortcut().isEmpty()
+    }
+    assert shown == registered
+    assert shown["Start"] == "F5" and shown["Quit"] == "Ctrl+Q" and shown["Save"] == "Ctrl+S"
+    app.window.actions["guide"].trigger()
+    guide = app.window.help_dialog.findChild(QTextBrowser, "guide_text").toPlainText()
+    assert "Start (F5)" in guide and "Current model" in guide

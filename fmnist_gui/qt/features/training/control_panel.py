@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QIntValidator, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -46,6 +46,19 @@ def form_label(text: str) -> QLabel:
 # Characters a number (or a comma-separated list of them) can contain; the
 # real check is Param.parse, this only stops letters from being typed.
 _NUMBER_CHARS = r"[-+0-9.,eE \s()infaINFA]*"
+
+
+class CheckedSpinBox(QSpinBox):
+    """A spin box that says when it refuses what was typed, instead of silently reverting."""
+
+    refused = Signal(str)  # the text that was typed and not kept
+
+    def fixup(self, text: str) -> str:
+        # Qt calls this when editing ends on a value out of range ("0" for 1..60000),
+        # then goes back to the last good value.
+        if text.strip():
+            self.refused.emit(text.strip())
+        return super().fixup(text)
 
 
 @dataclass
@@ -170,14 +183,14 @@ class ControlPanel(QWidget):
             "Learning rate: how far each optimizer step moves the weights "
             "(a number above 0; the tutorial uses 1e-3)."
         )
-        self.epochs_spin = QSpinBox()
+        self.epochs_spin = CheckedSpinBox()
         self.epochs_spin.setObjectName("epochs")
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setValue(defaults.epochs)
         self.epochs_spin.setToolTip(
             "Passes over the 60,000 training images (the tutorial uses 10)."
         )
-        self.batch_spin = QSpinBox()
+        self.batch_spin = CheckedSpinBox()
         self.batch_spin.setObjectName("batch_size")
         self.batch_spin.setRange(1, MAX_BATCH_SIZE)
         self.batch_spin.setValue(defaults.batch_size)
@@ -206,6 +219,12 @@ class ControlPanel(QWidget):
             w.textEdited.connect(self._field_edited)
         for w in (self.epochs_spin, self.batch_spin):
             w.valueChanged.connect(self._field_edited)
+        self.epochs_spin.refused.connect(
+            lambda text: self._refused(self.epochs_spin, "Epochs", text)
+        )
+        self.batch_spin.refused.connect(
+            lambda text: self._refused(self.batch_spin, "Batch size", text)
+        )
         self.shuffle_check.toggled.connect(self._field_edited)
         self.device_combo.currentIndexChanged.connect(self._field_edited)
 
@@ -378,6 +397,20 @@ class ControlPanel(QWidget):
         # Clear the red outline as soon as the user touches the form again.
         self._mark_errors([])
         self.edited.emit()
+
+    def _refused(self, spin: QSpinBox, what: str, text: str) -> None:
+        kept = spin.value()
+        message = (
+            f"{what} {text} is not allowed (from {spin.minimum():,} to {spin.maximum():,}): "
+            f"kept {kept:,}."
+        )
+
+        def show() -> None:
+            # After the spin box has put its last good value back (which clears messages).
+            self.message.setText(message)
+            self.message.show()
+
+        QTimer.singleShot(0, show)
 
     def _mark_errors(self, errors: list[FieldError]) -> None:
         bad = {id(e.widget) for e in errors}

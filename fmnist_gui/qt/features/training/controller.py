@@ -313,8 +313,10 @@ class TrainingController(QObject):
         actions["start"].setText("&Continue" if continuing else "&Start")
         if not continuing:
             tip = "Start training a new model"
-        elif trainer is not None and trainer.finished and (
-            self.model_panel.epochs_target.value() <= trainer.epochs_done
+        elif (
+            trainer is not None
+            and trainer.finished
+            and (self.model_panel.epochs_target.value() <= trainer.epochs_done)
         ):
             tip = "The model has done all its epochs: raise them (Current model) to continue"
         else:
