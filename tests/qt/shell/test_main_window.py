@@ -122,7 +122,7 @@ def test_start_batches_arrive_in_order_then_stop_and_continue(qtbot, app):
     assert [loss for _, loss in seen] == trainer.history.batch_losses
     assert app.training.plots.point_count == trainer.global_step  # the frame timer caught up
     assert "Epoch 1\n-------------------------------" in app.window.log.toPlainText()
-    assert "Start continues the same model" in app.window.log.toPlainText()
+    assert "Continue trains the same model further" in app.window.log.toPlainText()
     assert app.window.actions["start"].text() == "&Continue"
 
     # Start after Stop continues the very same trainer, from the same step.

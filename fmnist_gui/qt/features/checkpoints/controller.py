@@ -310,7 +310,7 @@ class CheckpointController(QObject):
             return False
         self._adopt(trainer, checkpoint["extra"], path, saved=True)
         self._remember(path)
-        w.statusBar().showMessage(f"Opened {path}: Start continues its training.")
+        w.statusBar().showMessage(f"Opened {path}: Continue trains it further.")
         return True
 
     def _adopt(self, trainer: Trainer, extra: dict, path: Path | None, *, saved: bool) -> None:

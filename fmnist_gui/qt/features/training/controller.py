@@ -136,7 +136,7 @@ class TrainingController(QObject):
             self.stop,
             states=TRAINING,
             shortcut="Shift+F5",
-            tip="Stop after the current batch; Start continues the same model",
+            tip="Stop after the current batch; Continue trains the same model further",
         )
         w.add_action(
             "reset",
@@ -626,9 +626,9 @@ class TrainingController(QObject):
                 "train further, or Reset for a new model."
             )
         elif end.status == "stopped":
-            w.append_log(f"Stopped: {end.message}. Start continues the same model.")
+            w.append_log(f"Stopped: {end.message}. Continue trains the same model further.")
             status.showMessage(
-                "Stopped. Start continues the same model from where it stopped; "
+                "Stopped. Continue trains the same model from where it stopped; "
                 "Reset begins a new one."
             )
         elif end.status == "diverged":
