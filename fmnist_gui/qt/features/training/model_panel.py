@@ -102,8 +102,9 @@ class ModelPanel(QGroupBox):
         for row in range(self.form.rowCount()):
             for role in (QFormLayout.ItemRole.LabelRole, QFormLayout.ItemRole.FieldRole):
                 item = self.form.itemAt(row, role)
-                if item is not None and item.widget() is not None:
-                    item.widget().setVisible(visible)
+                widget = item.widget() if item is not None else None
+                if widget is not None:
+                    widget.setVisible(visible)
         self.empty.setVisible(not visible)
 
     def show_trainer(
