@@ -116,8 +116,9 @@ class App:
         # Each guard may keep the window open; the first that holds ends the round.
         # Unsaved training is asked about before a race is stopped for nothing;
         # while training runs, the training's own question comes first (the
-        # checkpoint guard steps aside then).
-        window.close_guards[:] = [checkpoints, insight, training]
+        # checkpoint guard steps aside then). A race is asked about (training's
+        # guard) before the insight guard stops it.
+        window.close_guards[:] = [checkpoints, training, insight]
         window.backend.loaded.connect(self._on_backend_loaded)
         window.backend.progress.connect(self._on_progress)
         #: Whether Ready starts torch.optim's warm-up in the background (``main`` sets it).

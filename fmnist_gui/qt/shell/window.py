@@ -24,12 +24,17 @@ from typing import Protocol
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
     QMainWindow,
     QMenu,
     QMessageBox,
     QPlainTextEdit,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QTabWidget,
+    QTextBrowser,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -100,10 +105,30 @@ class MainWindow(QMainWindow):
             states=ALWAYS,
             tip="Versions of the app, torch, Qt and the plugins",
         )
+        self.add_action(
+            "guide",
+            "&Getting Started",
+            self.show_guide,
+            states=ALWAYS,
+            tip="A short guide: train, watch, continue, save, compare",
+        )
+        self.add_action(
+            "shortcuts",
+            "&Keyboard Shortcuts",
+            self.show_shortcuts,
+            states=ALWAYS,
+            shortcut="Ctrl+/",
+            tip="Every command's keyboard shortcut",
+        )
         self.actions["quit"].setMenuRole(QAction.MenuRole.QuitRole)
         self.actions["about"].setMenuRole(QAction.MenuRole.AboutRole)
         self.menus["file"].addAction(self.actions["quit"])
-        self.menus["help"].addAction(self.actions["about"])
+        help_menu = self.menus["help"]
+        help_menu.addAction(self.actions["guide"])
+        help_menu.addAction(self.actions["shortcuts"])
+        help_menu.addSeparator()
+        help_menu.addAction(self.actions["about"])
+        self.help_dialog: QDialog | None = None
         self.statusBar().showMessage("Starting…")
         self._restore_geometry()
         backend.loaded.connect(self._on_backend_loaded)
@@ -234,7 +259,87 @@ class MainWindow(QMainWindow):
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(text)
 
+    def scroll_log_to_end(self) -> None:
+        """Show the log's newest line (new lines then keep it in view)."""
+        bar = self.log.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
     # ----- help -------------------------------------------------------------------
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(command, shortcut) for every registered action that has a shortcut."""
+        rows = []
+        for action in self.actions.values():
+            keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if keys:
+                rows.append((action.text().replace("&", "").rstrip("…"), keys))
+        return rows
+
+    def _show_help(self, title: str, widget: QWidget) -> QDialog:
+        # Non-modal: the user can read it while using the window.
+        if self.help_dialog is not None:
+            self.help_dialog.close()
+        dialog = QDialog(self)
+        dialog.setWindowTitle(title)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(widget)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.close)
+        layout.addWidget(buttons)
+        dialog.resize(460, 420)
+        self.help_dialog = dialog
+        dialog.destroyed.connect(lambda: setattr(self, "help_dialog", None))
+        dialog.show()
+        return dialog
+
+    @Slot()
+    def show_shortcuts(self) -> QDialog:
+        """A table of every command's shortcut, read from the action registry."""
+        rows = self.shortcut_rows()
+        table = QTableWidget(len(rows), 2)
+        table.setObjectName("shortcuts_table")
+        table.setHorizontalHeaderLabels(["Command", "Shortcut"])
+        table.verticalHeader().hide()
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for row, (command, keys) in enumerate(rows):
+            table.setItem(row, 0, QTableWidgetItem(command))
+            table.setItem(row, 1, QTableWidgetItem(keys))
+        table.horizontalHeader().setStretchLastSection(True)
+        table.resizeColumnToContents(0)
+        return self._show_help("Keyboard Shortcuts", table)
+
+    @Slot()
+    def show_guide(self) -> QDialog:
+        """A short guide to the first run, with the shortcuts as they are set now."""
+        text = QTextBrowser()
+        text.setObjectName("guide_text")
+        text.setHtml(self.guide_html())
+        return self._show_help("Getting Started", text)
+
+    def guide_html(self) -> str:
+        def keys(name: str) -> str:
+            action = self.actions.get(name)
+            shortcut = action.shortcut().toString() if action is not None else ""
+            return f" ({shortcut})" if shortcut else ""
+
+        return (
+            "<h3>Getting started</h3><ol>"
+            "<li><b>Choose the settings for a new model</b> on the left: optimizer, loss, "
+            "learning rate, epochs, batch size. The defaults are the PyTorch tutorial's.</li>"
+            f"<li><b>Start</b>{keys('start')} trains it. The Training tab plots the loss and "
+            "the accuracy; the log below shows the tutorial's output.</li>"
+            f"<li><b>Pause</b>{keys('pause')} or <b>Stop</b>{keys('stop')} at any batch. "
+            f"<b>Continue</b>{keys('start')} trains the <i>current model</i> further with its "
+            "own settings, shown read-only under Current model; raise its epochs there to "
+            "train past the end.</li>"
+            f"<li><b>Save</b>{keys('save')} keeps the model, its plots and its log; "
+            f"<b>Open</b>{keys('open')} brings one back. <b>Reset</b> forgets the current "
+            "model: the next Start trains a new one.</li>"
+            "<li>The <b>Compare</b> tab races optimizers on the same data; the "
+            "<b>Plugins</b> menu adds optimizers and losses.</li></ol>"
+            "<p>Help → Keyboard Shortcuts lists every shortcut.</p>"
+        )
+
     @Slot()
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_TITLE}", self.about_text())

@@ -149,7 +149,10 @@ def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
     assert log.startswith("Epoch 1\n---") and "Accuracy:" in log  # rebuilt from the history
     assert app.window.windowTitle() == "made-by-the-engine.pt[*] — Fashion-MNIST Trainer"
     assert not app.window.isWindowModified()
-    assert app.training.panel.epochs_spin.value() == 2
+    # The loaded model's own settings are shown as such; the new-model form is not touched.
+    assert app.training.model_panel.epochs_target.value() == 2
+    assert app.training.model_panel.rows["optimizer"].text().startswith("Adam")
+    assert app.training.panel.epochs_spin.value() == 200
 
     app.training.start()  # continues the loaded model
     qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=60_000)

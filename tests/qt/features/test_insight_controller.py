@@ -75,12 +75,28 @@ def test_training_run_feeds_runs_gallery_and_matrix(qtbot, app):
     assert all(int(test.labels[i]) == t and int(expected[i]) == p for i in shown)
 
 
-def test_closing_during_a_race_stops_it_then_closes(qtbot, app):
+def click_stop_and_quit(box) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    role = QMessageBox.ButtonRole.DestructiveRole
+    next(b for b in box.buttons() if box.buttonRole(b) == role).click()
+
+
+def test_closing_during_a_race_asks_then_stops_it_then_closes(qtbot, app, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
     race_view = app.insight.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
     app.window.close()
+    box = app.training.quit_box  # the race is not dropped without a question
+    assert box is not None and "race" in box.text() and race_view.running
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert race_view.running and app.window.isVisible()
+    app.window.close()
+    click_stop_and_quit(app.training.quit_box)
     assert app.window.isVisible()  # not yet: the race stops cooperatively first
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
     assert not race_view.running
@@ -109,6 +125,9 @@ def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, mo
 
     app.window.close()
     app.checkpoints.quit_box.button(QMessageBox.StandardButton.Discard).click()
+    race_box = app.training.quit_box  # then the race is asked about
+    assert race_box is not None and race_view.running
+    click_stop_and_quit(race_box)
     assert app.window.isVisible()  # now the race stops first, then the window closes
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
     assert not race_view.running

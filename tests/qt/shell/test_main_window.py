@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMessageBox, QTableWidget, QTextBrowser
 
 from fmnist_gui.qt.app import App
 from fmnist_gui.qt.infra import threads
@@ -26,16 +26,18 @@ SAVING = {"save", "save_as", "export_weights"}
 PLUGINS = {"plugins_manage", "plugins_install_file", "plugins_install_package"}
 # Allowed while idle, but held by their blocker until a model has diverged.
 ROLLBACK = {"rollback", "rollback_half_lr"}
+HELP = {"quit", "about", "guide", "shortcuts"}  # always enabled
 # Which commands each state allows: the one table, as the features registered it.
 EXPECTED_TABLE = {
-    "loading": {"quit", "about"},
-    "idle": {"quit", "about", "start", "reset", "open", "open_recent", "import_weights"}
+    "loading": HELP,
+    "idle": HELP
+    | {"start", "reset", "open", "open_recent", "import_weights"}
     | SAVING
     | PLUGINS
     | ROLLBACK,
-    "running": {"quit", "about", "pause", "stop"} | SAVING,
-    "paused": {"quit", "about", "pause", "stop"} | SAVING,
-    "stopping": {"quit", "about"},
+    "running": HELP | {"pause", "stop"} | SAVING,
+    "paused": HELP | {"pause", "stop"} | SAVING,
+    "stopping": HELP,
 }
 
 
@@ -126,7 +128,7 @@ def test_start_batches_arrive_in_order_then_stop_and_continue(qtbot, app):
     assert [loss for _, loss in seen] == trainer.history.batch_losses
     assert app.training.plots.point_count == trainer.global_step  # the frame timer caught up
     assert "Epoch 1\n-------------------------------" in app.window.log.toPlainText()
-    assert "Start continues the same model" in app.window.log.toPlainText()
+    assert "Continue trains the same model further" in app.window.log.toPlainText()
     assert app.window.actions["start"].text() == "&Continue"
 
     # Start after Stop continues the very same trainer, from the same step.
@@ -199,23 +201,63 @@ def test_optimizer_refusing_its_settings_is_reported(app, monkeypatch):
     assert shown and "refused its settings" in shown[0]
 
 
-def test_closing_during_training_stops_and_closes(qtbot, app, monkeypatch):
-    asked = []
-
-    def answer(*args):
-        asked.append(args[1])
-        return QMessageBox.StandardButton.No if len(asked) == 1 else QMessageBox.StandardButton.Yes
-
-    monkeypatch.setattr(QMessageBox, "question", answer)
+def test_closing_during_training_asks_then_stops_and_closes(qtbot, app, monkeypatch):
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
     app.training.start()
     qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
-    app.window.close()  # first answer: No
+    app.window.close()
+    box = app.training.quit_box
+    buttons = QMessageBox.StandardButton
+    assert [box.button(b).text() for b in (buttons.Save, buttons.Discard, buttons.Cancel)] == [
+        "Save and quit",
+        "Quit without saving",
+        "Cancel",
+    ]
+    assert "not saved" in box.text()
+    box.button(buttons.Cancel).click()
     assert app.window.isVisible() and app.window.state == "running"
-    app.window.close()  # second answer: Yes
+    app.window.close()
+    app.training.quit_box.button(buttons.Discard).click()
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=10_000)
     assert app.training.job is None
-    assert len(asked) == 2
+    assert app.checkpoints.quit_box is None  # not asked twice
     assert not threads.live_threads()
+
+
+def test_save_and_quit_while_training_saves_then_closes(qtbot, app, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from fmnist_gui import checkpoint as ckpt
+
+    path = tmp_path / "quit.pt"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
+    )
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
+    app.window.close()
+    app.training.quit_box.button(QMessageBox.StandardButton.Save).click()
+    qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
+    saved = ckpt.read_checkpoint(path)
+    assert saved["position"]["global_step"] == app.training.trainer.global_step
+
+
+def test_quit_question_says_not_saved_only_when_it_is_not(qtbot, app, tmp_path, monkeypatch):
+    monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
+    app.training.start()
+    qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
+    app.training.toggle_pause()
+    app.checkpoints.path = tmp_path / "now.pt"
+    app.window.actions["save"].trigger()  # taken where the run paused
+    qtbot.waitUntil(lambda: (tmp_path / "now.pt").is_file(), timeout=30_000)
+    assert app.training.unsaved_steps == 0
+    app.window.close()
+    box = app.training.quit_box
+    assert "not saved" not in box.text() and "is saved" in box.text()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    app.training.stop()
+    qtbot.waitUntil(lambda: app.training.job is None, timeout=30_000)
 
 
 def test_closing_while_loading_closes_at_once_and_drops_the_load(qtbot, tiny_root, settings):
@@ -529,3 +571,21 @@ def test_smoothed_line_is_downsampled_and_ends_within_3_px_of_the_newest_batch(q
     px_per_step = view.width() / (x1 - x0)
     # pyqtgraph drops the last, partial bucket: a gap, but too short to see
     assert 0 <= (len(losses) - drawn[-1]) * px_per_step <= 3
+
+
+def test_help_lists_every_shortcut_from_the_action_registry(app):
+    help_items = [a.text() for a in app.window.menus["help"].actions() if not a.isSeparator()]
+    assert help_items == ["&Getting Started", "&Keyboard Shortcuts", "&About"]
+    app.window.actions["shortcuts"].trigger()
+    table = app.window.help_dialog.findChild(QTableWidget, "shortcuts_table")
+    shown = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    registered = {
+        a.text().replace("&", "").rstrip("…"): a.shortcut().toString()
+        for a in app.window.actions.values()
+        if not a.shortcut().isEmpty()
+    }
+    assert shown == registered
+    assert shown["Start"] == "F5" and shown["Quit"] == "Ctrl+Q" and shown["Save"] == "Ctrl+S"
+    app.window.actions["guide"].trigger()
+    guide = app.window.help_dialog.findChild(QTextBrowser, "guide_text").toPlainText()
+    assert "Start (F5)" in guide and "Current model" in guide

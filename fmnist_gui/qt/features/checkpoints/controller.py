@@ -86,6 +86,7 @@ class CheckpointController(QObject):
         super().__init__(window)
         self.window = window
         self.training = training
+        training.save_for_quit = self.save
         self.extras = list(extras)
         self.path: Path | None = None  # the file the live training was opened from/saved to
         self.quit_box: QMessageBox | None = None  # the open "save before quitting?" question
@@ -282,8 +283,8 @@ class CheckpointController(QObject):
         step = state["position"]["global_step"]
         # Saved everything only if no batch was trained since the snapshot.
         t = self.training
+        t.mark_saved(step)
         if not t.busy and t.trainer is not None and t.trainer.global_step == step:
-            t.mark_saved()
             self._discard_autosave()
         w.statusBar().showMessage(f"Saved {path} (step {step}, {size / 2**20:.1f} MB).")
         self.update_title()
@@ -322,7 +323,7 @@ class CheckpointController(QObject):
             return False
         self._adopt(trainer, checkpoint["extra"], path, saved=True)
         self._remember(path)
-        w.statusBar().showMessage(f"Opened {path}: Start continues its training.")
+        w.statusBar().showMessage(f"Opened {path}: Continue trains it further.")
         return True
 
     def _adopt(self, trainer: Trainer, extra: dict, path: Path | None, *, saved: bool) -> None:
@@ -401,12 +402,20 @@ class CheckpointController(QObject):
         self._adopting = True
         try:
             self.path = None
-            self.training.adopt_trainer(trainer, saved=True)  # nothing trained: nothing unsaved
+            # Weights for a new model: its settings are the form's when Start is pressed.
+            self.training.adopt_trainer(
+                trainer,
+                saved=True,  # nothing trained: nothing unsaved
+                imported=f"Weights imported from {path.name}: Start trains a new model from "
+                "them with the settings below.",
+            )
         finally:
             self._adopting = False
         w.append_log(f"Imported the weights of {path}.")
         self.update_title()
-        w.statusBar().showMessage(f"Imported {path}: Start trains these weights further.")
+        w.statusBar().showMessage(
+            f"Imported {path}: Start trains these weights with the new-model settings."
+        )
         return True
 
     # ----- asking before unsaved training is dropped ---------------------------------
@@ -440,8 +449,7 @@ class CheckpointController(QObject):
         return True
 
     def _steps(self) -> int:
-        trainer = self.training.trainer
-        return trainer.global_step if trainer is not None else 0
+        return self.training.unsaved_steps
 
     def _extras(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

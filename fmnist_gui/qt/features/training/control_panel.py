@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QIntValidator, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -46,6 +46,19 @@ def form_label(text: str) -> QLabel:
 # Characters a number (or a comma-separated list of them) can contain; the
 # real check is Param.parse, this only stops letters from being typed.
 _NUMBER_CHARS = r"[-+0-9.,eE \s()infaINFA]*"
+
+
+class CheckedSpinBox(QSpinBox):
+    """A spin box that says when it refuses what was typed, instead of silently reverting."""
+
+    refused = Signal(str)  # the text that was typed and not kept
+
+    def fixup(self, text: str) -> str:
+        # Qt calls this when editing ends on a value out of range ("0" for 1..60000),
+        # then goes back to the last good value.
+        if text.strip():
+            self.refused.emit(text.strip())
+        return super().fixup(text)
 
 
 @dataclass
@@ -170,14 +183,14 @@ class ControlPanel(QWidget):
             "Learning rate: how far each optimizer step moves the weights "
             "(a number above 0; the tutorial uses 1e-3)."
         )
-        self.epochs_spin = QSpinBox()
+        self.epochs_spin = CheckedSpinBox()
         self.epochs_spin.setObjectName("epochs")
         self.epochs_spin.setRange(1, 10_000)
         self.epochs_spin.setValue(defaults.epochs)
         self.epochs_spin.setToolTip(
             "Passes over the 60,000 training images (the tutorial uses 10)."
         )
-        self.batch_spin = QSpinBox()
+        self.batch_spin = CheckedSpinBox()
         self.batch_spin.setObjectName("batch_size")
         self.batch_spin.setRange(1, MAX_BATCH_SIZE)
         self.batch_spin.setValue(defaults.batch_size)
@@ -206,11 +219,18 @@ class ControlPanel(QWidget):
             w.textEdited.connect(self._field_edited)
         for w in (self.epochs_spin, self.batch_spin):
             w.valueChanged.connect(self._field_edited)
+        self.epochs_spin.refused.connect(
+            lambda text: self._refused(self.epochs_spin, "Epochs", text)
+        )
+        self.batch_spin.refused.connect(
+            lambda text: self._refused(self.batch_spin, "Batch size", text)
+        )
         self.shuffle_check.toggled.connect(self._field_edited)
         self.device_combo.currentIndexChanged.connect(self._field_edited)
 
-        training = QGroupBox("Training")
+        training = QWidget()
         form = QFormLayout(training)
+        form.setContentsMargins(0, 0, 0, 0)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         for text, field in (
@@ -240,15 +260,30 @@ class ControlPanel(QWidget):
         self.message.setStyleSheet("color: #d9534f;")
         self.message.hide()
 
+        # Everything below defines a model that does not exist yet; the live model's own
+        # settings are shown read-only above it (insert_top), never read from here.
+        new_model = QGroupBox("Settings for a new model")
+        new_model.setObjectName("new_model")
+        new_column = QVBoxLayout(new_model)
+        self.new_model_note = QLabel()
+        self.new_model_note.setObjectName("new_model_note")
+        self.new_model_note.setWordWrap(True)
+        self.new_model_note.setEnabled(False)
+        self.new_model_note.hide()
+        new_column.addWidget(self.new_model_note)
+        new_column.addWidget(training)
+        new_column.addWidget(self.optimizer_form)
+        new_column.addWidget(self.optimizer_description)
+        new_column.addWidget(self.loss_form)
+        new_column.addWidget(self.message)
+        self.new_model_box = new_model
+
         inner = QWidget()
         column = QVBoxLayout(inner)
         column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(training)
-        column.addWidget(self.optimizer_form)
-        column.addWidget(self.optimizer_description)
-        column.addWidget(self.loss_form)
-        column.addWidget(self.message)
+        column.addWidget(new_model)
         column.addStretch(1)
+        self.column = column
         scroll = QScrollArea()
         scroll.setWidget(inner)
         scroll.setWidgetResizable(True)
@@ -258,6 +293,15 @@ class ControlPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
         self.setMinimumWidth(320)
+
+    def insert_top(self, widget: QWidget) -> None:
+        """Show ``widget`` above the new-model settings, in the same scrolling column."""
+        self.column.insertWidget(0, widget)
+
+    def set_note(self, text: str) -> None:
+        """A line at the top of the new-model settings ("" hides it)."""
+        self.new_model_note.setText(text)
+        self.new_model_note.setVisible(bool(text))
 
     # ----- plugins ----------------------------------------------------------------
     def set_plugins(self, plugins: Any) -> None:
@@ -306,6 +350,7 @@ class ControlPanel(QWidget):
         self.optimizer_description.setText(spec.description if spec else "")
         self.optimizer_description.setVisible(bool(spec and spec.description))
         self._current_opt = spec.name if spec else None
+        self._fix_tab_order()
         self._field_edited()
 
     def _loss_changed(self, *_args) -> None:
@@ -316,7 +361,30 @@ class ControlPanel(QWidget):
         )
         self.loss_form.setVisible(bool(spec and spec.params))
         self._current_loss = spec.name if spec else None
+        self._fix_tab_order()
         self._field_edited()
+
+    def tab_chain(self) -> list[QWidget]:
+        """The form's fields in reading order: the order Tab visits them."""
+        return [
+            self.optimizer_combo,
+            self.loss_combo,
+            self.lr_edit,
+            self.epochs_spin,
+            self.batch_spin,
+            self.seed_edit,
+            self.device_combo,
+            self.shuffle_check,
+            *self.optimizer_form.fields.values(),
+            *self.loss_form.fields.values(),
+        ]
+
+    def _fix_tab_order(self) -> None:
+        # Fields built for a newly chosen optimizer join the end of the window's focus
+        # chain, after every other pane: put them back after the fields above them.
+        chain = self.tab_chain()
+        for first, second in zip(chain, chain[1:], strict=False):
+            QWidget.setTabOrder(first, second)
 
     def _remember_params(self) -> None:
         for kind, form in (("optimizer", self.optimizer_form), ("loss", self.loss_form)):
@@ -329,6 +397,20 @@ class ControlPanel(QWidget):
         # Clear the red outline as soon as the user touches the form again.
         self._mark_errors([])
         self.edited.emit()
+
+    def _refused(self, spin: QSpinBox, what: str, text: str) -> None:
+        kept = spin.value()
+        message = (
+            f"{what} {text} is not allowed (from {spin.minimum():,} to {spin.maximum():,}): "
+            f"kept {kept:,}."
+        )
+
+        def show() -> None:
+            # After the spin box has put its last good value back (which clears messages).
+            self.message.setText(message)
+            self.message.show()
+
+        QTimer.singleShot(0, show)
 
     def _mark_errors(self, errors: list[FieldError]) -> None:
         bad = {id(e.widget) for e in errors}
@@ -462,7 +544,8 @@ class ControlPanel(QWidget):
         settings.setValue("lr", self.lr_edit.text())
         settings.setValue("epochs", self.epochs_spin.value())
         settings.setValue("batch_size", self.batch_spin.value())
-        settings.setValue("seed", self.seed_edit.text())
+        # The seed is not kept: a new model gets a random one unless the user types one.
+        settings.remove("seed")
         settings.setValue("shuffle", self.shuffle_check.isChecked())
         settings.setValue("device", self.device_combo.currentData())
         settings.setValue("params", json.dumps(self._param_memory))
@@ -479,7 +562,6 @@ class ControlPanel(QWidget):
             except (TypeError, ValueError):
                 pass
             self.lr_edit.setText(str(settings.value("lr", self.lr_edit.text())))
-            self.seed_edit.setText(str(settings.value("seed", "") or ""))
             for spin, key in ((self.epochs_spin, "epochs"), (self.batch_spin, "batch_size")):
                 try:
                     spin.setValue(int(settings.value(key, spin.value())))

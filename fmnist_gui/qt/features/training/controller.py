@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QMessageBox, QStackedWidget
 
 from fmnist_gui.qt.features.training.control_panel import ControlPanel
+from fmnist_gui.qt.features.training.model_panel import ModelPanel
 from fmnist_gui.qt.features.training.progress import ProgressPanel, format_duration
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job, TrainingWorker
@@ -71,9 +73,21 @@ class TrainingController(QObject):
         self._last_position: tuple[int, int, str] | None = None
         self._last_text_time = 0.0
         self._saved_switch_interval = sys.getswitchinterval()
+        self._settings_restored = False
+        # Weights imported for a new model: Start trains them with the form's settings.
+        self._imported = ""
+        self.saved_step = 0  # the live model's step in its newest file
+        # Set by the checkpoints feature: saves the live model, True once it is in a file.
+        self.save_for_quit: Callable[[], bool] | None = None
+        self._save_on_close = False
+        self.quit_box: QMessageBox | None = None
 
         self.panel = ControlPanel()
         self.panel.edited.connect(self._on_form_edited)
+        self.model_panel = ModelPanel()
+        self.model_panel.epochs_edited.connect(self._on_form_edited)
+        self.model_panel.use_settings.connect(self._use_model_settings)
+        self.panel.insert_top(self.model_panel)
         self.progress = ProgressPanel()
         window.add_side_widget(self.panel, 1)
         window.add_side_widget(self.progress)
@@ -106,7 +120,7 @@ class TrainingController(QObject):
             states=IDLE,
             shortcut="F5",
             tip="Start or continue training",
-            blocker=self.training_blocked,
+            blocker=lambda: self.continue_blocked() or self.training_blocked(),
         )
         w.add_action(
             "pause",
@@ -124,7 +138,7 @@ class TrainingController(QObject):
             self.stop,
             states=TRAINING,
             shortcut="Shift+F5",
-            tip="Stop after the current batch; Start continues the same model",
+            tip="Stop after the current batch; Continue trains the same model further",
         )
         w.add_action(
             "reset",
@@ -195,6 +209,32 @@ class TrainingController(QObject):
         """
         self._blockers.append(blocker)
 
+    @property
+    def imported(self) -> bool:
+        """True while the live weights were imported and not trained yet (a new model)."""
+        return bool(self._imported) and self.trainer is not None
+
+    def continue_blocked(self) -> str:
+        """Why the live model cannot continue ("" when it can, or when there is none).
+
+        A model keeps the optimizer and loss it was created with; when their
+        plugin is no longer loaded, it cannot be trained further.
+        """
+        t, plugins = self.trainer, self.backend.plugins
+        if t is None or self.imported or plugins is None:
+            return ""
+        for kind, spec, table in (
+            ("optimizer", t.optimizer_spec, plugins.optimizers),
+            ("loss", t.loss_spec, plugins.losses),
+        ):
+            if spec.name not in table:
+                return (
+                    f"The current model cannot continue: its {kind} {spec.label or spec.name} "
+                    f"(plugin {spec.plugin}) is not loaded. Enable the plugin again "
+                    "(Plugins menu), or Reset to train a new model."
+                )
+        return ""
+
     def training_blocked(self) -> str:
         """Why training may not start or resume now ("" when it may), e.g. a race runs."""
         for blocker in self._blockers:
@@ -226,9 +266,36 @@ class TrainingController(QObject):
 
     @Slot(object)
     def _on_plugins_changed(self, plugins: PluginHost) -> None:
+        # The form lists what is loaded now; what the user typed stays, and the saved
+        # settings come back only once, at start-up. The live model is not the form's.
         self.panel.set_plugins(plugins)
-        self.panel.restore_settings(self.window.settings)
-        self._lock_form()
+        if not self._settings_restored:
+            self._settings_restored = True
+            self.panel.restore_settings(self.window.settings)
+        self._show_model()
+        self.window.update_actions()
+
+    def _show_model(self) -> None:
+        t = self.trainer
+        if self.imported:
+            self.model_panel.show_trainer(None, imported=self._imported)
+        else:
+            self.model_panel.show_trainer(t, problem=self.continue_blocked())
+        if t is None or self.imported:
+            self.panel.set_note("")
+        else:
+            self.panel.set_note(
+                "Continue trains the current model with its own settings; these are used "
+                "by Start after Reset."
+            )
+
+    @Slot()
+    def _use_model_settings(self) -> None:
+        from dataclasses import replace
+
+        if self.trainer is not None and self.window.state == "idle":
+            # A new model gets a new random seed unless the user types one.
+            self.panel.set_config(replace(self.trainer.config, seed=None))
 
     def ensure_data(self) -> bool:
         """True when the dataset is loaded; otherwise offer the ways to get it."""
@@ -259,21 +326,29 @@ class TrainingController(QObject):
         actions = self.window.actions
         actions["pause"].setText("&Resume" if self.window.state == "paused" else "&Pause")
         trainer = self.trainer
-        continuing = (
-            trainer is not None
-            and trainer.global_step > 0
-            and (not trainer.finished or self.panel.epochs_spin.value() > trainer.epochs_done)
-        )
+        # A live model that has trained is continued, never silently replaced: a new
+        # model needs Reset first.
+        continuing = trainer is not None and not self.imported and trainer.global_step > 0
         actions["start"].setText("&Continue" if continuing else "&Start")
-        actions.set_tip(
-            "start",
-            "Continue training the same model" if continuing else "Start training a new model",
-        )
+        if not continuing:
+            tip = "Start training a new model"
+        elif (
+            trainer is not None
+            and trainer.finished
+            and (self.model_panel.epochs_target.value() <= trainer.epochs_done)
+        ):
+            tip = "The model has done all its epochs: raise them (Current model) to continue"
+        else:
+            tip = "Continue training the current model with its own settings"
+        actions.set_tip("start", tip)
         self._lock_form()
 
     def _lock_form(self) -> None:
+        # The form only describes a new model: it is editable whenever nothing trains.
         busy = self.window.state != "idle"
-        self.panel.set_locked(busy or self.trainer is not None, allow_epochs=not busy)
+        self.panel.set_locked(busy)
+        self.model_panel.epochs_target.setEnabled(not busy and self.trainer is not None)
+        self.model_panel.use_button.setEnabled(not busy and self.trainer is not None)
 
     @Slot()
     def _on_form_edited(self) -> None:
@@ -293,48 +368,50 @@ class TrainingController(QObject):
             return
         if not self.ensure_data():
             return
-        if self.trainer is not None and self.trainer.finished:
-            wanted = self.panel.epochs_spin.value()
+        cannot = self.continue_blocked()
+        if cannot:
+            w.statusBar().showMessage(cannot, 8000)
+            return
+        if self.trainer is not None and not self.imported and self.trainer.finished:
+            wanted = self.model_panel.epochs_target.value()
             if wanted <= self.trainer.epochs_done:
                 w.statusBar().showMessage(
                     f"This model has finished its {self.trainer.epochs_done} epochs: raise "
-                    "Epochs to train it further, or Reset to start a new model."
-                )
-                self.panel.show_error(
-                    "epochs",
-                    "the model has done "
-                    f"{self.trainer.epochs_done} epochs; raise Epochs to "
-                    "continue or press Reset for a new model",
+                    "its epochs (Current model) to train it further, or Reset to start a "
+                    "new model."
                 )
                 return
-        if self.trainer is None:
-            trainer = self._new_trainer()
+        if self.trainer is None or self.imported:
+            weights = self.trainer.model.state_dict() if self.trainer is not None else None
+            trainer = self._new_trainer(weights)
             if trainer is None:
                 return
             self.trainer = trainer
-            if self.plots is not None:
+            self._imported = ""
+            self.saved_step = 0
+            if self.plots is not None and weights is None:
                 self.plots.clear()
             w.append_log(
-                f"New model: {trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
+                f"New model{' from the imported weights' if weights is not None else ''}: "
+                f"{trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
                 f", batch size {trainer.config.batch_size}, seed {trainer.seed}, "
                 f"device {trainer.device}"
             )
             self.trainer_changed.emit(trainer)
+            self._show_model()
         else:
             t = self.trainer
-            # Epochs is the total for this model; it may be raised (or lowered) between runs,
-            # but never below the epoch under way.
+            # The model's own epoch total may be raised (or lowered) between runs, but never
+            # below the epoch under way; nothing else of the model changes.
             t.config.epochs = max(
-                self.panel.epochs_spin.value(), t.epochs_done + (1 if t.batch_in_epoch else 0)
+                self.model_panel.epochs_target.value(),
+                t.epochs_done + (1 if t.batch_in_epoch else 0),
             )
-            w.append_log(
-                f"Continuing the same model from epoch {t.epochs_done + 1}, batch "
-                f"{t.batch_in_epoch} (step {t.global_step})."
-            )
+            w.append_log(f"Continuing the same model {describe_position(t)}.")
             w.statusBar().showMessage("Continuing the same model where it stopped.")
         self._launch(self.trainer)
 
-    def _new_trainer(self) -> Trainer | None:
+    def _new_trainer(self, weights: dict | None = None) -> Trainer | None:
         from fmnist_gui.plugins.boundary import PluginFailure
         from fmnist_gui.plugins.host import UnknownPluginError
         from fmnist_gui.plugins.specs import ParamError
@@ -350,7 +427,7 @@ class TrainingController(QObject):
             self.window.statusBar().showMessage("Cannot start: the plugins did not load.")
             return None
         try:
-            return Trainer(config, *inputs)
+            return Trainer(config, *inputs, initial_state=weights)
         except (ConfigError, ParamError) as exc:
             self.panel.show_error(
                 "epochs" if isinstance(exc, ConfigError) else "optimizer", str(exc)
@@ -377,6 +454,7 @@ class TrainingController(QObject):
         self._run_started = time.monotonic()
         self._run_elapsed = 0.0
         self._run_first_step = trainer.global_step
+        self._last_position = None
         self.job = Job(worker, self)
         self.job.done.connect(self._on_job_done)
         self._saved_switch_interval = sys.getswitchinterval()
@@ -385,6 +463,7 @@ class TrainingController(QObject):
         self.window.set_state("running")
         self.window.statusBar().showMessage("Training…")
         self.job.start()
+        self.window.scroll_log_to_end()  # the run's lines follow whatever was loaded
         self.pacer.restart()
         self.frame_timer.start()
 
@@ -443,12 +522,14 @@ class TrainingController(QObject):
         self.dirty = False
         if self.divergence_box is not None:
             self.divergence_box.close()
+        self._imported = ""
+        self.saved_step = 0
         if self.plots is not None:
             self.plots.clear()
             self.plots.clear_marks()
         w.log.clear()
-        self.progress.clear()
-        self._last_position = None
+        self._forget_run()
+        self._show_model()
         self.model_label.setText("No model yet")
         self.trainer_changed.emit(None)
         w.update_actions()
@@ -506,28 +587,58 @@ class TrainingController(QObject):
         box.destroyed.connect(lambda: setattr(self, "divergence_box", None))
         box.open()  # window-modal but not blocking: closing the window still works
 
-    def adopt_trainer(self, trainer: Trainer, *, saved: bool = True) -> None:
-        """Make ``trainer`` the live model (after a checkpoint load); only while idle."""
+    def adopt_trainer(self, trainer: Trainer, *, saved: bool = True, imported: str = "") -> None:
+        """Make ``trainer`` the live model (after a checkpoint load); only while idle.
+
+        The form is left alone: it holds the settings of a *new* model. With
+        ``imported`` (a note saying where the weights came from), ``trainer``
+        only carries weights: Start builds a new model from them with the form's
+        settings.
+        """
         if self.window.state != "idle":
             raise RuntimeError("adopt_trainer() needs the window to be idle")
         self.trainer = trainer
         self.dirty = not saved
-        self.panel.set_config(trainer.config)
+        self._imported = imported
+        self.saved_step = trainer.global_step if saved else 0
+        self._forget_run()
         if self.plots is not None:
             self.plots.set_history(trainer.history.batch_losses, trainer.history.epochs)
             self.plots.draw(len(trainer.train_loader))
         self._show_trainer_position()
-        self.window.append_log(
-            f"Loaded a model at epoch {trainer.epochs_done}, batch "
-            f"{trainer.batch_in_epoch} (step {trainer.global_step}); "
-            "Start continues it."
-        )
+        self._show_model()
+        if not imported:
+            self.window.append_log(
+                f"Loaded a model {describe_position(trainer)}; Continue trains it further."
+            )
+        self.window.scroll_log_to_end()
         self.trainer_changed.emit(trainer)
         self.window.update_actions()
 
-    def mark_saved(self) -> None:
-        """Everything trained so far is in a file: Reset and Quit need not ask."""
-        self.dirty = False
+    def _forget_run(self) -> None:
+        # Elapsed, Remaining and Speed belong to a run of this model, not to the last one.
+        self._run_elapsed = 0.0
+        self._run_started = time.monotonic()
+        self._run_first_step = self.trainer.global_step if self.trainer is not None else 0
+        self._last_position = None
+        self.progress.clear()
+
+    def mark_saved(self, step: int | None = None) -> None:
+        """The model as of ``step`` (default: now) is in a file.
+
+        When that is everything trained so far, Reset and Quit need not ask.
+        """
+        trainer = self.trainer
+        current = trainer.global_step if trainer is not None else 0
+        self.saved_step = current if step is None else step
+        if self.saved_step >= current:
+            self.dirty = False
+
+    @property
+    def unsaved_steps(self) -> int:
+        """Steps trained since the live model was last saved (or since it began)."""
+        trainer = self.trainer
+        return max(trainer.global_step - self.saved_step, 0) if trainer is not None else 0
 
     # ----- worker signals ---------------------------------------------------------
     @Slot(object)
@@ -569,6 +680,13 @@ class TrainingController(QObject):
         end, self._run_end = self._run_end, None
         w.set_state("idle")
         if self._close_requested:
+            if self._save_on_close and self.save_for_quit is not None:
+                self._save_on_close = False
+                if not self.save_for_quit():
+                    self._close_requested = False
+                    status = w.statusBar()
+                    status.showMessage("Not saved, so not quitting: the model is kept.")
+                    return
             w.close()
             return
         status = w.statusBar()
@@ -578,13 +696,13 @@ class TrainingController(QObject):
         if end.status == "finished":
             epochs = self.trainer.epochs_done if self.trainer is not None else 0
             status.showMessage(
-                f"Finished {epochs} epochs. Raise Epochs and Start to train "
-                "further, or Reset for a new model."
+                f"Finished {epochs} epochs. Raise the model's epochs and Continue to "
+                "train further, or Reset for a new model."
             )
         elif end.status == "stopped":
-            w.append_log(f"Stopped: {end.message}. Start continues the same model.")
+            w.append_log(f"Stopped: {end.message}. Continue trains the same model further.")
             status.showMessage(
-                "Stopped. Start continues the same model from where it stopped; "
+                "Stopped. Continue trains the same model from where it stopped; "
                 "Reset begins a new one."
             )
         elif end.status == "diverged":
@@ -631,13 +749,15 @@ class TrainingController(QObject):
         epoch = t.epochs_done + 1 if t.batch_in_epoch else max(t.epochs_done, 1)
         batch = t.batch_in_epoch if t.batch_in_epoch else (num_batches if t.epochs_done else 0)
         self.progress.show_position(epoch, batch, num_batches, t.epochs_done, t.config.epochs)
+        if not self.imported:
+            self.model_panel.show_epochs(t)
         elapsed = self._run_elapsed + (
             time.monotonic() - self._run_started if state == "running" else 0.0
         )
         steps = step - self._run_first_step
         remaining = t.config.epochs * num_batches - step
         rate = steps / elapsed if elapsed > 0 and steps > 0 else None
-        self.progress.elapsed.setText(format_duration(elapsed))
+        self.progress.elapsed.setText(format_duration(elapsed) if elapsed > 0 else "–")
         self.progress.eta.setText(format_duration(remaining / rate) if rate else "–")
         self.progress.speed.setText(f"{rate * t.config.batch_size:,.0f} samples/s" if rate else "–")
         try:
@@ -651,27 +771,73 @@ class TrainingController(QObject):
 
     # ----- closing ------------------------------------------------------------------
     def hold_close(self) -> bool:
-        """While training: ask, then stop cooperatively and close once the thread ended."""
-        if self.job is None:
+        """While training or racing: ask first (non-blocking), then stop and close.
+
+        Training: Save and quit / Quit without saving / Cancel; the run is stopped
+        cooperatively and the window closes once the thread ended (after the save,
+        for Save and quit). Another run that holds training (a race) is not
+        dropped without a question either.
+        """
+        if self._close_requested:
+            return self.job is not None  # then _on_job_done closes again
+        if self.job is None and not self.training_blocked():
             return False
-        w = self.window
-        if not self._close_requested:
-            answer = QMessageBox.question(
-                w,
-                "Quit while training?",
-                "Training is running. Stop it and quit? The model has not been saved.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.No,
+        self._ask_before_quit()
+        return True
+
+    def _ask_before_quit(self) -> None:
+        if self.quit_box is not None:
+            return
+        buttons = QMessageBox.StandardButton
+        if self.job is None:
+            reason = self.training_blocked()
+            text = f"{reason}\n\nQuitting now stops it, and its results are not kept."
+            box = QMessageBox(
+                QMessageBox.Icon.Question, "Quit now?", text, buttons.Cancel, self.window
             )
-            if answer != QMessageBox.StandardButton.Yes:
-                return True
-        # Closed again by _on_job_done once the thread has ended.
+            box.addButton("Stop and quit", QMessageBox.ButtonRole.DestructiveRole)
+        else:
+            steps = self.unsaved_steps
+            saved = (
+                f"{steps} steps trained since the model was last saved are not saved."
+                if steps
+                else "Everything trained so far is saved."
+            )
+            box = QMessageBox(
+                QMessageBox.Icon.Question,
+                "Quit while training?",
+                f"Training is running: quitting stops it after the current batch. {saved}",
+                buttons.Save | buttons.Discard | buttons.Cancel,
+                self.window,
+            )
+            box.button(buttons.Save).setText("Save and quit")
+            box.button(buttons.Discard).setText("Quit without saving")
+            box.setDefaultButton(buttons.Save if steps else buttons.Discard)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.finished.connect(lambda _result: self._on_quit_answer(box))
+        self.quit_box = box
+        box.open()
+
+    def _on_quit_answer(self, box: QMessageBox) -> None:
+        self.quit_box = None
+        box.deleteLater()
+        clicked = box.clickedButton()
+        answer = box.standardButton(clicked)
+        if answer == QMessageBox.StandardButton.Cancel or clicked is None:
+            return
+        self._save_on_close = answer == QMessageBox.StandardButton.Save
         self._close_requested = True
+        w = self.window
+        if self.job is None:  # a race: its own guard stops it, then closes
+            w.close()
+            return
+        # Closed again by _on_job_done once the thread has ended.
         self._request_stop()
         if w.state in ("running", "paused"):
+            if w.state == "running":
+                self._run_elapsed += time.monotonic() - self._run_started
             w.set_state("stopping")
         w.statusBar().showMessage("Stopping, then quitting…")
-        return True
 
     @Slot()
     def _on_closing(self) -> None:
@@ -692,3 +858,11 @@ class TrainingController(QObject):
         self._request_stop()
         if self.job is not None:
             self.job.wait(timeout_ms)
+
+
+def describe_position(trainer: Trainer) -> str:
+    """Where a model stands, numbered one way everywhere: steps and whole epochs done."""
+    text = f"after step {trainer.global_step} ({trainer.epochs_done} epochs done"
+    if trainer.batch_in_epoch:
+        text += f", {trainer.batch_in_epoch} batches into epoch {trainer.epochs_done + 1}"
+    return text + ")"
