@@ -70,7 +70,11 @@ def test_non_finite_weights_are_never_saved(tmp_path, tiny_data, plugins):
         lambda p: ckpt.export_weights(p, state["model"]),
     ):
         path = tmp_path / "out.pt"
-        with pytest.raises(ckpt.CheckpointError, match="linear_relu_stack.0.bias holds 1 NaN"):
+        # Training states are refused by the divergence rule, weights files by their check.
+        with pytest.raises(
+            ckpt.CheckpointError,
+            match=r"linear_relu_stack\.0\.bias (holds 1 NaN|is not a finite number)",
+        ):
             save(path)
         assert not path.exists()
 
