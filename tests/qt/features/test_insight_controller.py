@@ -282,3 +282,33 @@ def test_past_runs_come_back_with_details_and_their_settings(qtbot, app, tmp_pat
         assert second.window.tabs.currentIndex() == 0
     finally:
         second.shutdown(30_000)
+
+
+@pytest.mark.parametrize("size", [(1024, 640), (1280, 800)])
+def test_insight_tabs_clip_nothing(qtbot, app, size):
+    from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel
+
+    app.window.resize(*size)
+    assert app.window.minimumSizeHint().width() <= size[0]
+    insight = app.insight
+    for view in (
+        insight.predictions_view,
+        insight.confusion_view,
+        insight.race_view,
+        insight.runs_view,
+    ):
+        app.window.tabs.setCurrentWidget(view)
+        qtbot.wait(50)
+        assert view.width() >= view.minimumSizeHint().width(), view.objectName()
+        for widget in view.findChildren(QLabel) + view.findChildren(QAbstractButton):
+            if not widget.isVisibleTo(view) or not widget.text():
+                continue
+            if isinstance(widget, QLabel) and widget.wordWrap():
+                continue  # wraps instead of clipping
+            assert widget.width() >= widget.minimumSizeHint().width(), (
+                view.objectName(),
+                widget.text(),
+            )
+        for group in view.findChildren(QGroupBox):
+            if group.isVisibleTo(view):
+                assert group.height() >= group.minimumSizeHint().height(), group.title()

@@ -381,26 +381,30 @@ class PredictionsView(QWidget):
         self.sheet_button = QPushButton("Save contact sheet\u2026")
         self.sheet_button.setToolTip("Save the images shown here, captioned, as one PNG")
         self.sheet_button.clicked.connect(self.save_contact_sheet_dialog)
-        self.previous_button = QPushButton("\u2190 Previous")
+        self.previous_button = QPushButton("\u25c0")
         self.previous_button.setToolTip("The previous page of matching images")
         self.previous_button.clicked.connect(lambda: self.set_page(self.page - 1))
-        self.next_button = QPushButton("Next \u2192")
+        self.next_button = QPushButton("\u25b6")
         self.next_button.setToolTip("The next page of matching images")
         self.next_button.clicked.connect(lambda: self.set_page(self.page + 1))
 
-        controls = QHBoxLayout()
+        # Two rows: one would set the tab's minimum width beyond a 1024-pixel window.
+        controls = QVBoxLayout()
+        filters, order = QHBoxLayout(), QHBoxLayout()
         for widget in (
             QLabel("True:"),
             self.true_combo,
             QLabel("Predicted:"),
             self.predicted_combo,
-            self.wrong_only,
-            QLabel("Sort:"),
-            self.sort_combo,
         ):
-            controls.addWidget(widget)
-        controls.addStretch(1)
-        controls.addWidget(self.refresh_button)
+            filters.addWidget(widget)
+        filters.addStretch(1)
+        for widget in (self.wrong_only, QLabel("Sort:"), self.sort_combo):
+            order.addWidget(widget)
+        order.addStretch(1)
+        order.addWidget(self.refresh_button)
+        controls.addLayout(filters)
+        controls.addLayout(order)
 
         self.tiles: list[ImageTile] = []
         grid_widget = QWidget()
