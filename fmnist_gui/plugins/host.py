@@ -51,7 +51,7 @@ from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins import hookspecs, safemode
 from fmnist_gui.plugins.boundary import describe, from_plugin
 from fmnist_gui.plugins.probe import Prober, ProbeTarget, Verdict
-from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
+from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec, SchedulerSpec
 from fmnist_gui.system.paths import user_plugin_dir
 
 PROJECT = "fmnist_gui"
@@ -71,6 +71,7 @@ Status = Literal["loaded", "failed", "disabled", "untrusted"]
 _SPEC_HOOKS: dict[str, tuple[type, str, str]] = {
     "fmnist_register_optimizers": (OptimizerSpec, "optimizers", "optimizer"),
     "fmnist_register_losses": (LossSpec, "losses", "loss"),
+    "fmnist_register_schedulers": (SchedulerSpec, "schedulers", "scheduler"),
 }
 
 
@@ -96,14 +97,19 @@ class PluginRecord:
     traceback: str = ""
     optimizers: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
+    schedulers: list[str] = field(default_factory=list)
     sha256: str = ""
     rejected: dict[str, str] = field(default_factory=dict)
     selftest_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def provides(self) -> list[str]:
-        """``optimizer:NAME`` / ``loss:NAME`` for everything it offers."""
-        return [*(f"optimizer:{n}" for n in self.optimizers), *(f"loss:{n}" for n in self.losses)]
+        """``optimizer:NAME`` / ``loss:NAME`` / ``scheduler:NAME`` for everything it offers."""
+        return [
+            *(f"optimizer:{n}" for n in self.optimizers),
+            *(f"loss:{n}" for n in self.losses),
+            *(f"scheduler:{n}" for n in self.schedulers),
+        ]
 
     @property
     def removable(self) -> bool:
@@ -116,11 +122,13 @@ class PluginRecord:
         self.traceback = "".join(traceback.format_exception(exc)) if exc is not None else message
         self.optimizers.clear()
         self.losses.clear()
+        self.schedulers.clear()
 
     def reset(self) -> None:
         self.status, self.error, self.traceback = "loaded", "", ""
         self.optimizers.clear()
         self.losses.clear()
+        self.schedulers.clear()
         self.rejected.clear()
         self.selftest_seconds.clear()
 
@@ -166,6 +174,7 @@ class PluginHost:
         self.records: dict[str, PluginRecord] = {}
         self.optimizers: dict[str, OptimizerSpec] = {}
         self.losses: dict[str, LossSpec] = {}
+        self.schedulers: dict[str, SchedulerSpec] = {}
         #: Problems not tied to one plugin (an unreadable plugin folder, say).
         self.warnings: list[str] = []
         self._loaders: dict[str, Callable[[], object]] = {}
@@ -186,6 +195,9 @@ class PluginHost:
 
     def loss(self, name: str) -> LossSpec:
         return self._lookup(self.losses, "loss", name)
+
+    def scheduler(self, name: str) -> SchedulerSpec:
+        return self._lookup(self.schedulers, "scheduler", name)
 
     def _lookup(self, table: dict, kind: str, name: str):
         try:
@@ -532,7 +544,7 @@ class PluginHost:
             getattr(record, attr).append(spec.name)
         if record.rejected:
             message = "; ".join(f"{n}: {r}" for n, r in record.rejected.items())
-            if record.optimizers or record.losses:
+            if record.optimizers or record.losses or record.schedulers:
                 record.error = " ".join(f"not offered (self-test failed): {message}".split())
                 record.traceback = record.error
             else:
@@ -543,8 +555,13 @@ class PluginHost:
         if not self.selftest:
             return ""
         from fmnist_gui.plugins import selftest
+        from fmnist_gui.plugins.schedcheck import check_scheduler
 
-        check = selftest.check_optimizer if kind == "optimizer" else selftest.check_loss
+        check = {
+            "optimizer": selftest.check_optimizer,
+            "loss": selftest.check_loss,
+            "scheduler": check_scheduler,
+        }[kind]
         try:
             result = check(spec)
         except BaseException as exc:  # the check itself must never take the host down
@@ -615,6 +632,8 @@ class PluginHost:
             self.optimizers.pop(n, None)
         for n in record.losses:
             self.losses.pop(n, None)
+        for n in record.schedulers:
+            self.schedulers.pop(n, None)
         mine = f"plugin {record.name!r}"
         for key in [k for k, why in self._rejected.items() if why.startswith(mine)]:
             del self._rejected[key]
