@@ -27,6 +27,9 @@ class TrainConfig:
     optimizer_params: dict[str, Any] = field(default_factory=dict)
     loss: str = "cross_entropy"
     loss_params: dict[str, Any] = field(default_factory=dict)
+    # A schedule plugin's name; "constant" keeps the tutorial's fixed lr.
+    scheduler: str = "constant"
+    scheduler_params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     shuffle: bool = False
     device: str = "auto"
@@ -57,7 +60,7 @@ class TrainConfig:
         data = asdict(self)
         # Tuples (Adam's betas) become lists so the dict is JSON- and
         # weights_only-friendly; Param.coerce turns them back.
-        for key in ("optimizer_params", "loss_params"):
+        for key in ("optimizer_params", "loss_params", "scheduler_params"):
             data[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in data[key].items()}
         return data
 
