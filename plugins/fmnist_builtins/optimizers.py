@@ -12,7 +12,9 @@ from fmnist_gui import OptimizerSpec, Param, hookimpl
 # with no reinstall (its entry-point metadata is fixed at install time).
 __all__ = ["fmnist_register_optimizers", "fmnist_register_schedulers"]
 
-WEIGHT_DECAY = Param("weight_decay", "float", 0.0, "L2 penalty added to the gradient.", minimum=0)
+WEIGHT_DECAY = Param(
+    "weight_decay", "float", 0.0, "L2 penalty added to the gradient.", minimum=0, live=True
+)
 EPS = Param(
     "eps",
     "float",
@@ -69,6 +71,7 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
                     minimum=0,
                     maximum=1,
                     exclusive_maximum=True,
+                    live=True,
                 ),
                 Param("dampening", "float", 0.0, "Dampening for momentum.", minimum=0, maximum=1),
                 WEIGHT_DECAY,
@@ -94,6 +97,7 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
                     minimum=0,
                     maximum=1,
                     exclusive_maximum=True,
+                    live=True,
                 ),
                 EPS,
                 WEIGHT_DECAY,
