@@ -195,8 +195,10 @@ class RunDriver:
                 _apply(changes, self.trainer)
                 _fulfil(pending, self.trainer)
             else:
-                for future in [*pending, *(f for _, f in changes)]:
+                for future in pending:
                     future.set_exception(RuntimeError(failure))
+                for _, change in changes:
+                    change.set_exception(RuntimeError(failure))
             self._running = False
             self._stop_requested = False
 

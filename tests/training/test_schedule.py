@@ -226,3 +226,23 @@ def test_only_live_parameters_may_change(tiny_data, plugins):
     # Before a run, a change is made at once, at step 0.
     assert driver.request_change({"lr": "0.5"}).result() == [Change(step=0, name="lr", value=0.5)]
     assert driver.trainer.optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_a_file_saved_before_schedules_resumes_as_constant(tmp_path, tiny_data, plugins):
+    reference = Trainer(config_for("constant"), tiny_data, plugins)
+    list(reference.run())
+    first = Trainer(config_for("constant"), tiny_data, plugins)
+    run_stopping_after(first, 5)
+    state = first.state_dict()
+    # What an older fmnist-gui wrote: no schedule, no lrs, no changes anywhere.
+    del state["scheduler"]
+    for key in ("scheduler", "scheduler_params"):
+        del state["config"][key]
+    for key in ("lrs", "changes"):
+        del state["history"][key]
+    ckpt.save_checkpoint(tmp_path / "old.pt", state)
+    resumed = ckpt.load_trainer(tmp_path / "old.pt", tiny_data, plugins)
+    assert resumed.config.scheduler == "constant"
+    list(resumed.run())
+    assert resumed.history.batch_losses == reference.history.batch_losses
+    assert resumed.history.lrs == reference.history.lrs[5:]  # only those it saw
