@@ -59,6 +59,15 @@ ENTRY_POINT_GROUP = "fmnist_gui"
 OWN_DISTRIBUTION = "fmnist-gui"
 FILE_MODULE_PREFIX = "fmnist_gui_user_plugin_"
 
+# The built-ins' entry points (pyproject.toml). An editable install keeps the
+# entry points it was installed with, so a built-in added since is loaded from
+# its module until the next install lists it.
+BUILTIN_MODULES = {
+    "builtin_optimizers": "fmnist_builtins.optimizers",
+    "builtin_losses": "fmnist_builtins.losses",
+    "builtin_schedulers": "fmnist_builtins.schedulers",
+}
+
 SAFE_MODE_NOTE = (
     "not loaded: safe mode (built-in plugins only); fix or remove this plugin, "
     "then start again normally"
@@ -229,6 +238,8 @@ class PluginHost:
             dist = _dist_name(ep)
             identity = (ep.name, dist, ep.value)
             known = [k for k, ident in self._entry_point_ids.items() if ident == identity]
+            if dist == OWN_DISTRIBUTION and ep.name in self.records and not known:
+                continue  # loaded from BUILTIN_MODULES before a reinstall listed it
             if known:
                 record = self.records[known[0]]
                 if record.status != "failed" or record.error.startswith("a plugin named"):
@@ -247,6 +258,25 @@ class PluginHost:
                 if dist and dist != OWN_DISTRIBUTION:
                     self._probe_targets[key] = ProbeTarget.for_distribution(dist, record.version)
                 self._load(record, ep.load)
+            added.append(record)
+        if distributions is None or OWN_DISTRIBUTION in distributions:
+            added += self._load_unlisted_builtins()
+        return added
+
+    def _load_unlisted_builtins(self) -> list[PluginRecord]:
+        added = []
+        for name, module in BUILTIN_MODULES.items():
+            if name in self.records:
+                continue
+            record = PluginRecord(
+                name=name,
+                source="built-in",
+                location=f"{OWN_DISTRIBUTION} ({module})",
+                version=_own_version(),
+            )
+            self._add_record(record)
+            self._loaders[name] = lambda module=module: importlib.import_module(module)
+            self._load(record, self._loaders[name])
             added.append(record)
         return added
 
@@ -792,6 +822,12 @@ def refresh_import_paths() -> list[str]:
             continue
     importlib.invalidate_caches()
     return [p for p in sys.path if p not in before]
+
+
+def _own_version() -> str:
+    from fmnist_gui import __version__
+
+    return __version__
 
 
 def _as_list(result: object) -> list:

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fmnist_builtins.schedulers import fmnist_register_schedulers
 from fmnist_gui import OptimizerSpec, Param, hookimpl
-
-# The schedules are registered with the optimizers they drive, through this
-# module's entry point: an install made before schedules existed offers them
-# with no reinstall (its entry-point metadata is fixed at install time).
-__all__ = ["fmnist_register_optimizers", "fmnist_register_schedulers"]
 
 WEIGHT_DECAY = Param(
     "weight_decay", "float", 0.0, "L2 penalty added to the gradient.", minimum=0, live=True
