@@ -86,6 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="a loss hyperparameter (repeatable)",
     )
     p.add_argument(
+        "--scheduler",
+        default=d.scheduler,
+        metavar="NAME",
+        help=f"an installed learning-rate schedule, stepped per batch (default {d.scheduler})",
+    )
+    p.add_argument(
+        "--sched-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a schedule hyperparameter, e.g. eta_min=0.0001 (repeatable)",
+    )
+    p.add_argument(
+        "--changes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='replay live changes: a JSON list of {"step": N, "lr": x}, each applied '
+        "after N batches (with --resume, those the checkpoint already has are skipped)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -230,6 +251,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         try:
             opt_params = plugins.optimizer(args.optimizer).parse_assignments(args.opt_param)
             loss_params = plugins.loss(args.loss).parse_assignments(args.loss_param)
+            sched_params = plugins.scheduler(args.scheduler).parse_assignments(args.sched_param)
             config = TrainConfig(
                 epochs=args.epochs,
                 batch_size=args.batch_size,
@@ -238,6 +260,8 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
                 optimizer_params=opt_params,
                 loss=args.loss,
                 loss_params=loss_params,
+                scheduler=args.scheduler,
+                scheduler_params=sched_params,
                 seed=args.seed,
                 shuffle=args.shuffle,
                 device=args.device,
@@ -252,6 +276,14 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     # Checked now, not when the first epoch ends and its results would be lost.
     _check_output_path("--save", args.save)
     _check_output_path("--metrics-json", args.metrics_json, in_place=True)
+    changes = None
+    if args.changes is not None:
+        from fmnist_gui.training.schedule import load_changes
+
+        try:
+            changes = load_changes(args.changes)
+        except FmnistError as exc:
+            raise UsageError(f"--changes: {exc}") from None
 
     data_root = args.data_dir or default_data_root()
     if args.prepare_data:
@@ -276,6 +308,8 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             )
         else:
             trainer = Trainer(config, data, plugins, initial_state=initial_state)
+        if changes is not None:
+            trainer.plan_changes(changes)
     except FmnistError as exc:
         raise UsageError(str(exc)) from None
     if args.spike_factor is not None:
@@ -361,6 +395,8 @@ _RESUMED_OPTIONS = (
     ("--opt-param", "opt_param"),
     ("--loss", "loss"),
     ("--loss-param", "loss_param"),
+    ("--scheduler", "scheduler"),
+    ("--sched-param", "sched_param"),
     ("--seed", "seed"),
     ("--shuffle", "shuffle"),
 )
@@ -388,6 +424,7 @@ def _read_resume(args, argv, plugins) -> CheckpointFile:
         "lr": config["lr"],
         "optimizer": checkpoint["optimizer"]["name"],
         "loss": checkpoint["loss"]["name"],
+        "scheduler": _saved_scheduler(checkpoint)["name"],
         "seed": checkpoint["position"]["seed"],
         "shuffle": config["shuffle"],
     }
@@ -397,12 +434,12 @@ def _read_resume(args, argv, plugins) -> CheckpointFile:
     for option, dest in _RESUMED_OPTIONS:
         if dest not in given:
             continue
-        if dest in ("opt_param", "loss_param"):
-            kind, entry = (
-                ("optimizer", checkpoint["optimizer"])
-                if dest == "opt_param"
-                else ("loss", checkpoint["loss"])
-            )
+        if dest in ("opt_param", "loss_param", "sched_param"):
+            kind, entry = {
+                "opt_param": ("optimizer", checkpoint["optimizer"]),
+                "loss_param": ("loss", checkpoint["loss"]),
+                "sched_param": ("scheduler", _saved_scheduler(checkpoint)),
+            }[dest]
             differs = _params_differ(plugins, kind, entry, given[dest])
             value = " ".join(given[dest])
         else:
@@ -415,6 +452,11 @@ def _read_resume(args, argv, plugins) -> CheckpointFile:
                 "start a new training without --resume"
             )
     return checkpoint
+
+
+def _saved_scheduler(checkpoint: CheckpointFile) -> Mapping:
+    """The checkpoint's schedule; files from before schedules existed ran "constant"."""
+    return checkpoint.get("scheduler") or {"name": "constant", "params": {}}
 
 
 def _params_differ(plugins, kind: str, entry: Mapping, assignments: list[str]) -> bool:
@@ -533,6 +575,7 @@ def print_plugins(plugins, out: TextIO) -> None:
         if len(r.provides) > INLINE_PROVIDES:
             counts = [f"{len(r.optimizers)} optimizers" * bool(r.optimizers)]
             counts += [f"{len(r.losses)} losses" * bool(r.losses)]
+            counts += [f"{len(r.schedulers)} schedulers" * bool(r.schedulers)]
             provides = ", ".join(c for c in counts if c) + " (below)"
             listed.append(r)
         rows.append((r.name, r.source, r.version or "-", status, provides))
@@ -544,11 +587,18 @@ def print_plugins(plugins, out: TextIO) -> None:
         specs = [
             *(plugins.optimizers[n] for n in r.optimizers),
             *(plugins.losses[n] for n in r.losses),
+            *(plugins.schedulers[n] for n in r.schedulers),
         ]
         width = max(len(s.name) for s in specs)
         print(f"\n{r.name} offers:", file=out)
         for spec in specs:
-            kind = "optimizer" if spec.name in r.optimizers else "loss"
+            kind = (
+                "optimizer"
+                if spec.name in r.optimizers
+                else "loss"
+                if spec.name in r.losses
+                else "scheduler"
+            )
             print(f"  {kind}:{spec.name.ljust(width)}  {spec.label}", file=out)
     for r in plugins.errors:
         if r.status == "loaded" and r.rejected:
@@ -567,7 +617,7 @@ def print_plugins(plugins, out: TextIO) -> None:
 
 def _without_spec_prefix(reason: str, name: str) -> str:
     """``optimizer 'x': why`` -> ``why``: the line already starts with the name."""
-    for kind in ("optimizer", "loss"):
+    for kind in ("optimizer", "loss", "scheduler"):
         reason = reason.removeprefix(f"{kind} {name!r}: ")
     return reason
 

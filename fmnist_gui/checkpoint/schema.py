@@ -22,7 +22,7 @@ import torch
 
 from fmnist_gui import __version__
 from fmnist_gui.errors import FmnistError
-from fmnist_gui.training.config import ConfigError, TrainConfig
+from fmnist_gui.training.config import ABSENT_MEANS_DEFAULT, ConfigError, TrainConfig
 from fmnist_gui.training.events import EPOCH_FIELDS
 from fmnist_gui.training.model import NeuralNetwork
 from fmnist_gui.training.state import TrainingState
@@ -150,7 +150,7 @@ def _check_config(path: Path, config: Mapping[str, Any]) -> None:
     # Every setting must be there: a default filled in for a missing one
     # (batch 64, say) would silently break the exact resume.
     for f in dataclasses.fields(TrainConfig):
-        if f.name not in config:
+        if f.name not in config and not f.metadata.get(ABSENT_MEANS_DEFAULT):
             _damaged(path, f"config.{f.name}", "present", missing=True)
     try:
         TrainConfig.from_dict(dict(config)).validate()

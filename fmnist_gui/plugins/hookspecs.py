@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
+    from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec, SchedulerSpec
 
 hookspec = pluggy.HookspecMarker("fmnist_gui")
 hookimpl = pluggy.HookimplMarker("fmnist_gui")
@@ -35,4 +35,16 @@ def fmnist_register_losses() -> list[LossSpec]:
     Each spec's ``factory(**hyperparameters)`` must return a callable
     ``loss_fn(logits, targets) -> scalar tensor``, where ``logits`` is the
     network's raw ``(batch, 10)`` output and ``targets`` the class indices.
+    """
+
+
+@hookspec
+def fmnist_register_schedulers() -> list[SchedulerSpec]:
+    """Return the learning-rate schedules this plugin offers, as a list of ``SchedulerSpec``.
+
+    Each spec's ``factory(optimizer, *, total_steps, steps_per_epoch, **hyperparameters)``
+    must return a ``torch.optim.lr_scheduler.LRScheduler`` over ``optimizer``.
+    The engine calls its ``step()`` after every batch's optimizer step, so the
+    schedule counts batches (``total_steps`` of them in the whole run), and
+    saves its ``state_dict()`` in checkpoints for an exact resume.
     """

@@ -52,13 +52,22 @@ from fmnist_gui.plugins import hookspecs, safemode
 from fmnist_gui.plugins.boundary import describe, from_plugin
 from fmnist_gui.plugins.probe import Prober, ProbeTarget, Verdict
 from fmnist_gui.plugins.selftest import SelfTestCache
-from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec
+from fmnist_gui.plugins.specs import LossSpec, OptimizerSpec, SchedulerSpec
 from fmnist_gui.system.paths import user_plugin_dir
 
 PROJECT = "fmnist_gui"
 ENTRY_POINT_GROUP = "fmnist_gui"
 OWN_DISTRIBUTION = "fmnist-gui"
 FILE_MODULE_PREFIX = "fmnist_gui_user_plugin_"
+
+# The built-ins' entry points (pyproject.toml). An editable install keeps the
+# entry points it was installed with, so a built-in added since is loaded from
+# its module until the next install lists it.
+BUILTIN_MODULES = {
+    "builtin_optimizers": "fmnist_builtins.optimizers",
+    "builtin_losses": "fmnist_builtins.losses",
+    "builtin_schedulers": "fmnist_builtins.schedulers",
+}
 
 SAFE_MODE_NOTE = (
     "not loaded: safe mode (built-in plugins only); fix or remove this plugin, "
@@ -72,6 +81,7 @@ Status = Literal["loaded", "failed", "disabled", "untrusted"]
 _SPEC_HOOKS: dict[str, tuple[type, str, str]] = {
     "fmnist_register_optimizers": (OptimizerSpec, "optimizers", "optimizer"),
     "fmnist_register_losses": (LossSpec, "losses", "loss"),
+    "fmnist_register_schedulers": (SchedulerSpec, "schedulers", "scheduler"),
 }
 
 
@@ -97,14 +107,19 @@ class PluginRecord:
     traceback: str = ""
     optimizers: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
+    schedulers: list[str] = field(default_factory=list)
     sha256: str = ""
     rejected: dict[str, str] = field(default_factory=dict)
     selftest_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def provides(self) -> list[str]:
-        """``optimizer:NAME`` / ``loss:NAME`` for everything it offers."""
-        return [*(f"optimizer:{n}" for n in self.optimizers), *(f"loss:{n}" for n in self.losses)]
+        """``optimizer:NAME`` / ``loss:NAME`` / ``scheduler:NAME`` for everything it offers."""
+        return [
+            *(f"optimizer:{n}" for n in self.optimizers),
+            *(f"loss:{n}" for n in self.losses),
+            *(f"scheduler:{n}" for n in self.schedulers),
+        ]
 
     @property
     def removable(self) -> bool:
@@ -117,11 +132,13 @@ class PluginRecord:
         self.traceback = "".join(traceback.format_exception(exc)) if exc is not None else message
         self.optimizers.clear()
         self.losses.clear()
+        self.schedulers.clear()
 
     def reset(self) -> None:
         self.status, self.error, self.traceback = "loaded", "", ""
         self.optimizers.clear()
         self.losses.clear()
+        self.schedulers.clear()
         self.rejected.clear()
         self.selftest_seconds.clear()
 
@@ -176,6 +193,7 @@ class PluginHost:
         self.records: dict[str, PluginRecord] = {}
         self.optimizers: dict[str, OptimizerSpec] = {}
         self.losses: dict[str, LossSpec] = {}
+        self.schedulers: dict[str, SchedulerSpec] = {}
         #: Problems not tied to one plugin (an unreadable plugin folder, say).
         self.warnings: list[str] = []
         self._loaders: dict[str, Callable[[], object]] = {}
@@ -196,6 +214,9 @@ class PluginHost:
 
     def loss(self, name: str) -> LossSpec:
         return self._lookup(self.losses, "loss", name)
+
+    def scheduler(self, name: str) -> SchedulerSpec:
+        return self._lookup(self.schedulers, "scheduler", name)
 
     def _lookup(self, table: dict, kind: str, name: str):
         try:
@@ -227,6 +248,8 @@ class PluginHost:
             dist = _dist_name(ep)
             identity = (ep.name, dist, ep.value)
             known = [k for k, ident in self._entry_point_ids.items() if ident == identity]
+            if dist == OWN_DISTRIBUTION and ep.name in self.records and not known:
+                continue  # loaded from BUILTIN_MODULES before a reinstall listed it
             if known:
                 record = self.records[known[0]]
                 if record.status != "failed" or record.error.startswith("a plugin named"):
@@ -246,6 +269,25 @@ class PluginHost:
                 if dist and dist != OWN_DISTRIBUTION:
                     self._probe_targets[key] = ProbeTarget.for_distribution(dist, record.version)
                 self._load(record, ep.load)
+            added.append(record)
+        if distributions is None or OWN_DISTRIBUTION in distributions:
+            added += self._load_unlisted_builtins()
+        return added
+
+    def _load_unlisted_builtins(self) -> list[PluginRecord]:
+        added = []
+        for name, module in BUILTIN_MODULES.items():
+            if name in self.records:
+                continue
+            record = PluginRecord(
+                name=name,
+                source="built-in",
+                location=f"{OWN_DISTRIBUTION} ({module})",
+                version=_own_version(),
+            )
+            self._add_record(record)
+            self._loaders[name] = lambda module=module: importlib.import_module(module)
+            self._load(record, self._loaders[name])
             added.append(record)
         return added
 
@@ -574,7 +616,7 @@ class PluginHost:
             getattr(record, attr).append(spec.name)
         if record.rejected:
             message = "; ".join(f"{n}: {r}" for n, r in record.rejected.items())
-            if record.optimizers or record.losses:
+            if record.optimizers or record.losses or record.schedulers:
                 record.error = " ".join(f"not offered (self-test failed): {message}".split())
                 record.traceback = record.error
             else:
@@ -603,8 +645,13 @@ class PluginHost:
         if not self.selftest:
             return ""
         from fmnist_gui.plugins import selftest
+        from fmnist_gui.plugins.schedcheck import check_scheduler
 
-        check = selftest.check_optimizer if kind == "optimizer" else selftest.check_loss
+        check = {
+            "optimizer": selftest.check_optimizer,
+            "loss": selftest.check_loss,
+            "scheduler": check_scheduler,
+        }[kind]
         self.selftests_run += 1
         try:
             result = check(spec)
@@ -679,6 +726,8 @@ class PluginHost:
             self.optimizers.pop(n, None)
         for n in record.losses:
             self.losses.pop(n, None)
+        for n in record.schedulers:
+            self.schedulers.pop(n, None)
         mine = f"plugin {record.name!r}"
         for key in [k for k, why in self._rejected.items() if why.startswith(mine)]:
             del self._rejected[key]
@@ -845,6 +894,12 @@ def refresh_import_paths() -> list[str]:
             continue
     importlib.invalidate_caches()
     return [p for p in sys.path if p not in before]
+
+
+def _own_version() -> str:
+    from fmnist_gui import __version__
+
+    return __version__
 
 
 def _as_list(result: object) -> list:

@@ -30,6 +30,8 @@ class Param:
     tuple of floats such as Adam's betas; its length is the default's).
     ``minimum``/``maximum`` bound numbers (each element for ``"floats"``);
     ``exclusive_minimum`` makes the lower bound strict (``lr > 0``).
+    ``live`` marks an optimizer hyperparameter that may be changed while a
+    model trains (it must be a key of the optimizer's param groups).
     """
 
     name: str
@@ -40,6 +42,9 @@ class Param:
     maximum: float | None = None
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
+    # True when the value may change while a model trains (edited in the
+    # optimizer's param groups at a batch boundary, its state kept).
+    live: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -214,4 +219,15 @@ class LossSpec(_Spec):
 
     ``factory(**hyperparameters)`` returns ``loss_fn(logits, targets)``, which
     returns a scalar tensor to minimise.
+    """
+
+
+@dataclass(frozen=True)
+class SchedulerSpec(_Spec):
+    """A learning-rate schedule a plugin offers, stepped once per batch.
+
+    ``factory(optimizer, *, total_steps, steps_per_epoch, **hyperparameters)``
+    returns a ``torch.optim.lr_scheduler.LRScheduler`` over ``optimizer``, whose
+    param groups start at the run's learning rate. ``total_steps`` is the
+    number of batches of the whole run, ``steps_per_epoch`` those of an epoch.
     """

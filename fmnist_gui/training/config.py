@@ -10,6 +10,8 @@ from fmnist_gui.errors import FmnistError
 
 MAX_BATCH_SIZE = 60000
 DEVICES = ("auto", "cpu", "cuda")
+#: Field metadata: a saved config without this setting ran with its default.
+ABSENT_MEANS_DEFAULT = "absent_means_default"
 
 
 class ConfigError(FmnistError, ValueError):
@@ -27,6 +29,12 @@ class TrainConfig:
     optimizer_params: dict[str, Any] = field(default_factory=dict)
     loss: str = "cross_entropy"
     loss_params: dict[str, Any] = field(default_factory=dict)
+    # A schedule plugin's name; "constant" keeps the tutorial's fixed lr. Files
+    # saved before schedules existed lack both, and ran exactly this default.
+    scheduler: str = field(default="constant", metadata={ABSENT_MEANS_DEFAULT: True})
+    scheduler_params: dict[str, Any] = field(
+        default_factory=dict, metadata={ABSENT_MEANS_DEFAULT: True}
+    )
     seed: int | None = None
     shuffle: bool = False
     device: str = "auto"
@@ -57,7 +65,7 @@ class TrainConfig:
         data = asdict(self)
         # Tuples (Adam's betas) become lists so the dict is JSON- and
         # weights_only-friendly; Param.coerce turns them back.
-        for key in ("optimizer_params", "loss_params"):
+        for key in ("optimizer_params", "loss_params", "scheduler_params"):
             data[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in data[key].items()}
         return data
 

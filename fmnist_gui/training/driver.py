@@ -11,6 +11,7 @@ stop was asked for. Other threads only set flags or queue a request:
         ...
     driver.request_stop()           # any thread: the run ends with RunEnd("stopped")
     driver.request_snapshot()       # any thread: a Future of trainer.state_dict()
+    driver.request_change({"lr": 0.01})  # any thread: applied at the next batch boundary
 
 The CLI, the window's training worker and the race share it.
 """
@@ -18,10 +19,12 @@ The CLI, the window's training worker and the race share it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from concurrent.futures import Future
+from typing import Any
 
 from fmnist_gui.training.events import BatchEnd, EpochStart, Event, RunEnd
+from fmnist_gui.training.schedule import Change
 from fmnist_gui.training.state import TrainingState
 from fmnist_gui.training.trainer import Trainer
 
@@ -48,6 +51,7 @@ class RunDriver:
         # so a request is either served by the run or taken at once when none is going.
         self._lock = threading.Lock()
         self._pending: list[Future[TrainingState]] = []
+        self._changes: list[tuple[dict[str, Any], Future[list[Change]]]] = []
         self._running = False
 
     # ----- control (any thread) ----------------------------------------------------
@@ -95,6 +99,23 @@ class RunDriver:
             _fulfil([future], self.trainer)
         return future
 
+    def request_change(self, values: Mapping[str, Any]) -> Future[list[Change]]:
+        """Change hyperparameters (``{"lr": 0.01}``) at the next batch boundary.
+
+        The values are checked at once, in this thread (``ParamError`` names what
+        may change). During a run, the training thread applies them between two
+        events (also while paused); otherwise they are applied at once. The
+        ``Future`` holds the recorded changes (``Trainer.apply_change``).
+        """
+        checked = self.trainer.check_change(dict(values))
+        future: Future[list[Change]] = Future()
+        with self._lock:
+            if self._running:
+                self._changes.append((checked, future))
+                return future
+            _apply([(checked, future)], self.trainer)
+        return future
+
     # ----- the run (the training thread) ----------------------------------------------
     def run(self) -> Generator[Event, None, None]:
         """The trainer's events, ending with one ``RunEnd``; see the class for control."""
@@ -107,6 +128,7 @@ class RunDriver:
         failure: str | None = "the run raised an exception"
         try:
             while True:
+                self._apply_changes()
                 self._serve_snapshots()
                 if not self._unpaused.is_set():
                     self._wait_while_paused()
@@ -130,6 +152,12 @@ class RunDriver:
             self._end_run(failure)
         yield end
 
+    def _apply_changes(self) -> None:
+        if self._changes:  # cheap unlocked look first: this runs once per batch
+            with self._lock:
+                changes, self._changes = self._changes, []
+            _apply(changes, self.trainer)
+
     def _serve_snapshots(self) -> None:
         if self._pending:  # cheap unlocked look first: this runs once per batch
             with self._lock:
@@ -139,6 +167,7 @@ class RunDriver:
     def _wait_while_paused(self) -> None:
         with self.trainer.epoch_clock.paused():  # a pause is not training time
             while not self._stop_requested and not self._unpaused.wait(_PAUSED_POLL_SECONDS):
+                self._apply_changes()  # changing while paused
                 self._serve_snapshots()  # saving while paused
 
     def _stops_after(self, last: Event | None) -> bool:
@@ -161,13 +190,25 @@ class RunDriver:
         """Answer the requests left, at the run's last boundary, unless it failed."""
         with self._lock:
             pending, self._pending = self._pending, []
+            changes, self._changes = self._changes, []
             if failure is None:
+                _apply(changes, self.trainer)
                 _fulfil(pending, self.trainer)
             else:
                 for future in pending:
                     future.set_exception(RuntimeError(failure))
+                for _, change in changes:
+                    change.set_exception(RuntimeError(failure))
             self._running = False
             self._stop_requested = False
+
+
+def _apply(changes: list[tuple[dict[str, Any], Future[list[Change]]]], trainer: Trainer) -> None:
+    for values, future in changes:
+        try:
+            future.set_result(trainer.apply_change(values))
+        except Exception as exc:  # noqa: BLE001 - handed to whoever asked
+            future.set_exception(exc)
 
 
 def _fulfil(futures: list[Future[TrainingState]], trainer: Trainer) -> None:

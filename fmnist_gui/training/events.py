@@ -83,6 +83,9 @@ class History:
 
     batch_losses: list[float] = field(default_factory=list)
     epochs: list[EpochEnd] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)  # the lr each batch was trained with
+    # Live changes, {"step", "name", "value"}: applied after that many batches.
+    changes: list[dict] = field(default_factory=list)
 
 
 __all__ = [

@@ -21,6 +21,13 @@ class OptimizerState(TypedDict):
     state_dict: dict[str, Any]  # torch.optim.Optimizer.state_dict()
 
 
+class SchedulerState(TypedDict):
+    name: str  # the plugin's schedule name, e.g. "cosine"
+    plugin: str
+    params: dict[str, Any]
+    state_dict: dict[str, Any]  # LRScheduler.state_dict()
+
+
 class LossState(TypedDict):
     name: str
     plugin: str
@@ -47,7 +54,13 @@ class RngState(TypedDict):
     shuffle: Tensor
 
 
-class HistoryState(TypedDict):
+class _ScheduleHistory(TypedDict, total=False):
+    # Absent from files saved before schedules and live changes existed.
+    lrs: Tensor  # 1-D float64: the lr of each batch
+    changes: list[dict[str, Any]]  # {"step", "name", "value"} per live change
+
+
+class HistoryState(_ScheduleHistory):
     batch_losses: Tensor  # 1-D float64: holds each float32-valued loss exactly
     epochs: list[dict[str, float]]  # EpochEnd.as_dict() per finished epoch
 
@@ -57,7 +70,12 @@ class DataSizes(TypedDict):
     test_size: int
 
 
-class TrainingState(TypedDict):
+class _ScheduleState(TypedDict, total=False):
+    # Absent from files saved before schedules existed: those ran "constant".
+    scheduler: SchedulerState
+
+
+class TrainingState(_ScheduleState):
     """Everything needed to continue a training bit for bit."""
 
     model: dict[str, Tensor]
@@ -79,5 +97,6 @@ __all__ = [
     "OptimizerState",
     "Position",
     "RngState",
+    "SchedulerState",
     "TrainingState",
 ]

@@ -36,6 +36,13 @@ from fmnist_gui.training.events import (
 )
 from fmnist_gui.training.loop import DivergedError, evaluate, train_one_epoch
 from fmnist_gui.training.model import NeuralNetwork
+from fmnist_gui.training.schedule import (
+    Change,
+    apply_values,
+    build_scheduler,
+    check_values,
+    group_by_step,
+)
 from fmnist_gui.training.sentinel import DivergenceError, Sentinel
 from fmnist_gui.training.state import TrainingState
 
@@ -124,10 +131,16 @@ class Trainer:
         self.loss_spec = plugins.loss(config.loss)
         self.optimizer_params = self.optimizer_spec.resolve(config.optimizer_params)
         self.loss_params = self.loss_spec.resolve(config.loss_params)
+        self.scheduler_spec = plugins.scheduler(config.scheduler)
+        self.scheduler_params = self.scheduler_spec.resolve(config.scheduler_params)
         # Saved in checkpoints, so a load can say which plugin version wrote it.
         self.plugin_versions = {
             name: plugins.records[name].version
-            for name in (self.optimizer_spec.plugin, self.loss_spec.plugin)
+            for name in (
+                self.optimizer_spec.plugin,
+                self.loss_spec.plugin,
+                self.scheduler_spec.plugin,
+            )
             if name in plugins.records
         }
 
@@ -150,6 +163,16 @@ class Trainer:
             device=self.device,
         )
         self.test_loader = BatchLoader(data.test, config.batch_size, device=self.device)
+        # Stepped once per batch; it counts the run's batches from the config's epochs.
+        self.scheduler = build_scheduler(
+            self.scheduler_spec,
+            self.scheduler_params,
+            self.optimizer,
+            total_steps=config.epochs * len(self.train_loader),
+            steps_per_epoch=len(self.train_loader),
+        )
+        # Changes to replay: global_step -> {name: value}, applied at that boundary.
+        self._planned: dict[int, dict[str, Any]] = {}
 
         # Position: `epochs_done` full epochs, then `batch_in_epoch` batches of the next.
         self.epochs_done = 0
@@ -215,6 +238,51 @@ class Trainer:
         if isinstance(loss_fn, torch.nn.Module):
             loss_fn = loss_fn.to(self.device)
         return loss_fn
+
+    # ----- live changes -----------------------------------------------------------
+    def check_change(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` checked (``ParamError`` names what may change); nothing is applied."""
+        return check_values(self.optimizer_spec, values)
+
+    def apply_change(self, values: dict[str, Any]) -> list[Change]:
+        """Edit the optimizer's param groups now (take it at a batch boundary) and record it.
+
+        The optimizer's state is kept. Returns the recorded changes, each at
+        ``global_step``: the number of batches trained before it.
+        """
+        checked = self.check_change(values)
+        apply_values(self.optimizer, checked)
+        recorded = [
+            Change(
+                step=self.global_step,
+                name=name,
+                value=list(value) if isinstance(value, tuple) else value,
+            )
+            for name, value in checked.items()
+        ]
+        self.history.changes.extend(dict(c) for c in recorded)
+        return recorded
+
+    def plan_changes(self, changes: list[Change]) -> None:
+        """Replay ``changes`` (e.g. a change file) as the run reaches their steps.
+
+        Every value is checked now. Changes before the current step, and those
+        already in the history (a resumed run has them in its weights), are skipped.
+        """
+        done = {(c["step"], c["name"]) for c in self.history.changes}
+        todo = [
+            c
+            for c in changes
+            if c["step"] >= self.global_step and (c["step"], c["name"]) not in done
+        ]
+        for step, values in group_by_step(todo).items():
+            self._planned.setdefault(step, {}).update(self.check_change(values))
+
+    def _apply_planned(self) -> None:
+        if self._planned:  # cheap look first: this runs once per batch
+            values = self._planned.pop(self.global_step, None)
+            if values:
+                self.apply_change(values)
 
     # ----- the run ----------------------------------------------------------------
     @property
@@ -291,7 +359,12 @@ class Trainer:
         sentinel = self.sentinel
         self.epoch_clock.start()
         try:
+            self._apply_planned()
             for loss, batch_len in losses:
+                # The lr this batch's step used: the schedule moves it for the next one.
+                self.history.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+                with blame(self.scheduler_spec, "scheduler", "step()"):
+                    self.scheduler.step()
                 self.batch_in_epoch += 1
                 self.global_step += 1
                 self.epoch_loss_sum += loss
@@ -307,6 +380,8 @@ class Trainer:
                     loader.dataset_size,
                     len(loader),
                 )
+                # After the yield: a change a driver made at this boundary came first.
+                self._apply_planned()
         finally:
             # Every way out (the end, a divergence, a failure, a stop) ends the stretch.
             self.epoch_clock.stop()
@@ -362,6 +437,12 @@ class Trainer:
                 "plugin": self.loss_spec.plugin,
                 "params": _plain(self.loss_params),
             },
+            "scheduler": {
+                "name": self.scheduler_spec.name,
+                "plugin": self.scheduler_spec.plugin,
+                "params": _plain(self.scheduler_params),
+                "state_dict": self.scheduler.state_dict(),
+            },
             "config": self.config.to_dict(),
             "position": {
                 "epochs_done": self.epochs_done,
@@ -380,6 +461,8 @@ class Trainer:
             "history": {
                 "batch_losses": torch.tensor(self.history.batch_losses, dtype=torch.float64),
                 "epochs": [e.as_dict() for e in self.history.epochs],
+                "lrs": torch.tensor(self.history.lrs, dtype=torch.float64),
+                "changes": [dict(c) for c in self.history.changes],
             },
             "data": {
                 "train_size": self.train_loader.dataset_size,
@@ -429,6 +512,9 @@ class Trainer:
         config.loss = state["loss"]["name"]
         config.loss_params = dict(state["loss"]["params"])
         config.seed = position["seed"]
+        scheduler = state.get("scheduler")
+        config.scheduler = scheduler["name"] if scheduler else "constant"
+        config.scheduler_params = dict(scheduler["params"]) if scheduler else {}
         if epochs is not None:
             config.epochs = epochs
 
@@ -455,6 +541,14 @@ class Trainer:
             raise IncompatibleState(
                 f"its optimizer state does not fit optimizer {config.optimizer!r}: {misfit}"
             )
+
+        if scheduler:
+            try:
+                trainer.scheduler.load_state_dict(scheduler["state_dict"])
+            except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+                raise IncompatibleState(
+                    f"its schedule state does not fit scheduler {config.scheduler!r}: {exc}"
+                ) from None
 
         batch_in_epoch = position["batch_in_epoch"]
         if not 0 <= batch_in_epoch <= len(trainer.train_loader):
@@ -483,6 +577,8 @@ class Trainer:
         trainer.history = History(
             batch_losses=history["batch_losses"].tolist(),
             epochs=[EpochEnd(**{k: e[k] for k in EPOCH_FIELDS}) for e in history["epochs"]],
+            lrs=history["lrs"].tolist() if "lrs" in history else [],
+            changes=[dict(c) for c in history.get("changes", [])],
         )
         # Matrix products may round differently with another thread count;
         # use the saved one where this machine has the cores for it.

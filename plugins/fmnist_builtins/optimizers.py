@@ -6,7 +6,9 @@ import torch
 
 from fmnist_gui import OptimizerSpec, Param, hookimpl
 
-WEIGHT_DECAY = Param("weight_decay", "float", 0.0, "L2 penalty added to the gradient.", minimum=0)
+WEIGHT_DECAY = Param(
+    "weight_decay", "float", 0.0, "L2 penalty added to the gradient.", minimum=0, live=True
+)
 EPS = Param(
     "eps",
     "float",
@@ -63,6 +65,7 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
                     minimum=0,
                     maximum=1,
                     exclusive_maximum=True,
+                    live=True,
                 ),
                 Param("dampening", "float", 0.0, "Dampening for momentum.", minimum=0, maximum=1),
                 WEIGHT_DECAY,
@@ -88,6 +91,7 @@ def fmnist_register_optimizers() -> list[OptimizerSpec]:
                     minimum=0,
                     maximum=1,
                     exclusive_maximum=True,
+                    live=True,
                 ),
                 EPS,
                 WEIGHT_DECAY,

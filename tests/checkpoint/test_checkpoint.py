@@ -99,7 +99,13 @@ def test_file_holds_only_tensors_and_primitives_and_everything_listed(saved):
     assert obj["history"]["batch_losses"].tolist() == trainer.history.batch_losses
     assert obj["torch_threads"] == torch.get_num_threads()
     assert obj["plugins"] == trainer.plugin_versions
-    assert set(obj["plugins"]) == {trainer.optimizer_spec.plugin, trainer.loss_spec.plugin}
+    assert set(obj["plugins"]) == {
+        trainer.optimizer_spec.plugin,
+        trainer.loss_spec.plugin,
+        trainer.scheduler_spec.plugin,
+    }
+    assert obj["scheduler"]["name"] == "constant"
+    assert obj["history"]["lrs"].tolist() == trainer.history.lrs
 
 
 def test_snapshot_is_a_copy_training_can_go_on(tiny_data, plugins):

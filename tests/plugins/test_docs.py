@@ -44,7 +44,11 @@ def plugin_examples() -> list[tuple[str, str]]:
 
 
 def test_there_are_hooks():
-    assert hook_names() == ["fmnist_register_losses", "fmnist_register_optimizers"]
+    assert hook_names() == [
+        "fmnist_register_losses",
+        "fmnist_register_optimizers",
+        "fmnist_register_schedulers",
+    ]
 
 
 @pytest.mark.parametrize("hook", hook_names())
