@@ -191,6 +191,8 @@ def _check_optimizer_state(path: Path, obj: Mapping[str, Any]) -> None:
                     name,
                     f"is {_show(value)}, but the checkpoint's settings say {_show(settings[key])}",
                 )
+            if key == "lr" and isinstance(value, (int, float)) and value < 0:
+                _inconsistent(path, name, f"is {_show(value)}, a negative learning rate")
     for index, entry in per_param.items():
         name = f"{where}.state[{index!r}]"
         if not isinstance(index, int) or not 0 <= index < len(shapes):
@@ -218,8 +220,17 @@ def _check_optimizer_state(path: Path, obj: Mapping[str, Any]) -> None:
 
 def _saved_optimizer_settings(obj: Mapping[str, Any]) -> dict[str, Any]:
     # What the optimizer was built with: the config's learning rate and the
-    # plugin's resolved hyperparameters. Its param_groups must still say so.
-    return {"lr": obj["config"]["lr"], **obj["optimizer"]["params"]}
+    # plugin's resolved hyperparameters. Its param_groups must still say so,
+    # except for what a schedule or a recorded live change has moved since.
+    settings = {"lr": obj["config"]["lr"], **obj["optimizer"]["params"]}
+    scheduler = obj.get("scheduler")
+    if isinstance(scheduler, Mapping) and scheduler.get("name") not in (None, "constant"):
+        settings.pop("lr", None)
+    changes = obj.get("history", {}).get("changes") or []
+    for change in changes:
+        if isinstance(change, Mapping):
+            settings.pop(change.get("name"), None)
+    return settings
 
 
 def _all_finite(value: Any) -> bool:
