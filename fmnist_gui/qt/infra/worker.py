@@ -237,12 +237,7 @@ def warm_up_optimizers() -> None:
     Run in the background once the window is ready, so that a warm start, which
     skips the self-tests that used to pay it, does not make the first Start slower.
     """
-    import torch
-
     from fmnist_gui.plugins import selftest
 
-    selftest.warm_up()
-    weight = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=0.0)
-    weight.sum().backward()
-    optimizer.step()
+    selftest.warm_up()  # the first backward()'s imports
+    import torch._dynamo  # noqa: F401 - what the first optimizer step would import
