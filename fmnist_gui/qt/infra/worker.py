@@ -237,7 +237,10 @@ def warm_up_optimizers() -> None:
     Run in the background once the window is ready, so that a warm start, which
     skips the self-tests that used to pay it, does not make the first Start slower.
     """
-    from fmnist_gui.plugins import selftest
-
-    selftest.warm_up()  # the first backward()'s imports
+    import torch
     import torch._dynamo  # noqa: F401 - what the first optimizer step would import
+
+    # The first backward()'s imports too; no thread-count or RNG change (training
+    # may start meanwhile).
+    weight = torch.zeros(1, requires_grad=True)
+    (weight * 2).sum().backward()
