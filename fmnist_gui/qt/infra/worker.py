@@ -238,7 +238,7 @@ def warm_up_optimizers() -> None:
     skips the self-tests that used to pay it, does not make the first Start slower.
     """
     import torch
-    import torch._dynamo  # noqa: F401 - what the first optimizer step would import
+    import torch._dynamo  # what the first optimizer step would import
 
     # The first backward()'s imports too; no thread-count or RNG change (training
     # may start meanwhile).
