@@ -35,10 +35,10 @@ def test_f5_before_ready_starts_training_once_loaded(qtbot, tiny_root, plugins, 
     qtbot.addWidget(app.window)
     app.window.show()
     try:
+        activate(qtbot, app.window)
         app.start_loading()
         assert app.window.state == "loading"
         assert not app.window.actions["start"].isEnabled()
-        activate(qtbot, app.window)
         qtbot.keyClick(app.window, Qt.Key.Key_F5)
         assert app.start_queued
         assert "Training starts" in app.window.statusBar().currentMessage()

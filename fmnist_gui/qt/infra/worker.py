@@ -238,11 +238,9 @@ def warm_up_optimizers() -> None:
     skips the self-tests that used to pay it, does not make the first Start slower.
     """
     import torch
+    import torch._dynamo  # what the first optimizer step would import
 
-    from fmnist_gui.plugins import selftest
-
-    selftest.warm_up()
+    # The first backward()'s imports too; no thread-count or RNG change (training
+    # may start meanwhile).
     weight = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.SGD([weight], lr=0.0)
-    weight.sum().backward()
-    optimizer.step()
+    (weight * 2).sum().backward()
