@@ -95,7 +95,12 @@ def test_menu_actions_follow_the_window_state(app):
 def test_manager_lists_every_plugin_and_the_traceback_is_one_click_away(app, qtbot):
     dialog = PluginManagerDialog(app.window)
     qtbot.addWidget(dialog)
-    assert dialog.names() == ["builtin_losses", "builtin_optimizers", "broken"]
+    assert dialog.names() == [
+        "builtin_losses",
+        "builtin_optimizers",
+        "builtin_schedulers",
+        "broken",
+    ]
     row = dialog.row_of("broken")
     cells = [dialog.table.item(row, c).text() for c in range(1, 6)]
     assert cells == ["broken", "–", "–", "file", "failed"]
