@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from fmnist_gui import __version__
 from fmnist_gui.sweep.pool import default_jobs, threads_per_worker
@@ -39,7 +39,7 @@ class UsageError(Exception):
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage dump
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
         raise UsageError(message)
 
 
@@ -461,7 +461,7 @@ def _first_interrupt_stops(stop, out: TextIO):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    asked = []
+    asked: list[bool] = []
 
     def handler(signum, frame):
         if asked:

@@ -96,7 +96,7 @@ class WorkerPool:
 
     def events(self, poll_seconds: float = 0.2) -> Iterator[SweepEvent]:
         for worker_id in self.worker_ids:
-            process = self._context.Process(
+            process: multiprocessing.process.BaseProcess = self._context.Process(
                 target=_worker_main,
                 args=(self.setup, worker_id, self._queue, self._stop),
                 name=f"fmnist-sweep-{worker_id}",

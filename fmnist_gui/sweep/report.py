@@ -227,15 +227,20 @@ def _plot_lr(ax, results: SweepResults) -> None:
     for index, o in enumerate(results.optimizers):
         color = f"C{index}"
         done = [t for t in o.counted if t.state == "complete" and t.lr]
-        cut = [t for t in o.counted if t.outcome == "pruned" and t.lr and t.accuracy]
+        cut = [
+            t for t in o.counted if t.outcome == "pruned" and t.lr and t.last_accuracy is not None
+        ]
         lost = [t for t in o.counted if t.outcome == "diverged" and t.lr]
         ax.scatter(
-            [t.lr for t in done], [100 * t.value for t in done], color=color, label=o.optimizer
+            [t.lr for t in done],
+            [100 * (t.value or 0.0) for t in done],
+            color=color,
+            label=o.optimizer,
         )
         if cut:
             ax.scatter(
                 [t.lr for t in cut],
-                [100 * t.last_accuracy for t in cut],
+                [100 * (t.last_accuracy or 0.0) for t in cut],
                 facecolors="none",
                 edgecolors=color,
                 label=f"{o.optimizer} pruned (last epoch run)",
@@ -284,7 +289,7 @@ def _plot_band(ax, results: SweepResults) -> None:
 def best_rows(result: OptimizerResult) -> list[TrialRow]:
     """Counted complete trials, best first (the GUI's ranking)."""
     done = [t for t in result.counted if t.state == "complete"]
-    return sorted(done, key=lambda t: (-t.value, t.number))
+    return sorted(done, key=lambda t: (-(t.value or 0.0), t.number))
 
 
 __all__ = [

@@ -143,7 +143,7 @@ def _rows(
             settings = {LR: lr, **params}
         else:  # a seed run wrote down what it trained with
             settings = dict(attrs.get("settings", {}))
-        lr = settings.get(LR)
+        lr_used: float | None = settings.get(LR)
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start
@@ -159,7 +159,7 @@ def _rows(
                 outcome=attrs.get("outcome", "") if t.state != TrialState.WAITING else "",
                 counted=t.number in counted,
                 value=value if value is None or math.isfinite(value) else None,
-                lr=lr,
+                lr=lr_used,
                 params=dict(t.params),
                 settings=settings,
                 accuracy=tuple(attrs.get("accuracy", ())),

@@ -66,6 +66,7 @@ class Dimension:
             return CategoricalDistribution((False, True))
         if not self.complete:
             raise SpaceError(f"{self.name} has no range to search")
+        assert self.low is not None and self.high is not None  # complete  # noqa: PT018
         if self.kind == "int":
             return IntDistribution(int(self.low), int(self.high), log=self.log)
         return FloatDistribution(float(self.low), float(self.high), log=self.log)
@@ -172,6 +173,7 @@ class OptimizerSpace:
             if dim.kind == "bool":
                 values[dim.name] = trial.suggest_categorical(dim.name, [False, True])
             elif dim.kind == "int":
+                assert dim.low is not None and dim.high is not None  # noqa: PT018 - complete
                 values[dim.name] = trial.suggest_int(
                     dim.name, int(dim.low), int(dim.high), log=dim.log
                 )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import optuna
 from optuna.storages import BaseStorage
@@ -34,10 +35,11 @@ from fmnist_gui.sweep.spec import SweepError, SweepSpec
 
 SPEC_ATTR = "fmnist_sweep"
 ROLE_ATTR = "fmnist_sweep_role"
-TUNE, SEEDS = "tune", "seeds"
+TUNE: Literal["tune"] = "tune"
+SEEDS: Literal["seeds"] = "seeds"
 SEPARATOR = ":"
 # Reasons a finished trial records in its user attribute "outcome".
-SURPLUS = "surplus"
+SURPLUS: Literal["surplus"] = "surplus"
 
 
 def tuning_study_name(sweep: str, optimizer: str) -> str:

@@ -26,13 +26,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from fmnist_gui.plugins.host import PluginHost, UnknownPluginError
-from fmnist_gui.plugins.specs import ParamError
+from fmnist_gui.errors import FmnistError
+from fmnist_gui.plugins.host import PluginHost
 from fmnist_gui.sweep.events import (
     Outcome,
     Phase,
@@ -54,18 +54,20 @@ from fmnist_gui.sweep.study import (
     phase_status,
     within_budget,
 )
-from fmnist_gui.training.config import ConfigError, TrainConfig
+from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.data import FashionMNISTData, Split
-from fmnist_gui.training.trainer import BatchEnd, EpochEnd, PluginFailure, RunEnd, Trainer
+from fmnist_gui.training.driver import RunDriver
+from fmnist_gui.training.events import BatchEnd, EpochEnd, RunEnd
+from fmnist_gui.training.trainer import Trainer
 
 POLL_SECONDS = 0.5
 
 
-class TrialAborted(Exception):
+class TrialAbortedError(Exception):
     """Ends a trial as failed, its reason already recorded in its user attributes."""
 
 
-class TrialStopped(TrialAborted):
+class TrialStoppedError(TrialAbortedError):
     """The user stopped the trial; it is queued again."""
 
 
@@ -214,6 +216,7 @@ class SweepWorker:
                 self._sleep()
                 continue
             waiting = False
+            assert isinstance(job, tuple)  # "done" and None were handled above
             phase, optimizer = job
             if self._run_trial(phase, optimizer) == "stopped":
                 return self._end("stopped", "stopped; run again to continue the sweep")
@@ -274,7 +277,7 @@ class SweepWorker:
             return objective(study, optimizer, trial)
 
         try:
-            study.optimize(run, n_trials=1, catch=(TrialAborted,), gc_after_trial=False)
+            study.optimize(run, n_trials=1, catch=(TrialAbortedError,), gc_after_trial=False)
         except KeyboardInterrupt:
             if number:  # the place is not lost: the same settings run again later
                 self._requeue(study, number[0])
@@ -374,15 +377,16 @@ class SweepWorker:
         )
         try:
             trainer = Trainer(config, self.data, self.plugins)
-        except (ConfigError, ParamError, UnknownPluginError, PluginFailure) as exc:
+        except FmnistError as exc:
             self._abort(trial, "failed", f"the settings were refused: {exc}")
         elapsed = 0.0
-        events = trainer.run()
+        driver = RunDriver(trainer)
+        events = driver.run()
         try:
             for event in events:
                 if isinstance(event, BatchEnd):
                     if self.should_stop():
-                        trainer.request_stop()
+                        driver.request_stop()
                 elif isinstance(event, EpochEnd):
                     elapsed += event.train_seconds
                     self._epoch_done(trial, optimizer, phase, event, elapsed)
@@ -392,7 +396,7 @@ class SweepWorker:
                         self._prune(trial, study_trials=trial.study.get_trials(deepcopy=False))
                 elif isinstance(event, RunEnd):
                     return self._run_ended(trial, phase, event)
-        except (TrialAborted, optuna.TrialPruned):
+        except (TrialAbortedError, optuna.TrialPruned):
             raise
         except Exception as exc:  # noqa: BLE001 - one trial's failure must not end the sweep
             self._abort(trial, "failed", f"training raised {type(exc).__name__}: {exc}")
@@ -455,7 +459,7 @@ class SweepWorker:
             return record.value
         if event.status == "stopped":
             self._finish(trial, "stopped", f"stopped by the user ({event.message})")
-            raise TrialStopped(event.message)
+            raise TrialStoppedError(event.message)
         if event.status == "diverged":
             reason = f"diverged: {event.message}"
             if phase == TUNE:
@@ -472,9 +476,9 @@ class SweepWorker:
         trial.set_user_attr("outcome", outcome)
         trial.set_user_attr("reason", reason)
 
-    def _abort(self, trial: Trial, outcome: Outcome, reason: str):
+    def _abort(self, trial: Trial, outcome: Outcome, reason: str) -> NoReturn:
         self._finish(trial, outcome, reason)
-        raise TrialAborted(reason)
+        raise TrialAbortedError(reason)
 
     def _requeue(self, study: optuna.Study, number: int) -> None:
         """Queue trial ``number`` again, as Optuna does for a dead worker's trial."""

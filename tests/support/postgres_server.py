@@ -3,7 +3,7 @@
 The server refuses to run as root, so as root it runs as the ``postgres`` user
 (``runuser``), which Debian's ``postgresql`` package creates. Nothing listens on
 TCP (``listen_addresses=''``): clients connect through the socket in the folder.
-``start()`` raises ``Unavailable`` with the reason when no server can be started
+``start()`` raises ``PostgresUnavailableError`` with the reason when no server can be started
 here (no binaries, no ``postgres`` user, initdb refused), so tests can skip saying so.
 """
 
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 
-class Unavailable(Exception):
+class PostgresUnavailableError(Exception):
     """No PostgreSQL server can be started here; the message says why."""
 
 
@@ -59,20 +59,22 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         if self.bindir is None:
-            raise Unavailable(
+            raise PostgresUnavailableError(
                 "no PostgreSQL server binaries (initdb) found; on Debian: apt-get install "
                 "postgresql"
             )
         self.folder = Path(tempfile.mkdtemp(prefix="fmnist-pg-"))
         if self._as_postgres:
             if shutil.which("runuser") is None:
-                raise Unavailable("running as root, and runuser is missing to run as postgres")
+                raise PostgresUnavailableError(
+                    "running as root, and runuser is missing to run as postgres"
+                )
             try:
                 import pwd
 
                 user = pwd.getpwnam("postgres")
             except KeyError:
-                raise Unavailable(
+                raise PostgresUnavailableError(
                     "running as root and there is no 'postgres' user to run the server as"
                 ) from None
             os.chown(self.folder, user.pw_uid, user.pw_gid)
@@ -81,7 +83,7 @@ class PostgresServer:
             "initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
         )
         if result.returncode != 0:
-            raise Unavailable(f"initdb failed: {result.stderr.strip()[-300:]}")
+            raise PostgresUnavailableError(f"initdb failed: {result.stderr.strip()[-300:]}")
         options = (
             f"-k {self.folder} -p {self.port} -c listen_addresses='' -c fsync=off "
             "-c synchronous_commit=off -c max_connections=50"
@@ -91,7 +93,7 @@ class PostgresServer:
         )
         if result.returncode != 0:
             log = (self.folder / "log").read_text(errors="replace")[-300:]
-            raise Unavailable(f"the PostgreSQL server did not start: {log.strip()}")
+            raise PostgresUnavailableError(f"the PostgreSQL server did not start: {log.strip()}")
         return self
 
     def stop(self) -> None:

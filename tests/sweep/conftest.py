@@ -22,12 +22,12 @@ def sqlite_url(tmp_path) -> str:
 def postgres_url():
     """A PostgreSQL server of the test session's own; skipped, saying why, where none can run."""
     pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install '.[postgres]')")
-    from tests.support.postgres_server import PostgresServer, Unavailable
+    from tests.support.postgres_server import PostgresServer, PostgresUnavailableError
 
     server = PostgresServer()
     try:
         server.start()
-    except Unavailable as exc:
+    except PostgresUnavailableError as exc:
         server.stop()
         pytest.skip(f"no PostgreSQL server can be started here: {exc}")
     try:

@@ -38,7 +38,8 @@ def _run_args(root, url, *extra):
 def test_bad_run_input_is_one_line_and_exit_2(tiny_root, sqlite_url, capsys, args, words):
     assert main(_run_args(tiny_root, sqlite_url, *args)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("fmnist-sweep: error: ") and err.count("\n") == 1, err
+    assert err.startswith("fmnist-sweep: error: "), err
+    assert err.count("\n") == 1, err
     assert words in err
 
 
@@ -55,7 +56,8 @@ def test_bad_run_input_is_one_line_and_exit_2(tiny_root, sqlite_url, capsys, arg
 def test_bad_storage_and_commands_are_one_line_and_exit_2(capsys, args, words):
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and words in err, err
+    assert err.count("\n") == 1, err
+    assert words in err, err
 
 
 def test_joining_a_sweep_that_does_not_exist_names_the_ones_there(tiny_root, sqlite_url, capsys):

@@ -77,7 +77,8 @@ def test_two_worker_processes_share_one_study_and_never_run_a_trial_twice(
         assert "worker complete" in outputs[w][0]
 
     ran = {w: _started(out) for w, (out, _) in outputs.items()}
-    assert ran["A"] and ran["B"], "both workers should have taken trials"
+    assert ran["A"], "both workers should have taken trials"
+    assert ran["B"], "both workers should have taken trials"
     assert not ran["A"] & ran["B"], f"trials run by both workers: {ran['A'] & ran['B']}"
 
     stored = {}
