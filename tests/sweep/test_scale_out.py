@@ -149,8 +149,9 @@ def test_a_killed_worker_loses_nothing_its_trial_is_retried_by_the_other(
 
     assert survivor.wait(timeout=200) == 0, survivor.stderr.read()
     out = survivor_lines.join()
-    survivor.stderr.close()
-    victim.stderr.close()
+    for process in (survivor, victim):
+        process.stdout.close()
+        process.stderr.close()
     assert f"(rerun of trial {killed})" in out
 
     trials = {t.number: t for t in sweep.tuning_trials("sgd")}
