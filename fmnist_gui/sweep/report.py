@@ -200,7 +200,7 @@ def write_plots(results: SweepResults, folder: Path) -> list[Path]:
             draw(ax, results)
             ax.grid(True, alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="lower right", fontsize=8)
+                ax.legend(loc="best", fontsize=8)
             fig.tight_layout()
             path = folder / name
             fig.savefig(path)

@@ -171,8 +171,9 @@ class Sweep:
         """Make the sweep's studies, or continue the sweep of that name if it is the same.
 
         Returns ``(sweep, created)``. A sweep of that name with other settings is a
-        ``SweepError`` listing the differences. Safe against another process
-        creating the same sweep at the same moment: each study is created by one.
+        ``SweepError`` listing the differences. Each study is created once even if
+        another process makes the same sweep at the same moment (the seed runs could
+        then be queued twice: make a sweep from one place, join it from the others).
         """
         check_name(name)
         spec.validate()
