@@ -17,5 +17,10 @@ def open_window(qtbot, root, plugins, settings, **kwargs) -> App:
 
 def close_window(qtbot, app: App) -> None:
     """Stop whatever runs and wait for its thread to end (the leak fixture checks)."""
+    from fmnist_gui.qt.infra import threads
+
     app.shutdown(30_000)
     qtbot.waitUntil(lambda: app.training.job is None and not app.backend.loading, timeout=30_000)
+    # A job queued by the run's last signals (a prediction refresh, an autosave write)
+    # may start after shutdown(); it ends by itself. One that never ends still fails.
+    qtbot.waitUntil(lambda: not threads.live_threads(), timeout=30_000)

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QMessageBox, QTableWidget, QTextBrowser
 
 from fmnist_gui.qt.app import App
 from fmnist_gui.qt.infra import threads
-from tests.support.qt_helpers import open_window
+from tests.support.qt_helpers import close_window, open_window
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -365,6 +365,7 @@ def test_worker_error_becomes_a_dialog(
     title, text = shown[0]
     assert title == "Training failed" and message in text
     assert app.window.actions["start"].isEnabled()  # the app carries on
+    close_window(qtbot, app)  # and its jobs end with it
 
 
 def test_settings_remember_the_form(qtbot, tiny_root, plugins, settings):

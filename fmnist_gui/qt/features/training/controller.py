@@ -780,17 +780,31 @@ class TrainingController(QObject):
         """
         if self._close_requested:
             return self.job is not None  # then _on_job_done closes again
-        if self.job is None and not self.training_blocked():
+        if self.job is None and not self._another_run():
             return False
         self._ask_before_quit()
         return True
+
+    def _another_run(self) -> str:
+        """Why training is held by work still running elsewhere (a race), or "".
+
+        A diverged model also blocks training, but it is a state, not a run:
+        quitting loses nothing of it that the unsaved-training question does not cover.
+        """
+        for blocker in self._blockers:
+            if blocker == self._diverged_reason:
+                continue
+            reason = blocker()
+            if reason:
+                return reason
+        return ""
 
     def _ask_before_quit(self) -> None:
         if self.quit_box is not None:
             return
         buttons = QMessageBox.StandardButton
         if self.job is None:
-            reason = self.training_blocked()
+            reason = self._another_run()
             text = f"{reason}\n\nQuitting now stops it, and its results are not kept."
             box = QMessageBox(
                 QMessageBox.Icon.Question, "Quit now?", text, buttons.Cancel, self.window
