@@ -22,7 +22,7 @@ from fmnist_gui.plugins.selftest import SelfTestCache
 from fmnist_gui.plugins.specs import Param
 from tests.support.plugin_fixtures import good_optimizer_source, make_distribution, write_plugin
 
-BUILTIN_SPECS = 6  # sgd, adam, rmsprop; cross_entropy, nll, mse
+BUILTIN_SPECS = 11  # sgd, adam, rmsprop; cross_entropy, nll, mse; five schedules
 
 
 @pytest.fixture(autouse=True)
