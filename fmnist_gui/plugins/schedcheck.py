@@ -1,6 +1,6 @@
 """A quick check of every learning-rate schedule a plugin registers, before it is offered.
 
-The schedule is built on a plain SGD over one tensor and stepped a few times:
+The schedule is built on a bare optimizer over one tensor and stepped a few times:
 the factory must return a ``torch.optim.lr_scheduler.LRScheduler``, ``step()``
 must not raise, every learning rate must stay a finite number of at least 0,
 and ``state_dict()`` must load back into a fresh schedule (checkpoints rely on
@@ -38,7 +38,7 @@ def check_scheduler(spec: SchedulerSpec, values: dict[str, Any] | None = None) -
 
     def build():
         weight = torch.nn.Parameter(torch.zeros(2))
-        optimizer = torch.optim.SGD([weight], lr=LEARNING_RATE)
+        optimizer = _bare_optimizer([weight], LEARNING_RATE)
         scheduler = spec.factory(
             optimizer, total_steps=TOTAL_STEPS, steps_per_epoch=STEPS_PER_EPOCH, **hyper
         )
@@ -75,3 +75,14 @@ def check_scheduler(spec: SchedulerSpec, values: dict[str, Any] | None = None) -
 
 
 __all__ = ["check_scheduler"]
+
+
+def _bare_optimizer(params: list, lr: float) -> Any:
+    """Only what a schedule touches: param_groups with an lr, and a state_dict."""
+    import torch
+
+    class BareOptimizer(torch.optim.Optimizer):
+        def step(self, closure=None):  # a schedule only calls it
+            return None
+
+    return BareOptimizer(params, {"lr": lr})
