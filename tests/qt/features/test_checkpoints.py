@@ -294,6 +294,7 @@ def test_autosave_at_epoch_end_then_recovery_after_a_crash(
     qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=60_000)
     autosave = ckpt.autosave_path()
     qtbot.waitUntil(autosave.is_file, timeout=30_000)
+    app.checkpoints.wait_for_autosave()  # autosaves are written off the GUI thread
     saved = ckpt.read_checkpoint(autosave)
     assert saved["position"]["epochs_done"] >= 1
     assert "Epoch 1" in saved["extra"]["log"]
