@@ -183,7 +183,9 @@ def _check_optimizer_state(path: Path, obj: Mapping[str, Any]) -> None:
                 ):
                     _damaged(path, name, "a list of the network's parameter numbers")
                 continue
-            if not _all_finite(value):
+            # Infinity can be a plugin's setting (Prodigy's growth_rate); NaN never is,
+            # and the learning rate must be a finite number.
+            if _has_nan(value) or (key == "lr" and not _all_finite(value)):
                 _inconsistent(path, name, f"is {_show(value)}, not a finite number")
             if key in settings and _plain(value) != _plain(settings[key]):
                 _inconsistent(
@@ -231,6 +233,16 @@ def _saved_optimizer_settings(obj: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(change, Mapping):
             settings.pop(change.get("name"), None)
     return settings
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point() and bool(torch.isnan(value).any())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    return False
 
 
 def _all_finite(value: Any) -> bool:

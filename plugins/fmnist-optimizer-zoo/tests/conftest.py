@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import fmnist_builtins.losses
+import fmnist_builtins.schedulers
 import fmnist_optimizer_zoo
 import pytest
 
@@ -20,9 +21,10 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def zoo_host() -> PluginHost:
-    """A fresh host with the zoo and the built-in losses, every spec self-tested once."""
+    """A fresh host with the zoo, the built-in losses and schedules, each spec self-tested once."""
     host = PluginHost()
     host.load_plugin(fmnist_builtins.losses, "builtin_losses")
+    host.load_plugin(fmnist_builtins.schedulers, "builtin_schedulers")
     host.load_plugin(fmnist_optimizer_zoo, "optimizer_zoo")
     return host
 

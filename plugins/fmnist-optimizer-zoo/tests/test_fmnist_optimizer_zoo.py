@@ -16,7 +16,9 @@ from fmnist_gui import checkpoint as ckpt
 from fmnist_gui.plugins.selftest import check_optimizer
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.data import FashionMNISTData, Split, load_dataset
-from fmnist_gui.training.trainer import BatchEnd, EpochEnd, Trainer
+from fmnist_gui.training.driver import RunDriver
+from fmnist_gui.training.events import BatchEnd, EpochEnd
+from fmnist_gui.training.trainer import Trainer
 
 NOT_HYPERPARAMETERS = {"lr", "params", "foreach", "fused", "capturable", "differentiable"}
 
@@ -285,9 +287,10 @@ def test_exact_resume_with_a_zoo_optimizer(tmp_path, zoo_host, tiny_data, optimi
     assert list(reference.run())[-1].status == "finished"
 
     first = Trainer(config, tiny_data, zoo_host)
-    for event in first.run():
+    driver = RunDriver(first)
+    for event in driver.run():
         if isinstance(event, BatchEnd) and event.step == 11:  # 3 batches into epoch 2
-            first.request_stop()
+            driver.request_stop()
     assert first.global_step == 11
     path = tmp_path / "ck.pt"
     ckpt.save_checkpoint(path, first.state_dict())
