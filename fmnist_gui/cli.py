@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from fmnist_gui import __version__
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.console import CtrlC, console_main
+from fmnist_gui.system.options import add_data_options, add_plugin_dir_option
 from fmnist_gui.system.paths import default_data_root
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.tutorial_log import format_event
@@ -133,14 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: off; only non-finite numbers are)",
     )
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"dataset root (default {default_data_root()})",
-    )
-    p.add_argument("--no-download", action="store_true", help="never download the dataset")
+    add_data_options(p)
     p.add_argument(
         "--prepare-data",
         action="store_true",
@@ -177,14 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from the model weights in PATH (a checkpoint, or a file "
         "from torch.save(model.state_dict(), PATH))",
     )
-    p.add_argument(
-        "--plugin-dir",
-        type=Path,
-        action="append",
-        default=None,
-        metavar="DIR",
-        help="load *.py plugins from DIR instead of the user plugin folder",
-    )
+    add_plugin_dir_option(p)
     p.add_argument(
         "--list-plugins",
         action="store_true",

@@ -39,26 +39,18 @@ _LAUNCHED = time.perf_counter()
 
 def build_parser() -> argparse.ArgumentParser:
     from fmnist_gui import __version__
+    from fmnist_gui.system.options import add_data_options, add_plugin_dir_option
 
     p = argparse.ArgumentParser(
         prog="fmnist-gui",
         description="Train the PyTorch tutorial's Fashion-MNIST network in a desktop app.",
     )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="dataset root (default: the last folder used, else the app's data folder)",
+    add_data_options(
+        p,
+        data_dir_help="dataset root (default: the last folder used, else the app's data folder)",
+        no_download=False,
     )
-    p.add_argument(
-        "--plugin-dir",
-        type=Path,
-        action="append",
-        default=None,
-        metavar="DIR",
-        help="load *.py plugins from DIR instead of the user plugin folder",
-    )
+    add_plugin_dir_option(p)
     p.add_argument("--version", action="version", version=f"fmnist-gui {__version__}")
     return p
 

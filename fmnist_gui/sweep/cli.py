@@ -27,6 +27,7 @@ from fmnist_gui.sweep.pool import default_jobs, threads_per_worker
 from fmnist_gui.sweep.space import Range, TuneRequest
 from fmnist_gui.sweep.spec import DEFAULT_OPTIMIZERS, PRUNERS, SweepSpec
 from fmnist_gui.sweep.storage import DEFAULT_GRACE, DEFAULT_HEARTBEAT
+from fmnist_gui.system.options import add_data_options, add_plugin_dir_option
 from fmnist_gui.system.paths import default_data_root
 
 PROG = "fmnist-sweep"
@@ -170,22 +171,8 @@ def _working(p: argparse.ArgumentParser) -> None:
         help="torch threads per worker (default: the CPUs shared out among the workers)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"dataset root (default {default_data_root()})",
-    )
-    p.add_argument("--no-download", action="store_true", help="never download the dataset")
-    p.add_argument(
-        "--plugin-dir",
-        type=Path,
-        action="append",
-        default=None,
-        metavar="DIR",
-        help="load *.py plugins from DIR instead of the user plugin folder",
-    )
+    add_data_options(p)
+    add_plugin_dir_option(p)
     p.add_argument(
         "--heartbeat",
         type=int,
