@@ -11,9 +11,10 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
 
 from fmnist_gui.analysis.runs import RunList
-from fmnist_gui.qt.features.runs.export import PNG_SCALE, export_plots
-from fmnist_gui.qt.features.runs.runs_view import RunPlots, RunsView
+from fmnist_gui.qt.features.runs.runs_view import RunsView
 from fmnist_gui.qt.features.training.plots import TrainingPlots
+from fmnist_gui.qt.widgets.export import PNG_SCALE, export_plots
+from fmnist_gui.qt.widgets.plotting import RunPlots
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.events import EpochEnd
 

@@ -9,8 +9,9 @@ from PySide6.QtCore import Qt
 
 from fmnist_gui.analysis.runs import CSV_COLUMNS, RunList
 from fmnist_gui.qt.features.runs import runs_view
-from fmnist_gui.qt.features.runs.export import export_plot
-from fmnist_gui.qt.features.runs.runs_view import RunPlots, RunsView
+from fmnist_gui.qt.features.runs.runs_view import RunsView
+from fmnist_gui.qt.widgets.export import export_plot
+from fmnist_gui.qt.widgets.plotting import RunPlots
 from fmnist_gui.training.config import TrainConfig
 
 
@@ -99,7 +100,7 @@ def test_plots_export_to_png_and_svg(tmp_path, views):
 def test_loss_curve_is_smoothed_incrementally_as_tensorboard_does(qtbot, views):
     import numpy as np
 
-    from fmnist_gui.qt.features.training.plots import debiased_ema
+    from fmnist_gui.qt.widgets.plotting import SMOOTHING, debiased_ema
 
     runs, plots, _ = views
     run = list(runs)[0]
@@ -107,7 +108,7 @@ def test_loss_curve_is_smoothed_incrementally_as_tensorboard_does(qtbot, views):
         runs.record(run.id, batch_losses=chunk)
         plots.redraw()
     x, y = plots._curves[run.id][0].getData()
-    expected, _ = debiased_ema(run.batch_losses, runs_view.SMOOTHING)
+    expected, _ = debiased_ema(run.batch_losses, SMOOTHING)
     # Against epochs: step n of the run is at n / (steps per epoch).
     steps = np.arange(1, len(run.batch_losses) + 1)
     assert np.allclose(x, steps / run.epoch_length())

@@ -448,7 +448,7 @@ def test_data_dialog_copies_from_the_system_package(qtbot, tmp_path):
 
 
 def test_debiased_ema_matches_tensorboard():
-    from fmnist_gui.qt.features.training.plots import debiased_ema
+    from fmnist_gui.qt.widgets.plotting import debiased_ema
 
     values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     raw, _ = debiased_ema(values, 0.0)

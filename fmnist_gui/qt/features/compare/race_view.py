@@ -42,16 +42,11 @@ from PySide6.QtWidgets import (
 
 from fmnist_gui.analysis.runs import RunList
 from fmnist_gui.plugins.specs import ParamError
-from fmnist_gui.qt.features.runs.runs_view import (
-    RunPlots,
-    is_dark,
-    run_color,
-    schedule_refresh,
-    table_item,
-)
 from fmnist_gui.qt.features.training.control_panel import ParamForm
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
+from fmnist_gui.qt.widgets.plotting import RunPlots, is_dark, run_color
+from fmnist_gui.qt.widgets.tables import schedule_refresh, table_item
 from fmnist_gui.system.openmp import release_thread_pool
 from fmnist_gui.training.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
 from fmnist_gui.training.events import BatchEnd, EpochEnd, RunEnd
@@ -574,7 +569,7 @@ class RaceView(QWidget):
             self._fill_results()
 
     def _on_runs_changed(self, kind: str, run: Any) -> None:
-        schedule_refresh(self, self._results_timer)
+        schedule_refresh(self._results_timer, self.runs, self._on_runs_changed)
 
     def member_status(self, member: int) -> str:
         """Where a competitor stands: running, waiting for its turn, finished or stopped."""

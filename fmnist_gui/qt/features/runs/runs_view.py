@@ -13,11 +13,8 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pyqtgraph as pg
-import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -26,7 +23,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -36,203 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.analysis.runs import Run, RunError, RunList
-from fmnist_gui.qt.features.runs.export import export_plots
-from fmnist_gui.qt.features.training.plots import StripLegend, debiased_ema
-
-# Distinct hues (Tableau 10), in a darker set for light backgrounds and a
-# brighter one for dark backgrounds, so every curve keeps its contrast.
-LIGHT_COLORS = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#9467bd",
-    "#ff7f0e",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#7f7f7f",
-    "#bcbd22",
-)
-DARK_COLORS = (
-    "#6cb6ff",
-    "#ff6b6b",
-    "#63d471",
-    "#c49bff",
-    "#ffb454",
-    "#d8a47f",
-    "#ff8fd8",
-    "#4fe0f0",
-    "#c8c8c8",
-    "#e4e45a",
-)
-SMOOTHING = 0.9
-
-
-def is_dark(widget: QWidget) -> bool:
-    return widget.palette().color(QPalette.ColorRole.Base).lightness() < 128
-
-
-def run_color(run_id: int, dark: bool) -> QColor:
-    """The colour of run ``run_id``: stable for the run's life, distinct from its neighbours."""
-    colors = DARK_COLORS if dark else LIGHT_COLORS
-    return QColor(colors[(run_id - 1) % len(colors)])
-
-
-class RunPlots(QWidget):
-    """The shown runs overlaid: smoothed training loss and test accuracy, both per epoch.
-
-    Runs of different batch sizes take different numbers of steps per epoch, so
-    the loss is drawn against epochs (step / steps per epoch): every run spans
-    the same axis, whatever its batch size.
-    """
-
-    def __init__(self, runs: RunList, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.runs = runs
-        self._curves: dict[int, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
-        self._drawn: dict[int, tuple[int, int, str, bool]] = {}  # what each curve shows
-        # run id -> (losses smoothed so far, EMA state, smoothed values): each new
-        # frame smooths only the losses that arrived since the last one.
-        self._smoothed: dict[int, tuple[int, tuple[float, int], np.ndarray]] = {}
-        self.loss_plot = self._make_plot("Training loss", "Loss (smoothed)", "Epoch", legend=True)
-        # One legend serves both plots (same colours): a second would repeat it.
-        self.accuracy_plot = self._make_plot("Test accuracy", "Accuracy (%)", "Epoch", legend=False)
-        self.accuracy_plot.getAxis("bottom").setTickSpacing(1, 1)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.loss_plot, 3)
-        layout.addWidget(self.accuracy_plot, 2)
-        self._refit = False
-        self._timer = QTimer(self, singleShot=True, interval=30)
-        self._timer.timeout.connect(self.redraw)
-        runs.subscribe(self._on_runs_changed)
-        self.redraw()
-
-    def _make_plot(self, title: str, left: str, bottom: str, legend: bool) -> pg.PlotWidget:
-        widget = pg.PlotWidget()
-        item = widget.getPlotItem()
-        item.setTitle(title, size="11pt")
-        item.setLabel("left", left)
-        item.setLabel("bottom", bottom)
-        item.showGrid(x=True, y=True, alpha=0.2)
-        item.getViewBox().setDefaultPadding(0.05)  # the last tick label stays inside
-        if legend:
-            StripLegend(item)
-        item.setClipToView(True)
-        item.setDownsampling(auto=True, mode="peak")
-        widget.setMinimumHeight(180)
-        widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self._style(widget)
-        return widget
-
-    def _style(self, widget: pg.PlotWidget) -> None:
-        palette = self.palette()
-        background = palette.color(QPalette.ColorRole.Base)
-        foreground = palette.color(QPalette.ColorRole.Text)
-        widget.setBackground(background)
-        item = widget.getPlotItem()
-        item.titleLabel.setAttr("color", foreground)
-        item.titleLabel.setText(item.titleLabel.text)
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.setPen(foreground)
-            axis.setTextPen(foreground)
-            axis.label.setDefaultTextColor(foreground)
-        if item.legend is not None:
-            item.legend.setBrush(pg.mkBrush(background))
-            item.legend.setLabelTextColor(foreground)
-
-    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        if event.type() == event.Type.PaletteChange:
-            for plot in (self.loss_plot, self.accuracy_plot):
-                self._style(plot)
-            self._drawn.clear()  # colours depend on the palette
-            self.redraw()
-        super().changeEvent(event)
-
-    def _on_runs_changed(self, kind: str, run: Run) -> None:
-        if kind != "changed":
-            # Runs came or went (a race, Reset, an opened checkpoint's list): the axes
-            # refit to what is now shown, whatever zoom the old runs had.
-            self._refit = True
-        schedule_refresh(self, self._timer)
-
-    def curve_names(self) -> list[str]:
-        """Legend entries of the loss plot, in order (tests read them)."""
-        legend = self.loss_plot.getPlotItem().legend
-        return [label.text for _, label in legend.items]
-
-    def _remove_curves(self, run_id: int) -> None:
-        curves = self._curves.pop(run_id, None)
-        if curves is not None:
-            # PlotItem.removeItem also takes the entry out of the legend.
-            self.loss_plot.getPlotItem().removeItem(curves[0])
-            self.accuracy_plot.getPlotItem().removeItem(curves[1])
-        self._drawn.pop(run_id, None)
-
-    def _smooth(self, run: Run) -> np.ndarray:
-        done, state, values = self._smoothed.get(run.id, (0, (0.0, 0), np.empty(0)))
-        if len(run.batch_losses) < done:  # cannot happen today; start over if it does
-            done, state, values = 0, (0.0, 0), np.empty(0)
-        if len(run.batch_losses) > done:
-            new, state = debiased_ema(run.batch_losses[done:], SMOOTHING, state)
-            values = np.concatenate([values, new])
-            self._smoothed[run.id] = (len(run.batch_losses), state, values)
-        return values
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        self.redraw()  # changes that came while hidden were not drawn
-
-    def redraw(self, force: bool = False) -> None:
-        """Bring the curves up to date with the run list (only changed runs are redrawn).
-
-        Hidden plots wait for their next show, unless ``force`` (e.g. to export them).
-        """
-        if not (self.isVisible() or force):
-            return
-        if self._refit:
-            self._refit = False
-            for plot in (self.loss_plot, self.accuracy_plot):
-                plot.getPlotItem().enableAutoRange()
-        dark = is_dark(self)
-        shown = {run.id: run for run in self.runs.visible()}
-        for run_id in list(self._curves):
-            if run_id not in shown:
-                self._remove_curves(run_id)
-        for run_id in set(self._smoothed) - {r.id for r in self.runs}:
-            del self._smoothed[run_id]
-        for run in shown.values():
-            signature = (len(run.batch_losses), len(run.epochs), run.name, dark)
-            drawn = self._drawn.get(run.id)
-            if drawn == signature:
-                continue
-            if drawn is None or drawn[2:] != signature[2:]:
-                # New, renamed or re-themed: new curves, so the legend follows.
-                self._remove_curves(run.id)
-                color = run_color(run.id, dark)
-                self._curves[run.id] = (
-                    self.loss_plot.getPlotItem().plot(pen=pg.mkPen(color, width=2), name=run.name),
-                    self.accuracy_plot.getPlotItem().plot(
-                        pen=pg.mkPen(color, width=2),
-                        symbol="o",
-                        symbolSize=7,
-                        symbolBrush=color,
-                        symbolPen=None,
-                        name=run.name,
-                    ),
-                )
-            loss_curve, acc_curve = self._curves[run.id]
-            if run.batch_losses:
-                smoothed = self._smooth(run)
-                steps = np.arange(1, len(smoothed) + 1, dtype=np.float64)
-                loss_curve.setData(steps / run.epoch_length(), smoothed)
-            else:
-                loss_curve.setData([], [])
-            acc_curve.setData(
-                [e["epoch"] for e in run.epochs], [100 * e["test_accuracy"] for e in run.epochs]
-            )
-            self._drawn[run.id] = signature
+from fmnist_gui.qt.widgets.export import export_plots
+from fmnist_gui.qt.widgets.plotting import is_dark, run_color
+from fmnist_gui.qt.widgets.tables import schedule_refresh, table_item
 
 
 class RunsView(QWidget):
@@ -328,7 +130,7 @@ class RunsView(QWidget):
         self.refill()
 
     def _on_runs_changed(self, kind: str, run: Run) -> None:
-        schedule_refresh(self, self._timer)
+        schedule_refresh(self._timer, self.runs, self._on_runs_changed)
 
     def row_of(self, run_id: int) -> int:
         for row in range(self.table.rowCount()):
@@ -486,29 +288,6 @@ class RunsView(QWidget):
         if path.suffix.lower() not in (".png", ".svg"):
             path = path.with_suffix(".png")
         return [export_plots(rows, path)]
-
-
-def table_item(table: QTableWidget, row: int, column: int, text: str) -> QTableWidgetItem:
-    """The item at (row, column) with ``text``: updated in place, created only when missing.
-
-    Refills never replace items, so Qt never deletes one that Python (or an
-    open editor) may still be holding.
-    """
-    item = table.item(row, column)
-    if item is None:
-        item = QTableWidgetItem(text)
-        table.setItem(row, column, item)
-    elif item.text() != text:
-        item.setText(text)
-    return item
-
-
-def schedule_refresh(view: QWidget, timer: QTimer) -> None:
-    """Start a view's coalescing timer; a view already deleted by Qt stops listening."""
-    if not shiboken6.isValid(timer):
-        view.runs.unsubscribe(view._on_runs_changed)
-    elif not timer.isActive():
-        timer.start()
 
 
 def _describe(value) -> str:

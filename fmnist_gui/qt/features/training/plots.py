@@ -27,30 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fmnist_gui.qt.widgets.plotting import StripLegend, debiased_ema
+
 if TYPE_CHECKING:
     from fmnist_gui.training.events import EpochEnd
 
 X_STEPS, X_EPOCHS = "steps", "epochs"
-
-
-def debiased_ema(
-    values: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
-) -> tuple[np.ndarray, tuple[float, int]]:
-    """TensorBoard's smoothing: an exponential moving average divided by ``1 - w**n``.
-
-    The debiasing stops the curve from starting near zero. ``state`` is
-    ``(last, count)`` from a previous call, so a long curve can be extended a
-    few points at a time; the new state is returned with the smoothed values.
-    """
-    last, count = state
-    out = np.empty(len(values), dtype=np.float64)
-    w, one_minus_w = float(weight), 1.0 - float(weight)
-    for i, v in enumerate(values):
-        last = last * w + one_minus_w * v
-        count += 1
-        debias = 1.0 - w**count if w > 0 else 1.0
-        out[i] = last / debias if debias > 0 else v
-    return out, (last, count)
 
 
 class _Buffer:
@@ -74,64 +56,6 @@ class _Buffer:
 
     def clear(self) -> None:
         self.size = 0
-
-
-class StripLegend(pg.LegendItem):
-    """A legend in a row between a plot's title and its data, so it never covers a curve.
-
-    It takes the place of the (hidden) top axis in the ``PlotItem``'s layout and
-    wraps onto more rows when the plot is too narrow for one.
-    """
-
-    def __init__(self, item: pg.PlotItem, text_color=None) -> None:
-        super().__init__(offset=None, labelTextColor=text_color, colCount=1, frame=False)
-        self._plot_item = item
-        self._columns = 1
-        self.layout.setHorizontalSpacing(12)
-        item.layout.removeItem(item.getAxis("top"))
-        item.layout.addItem(self, 1, 1)
-        item.layout.setAlignment(self, Qt.AlignmentFlag.AlignCenter)
-        item.legend = self  # PlotItem.plot(name=...) adds its entries here
-        item.geometryChanged.connect(self._reflow)
-
-    def addItem(self, item, name) -> None:  # noqa: N802 - pyqtgraph's name
-        super().addItem(item, name)
-        self._reflow()
-
-    def removeItem(self, item) -> None:  # noqa: N802 - pyqtgraph's name
-        super().removeItem(item)
-        self._reflow()
-
-    def _reflow(self) -> None:
-        # As many entries per row as the plot's width allows, at least one.
-        available = self._plot_item.width() - 60
-        count = len(self.items)
-        for columns in range(max(count, 1), 0, -1):
-            if columns != self.columnCount:
-                self.setColumnCount(columns)
-            if self._natural_size()[0] <= available or columns == 1:
-                break
-        self.updateSize()
-
-    def _natural_size(self) -> tuple[float, float]:
-        width = height = 0.0
-        for row in range(self.layout.rowCount()):
-            row_width = row_height = 0.0
-            for col in range(self.layout.columnCount()):
-                entry = self.layout.itemAt(row, col)
-                if entry is not None:
-                    row_width += entry.width() + self.layout.horizontalSpacing()
-                    row_height = max(row_height, entry.height())
-            width, height = max(width, row_width), height + row_height
-        return width, height
-
-    def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
-        # A fixed size the parent layout honours (pyqtgraph's sets a geometry, which
-        # a layout would overwrite).
-        width, height = self._natural_size()
-        self.setMinimumSize(width, height)
-        self.setMaximumSize(width, height)
-        self.resize(width, height)
 
 
 class TrainingPlots(QWidget):
