@@ -116,6 +116,8 @@ class App:
         #: Whether Ready starts torch.optim's warm-up in the background (``main`` sets it).
         self.warm_up = False
         self.warm_up_job: Job | None = None
+        #: How many warm-ups Ready has started (one per launch).
+        self.warm_ups_started = 0
         #: Start was asked for (F5) before the app was ready: it runs once loaded.
         self.start_queued = False
         self._queue_start = self._early_start_shortcut()
@@ -179,6 +181,7 @@ class App:
     def _start_warm_up(self) -> None:
         from fmnist_gui.qt.infra.worker import FunctionWorker, Job, warm_up_optimizers
 
+        self.warm_ups_started += 1
         self.warm_up_job = Job(FunctionWorker(warm_up_optimizers), self.window)
         self.warm_up_job.done.connect(self._on_warm_up_done)
         self.warm_up_job.start()

@@ -1,6 +1,7 @@
 """Fashion-MNIST: finding it, checking it, and serving batches from memory.
 
-The files are read by torchvision's own ``FashionMNIST`` class. Batches are
+The files are read by torchvision's own ``FashionMNIST`` class (its tensors are
+cached beside the raw files, so later starts skip importing torchvision). Batches are
 sliced from the uint8 tensors it returns and converted exactly as the
 tutorial's ``ToTensor()`` does (``float32 / 255``), so every number matches
 the tutorial's ``DataLoader`` loop bit for bit while skipping its per-sample
@@ -275,22 +276,78 @@ class FashionMNISTData:
 
 
 def load_split(root: Path, train: bool) -> Split:
-    """Read one split with torchvision's ``FashionMNIST`` after checking its files."""
-    from torchvision.datasets import FashionMNIST
+    """Read one split with torchvision's ``FashionMNIST`` after checking its files.
 
+    What torchvision returned is kept in ``ROOT/FashionMNIST/fmnist-gui-cache/``
+    with the size and modification time of the two raw files it came from; while
+    those are unchanged, the next start loads the tensors from there and need
+    not import torchvision (about 1.8 s of a warm start).
+    """
     prefix = "train" if train else "t10k"
     folder = raw_folder(root)
-    n_images = check_idx_file(folder / f"{prefix}-images-idx3-ubyte", _IMAGE_MAGIC)
-    n_labels = check_idx_file(folder / f"{prefix}-labels-idx1-ubyte", _LABEL_MAGIC)
+    images_file = folder / f"{prefix}-images-idx3-ubyte"
+    labels_file = folder / f"{prefix}-labels-idx1-ubyte"
+    n_images = check_idx_file(images_file, _IMAGE_MAGIC)
+    n_labels = check_idx_file(labels_file, _LABEL_MAGIC)
     if n_images != n_labels:
         raise DataError(
             f"{folder}: {n_images} {prefix} images but {n_labels} labels; "
             "the files come from different sets"
         )
+    cache = split_cache_file(root, train)
+    key = _raw_key(images_file, labels_file)
+    cached = _read_split_cache(cache, key, n_images)
+    if cached is not None:
+        return cached
+    from torchvision.datasets import FashionMNIST
+
     dataset = FashionMNIST(str(root), train=train, download=False)
     if int(dataset.targets.max()) >= len(CLASS_NAMES) or int(dataset.targets.min()) < 0:
-        raise DataError(f"{folder / f'{prefix}-labels-idx1-ubyte'} has labels outside 0-9")
-    return Split(dataset.data, dataset.targets)
+        raise DataError(f"{labels_file} has labels outside 0-9")
+    split = Split(dataset.data, dataset.targets)
+    _write_split_cache(cache, key, split)
+    return split
+
+
+def split_cache_file(root: Path, train: bool) -> Path:
+    """Where ``load_split`` keeps the tensors torchvision read for one split."""
+    return raw_folder(root).parent / "fmnist-gui-cache" / ("train.pt" if train else "test.pt")
+
+
+def _raw_key(*files: Path) -> str:
+    """Size and modification time of each raw file: any rewrite of them changes it."""
+    parts = []
+    for path in files:
+        st = path.stat()
+        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+def _read_split_cache(cache: Path, key: str, count: int) -> Split | None:
+    """The cached split if it was made from the same raw files; else ``None``."""
+    try:
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        images, labels = saved["images"], saved["labels"]
+        fresh = (
+            saved["key"] == key
+            and images.dtype == torch.uint8
+            and tuple(images.shape) == (count, 28, 28)
+            and labels.dtype == torch.int64
+            and tuple(labels.shape) == (count,)
+        )
+    except Exception:  # noqa: BLE001 - a missing or unreadable cache is remade from the files
+        return None
+    return Split(images, labels) if fresh else None
+
+
+def _write_split_cache(cache: Path, key: str, split: Split) -> None:
+    """Keep ``split`` for the next start; a folder we cannot write only costs that speed-up."""
+    state = {"key": key, "images": split.images, "labels": split.labels}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache, lambda f: torch.save(state, f))
+    except OSError:
+        pass
 
 
 def load_dataset(root: Path, *, allow_download: bool = True) -> FashionMNISTData:

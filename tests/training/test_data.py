@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -197,3 +202,47 @@ def test_a_partly_missing_dataset_names_the_missing_files(tmp_path, monkeypatch)
     (raw_folder(root) / "t10k-images-idx3-ubyte").unlink()
     with pytest.raises(DataError, match="lacks t10k-images-idx3-ubyte in"):
         load_dataset(root, allow_download=False)
+
+
+def test_second_load_reads_the_cache_without_torchvision(tiny_root):
+    first = load_dataset(tiny_root, allow_download=False)
+    assert fdata.split_cache_file(tiny_root, True).is_file()
+    assert fdata.split_cache_file(tiny_root, False).is_file()
+    # A fresh interpreter, as the app's next start: same tensors, torchvision never imported.
+    script = (
+        "import sys, torch\n"
+        "from fmnist_gui.training.data import load_dataset\n"
+        f"d = load_dataset({str(tiny_root)!r}, allow_download=False)\n"
+        "torch.save({'train': d.train.images, 'labels': d.test.labels}, sys.argv[1])\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = tiny_root / "second.pt"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
+    second = torch.load(out, weights_only=True)
+    assert torch.equal(second["train"], first.train.images)
+    assert torch.equal(second["labels"], first.test.labels)
+
+
+def test_cache_is_remade_when_a_raw_file_changes(tiny_root):
+    before = load_dataset(tiny_root, allow_download=False)
+    # Same size, other content: the labels of another tiny set, written later.
+    make_tiny_fashion_mnist(tiny_root / "other", seed=7)
+    src = raw_folder(tiny_root / "other") / "train-labels-idx1-ubyte"
+    target = raw_folder(tiny_root) / "train-labels-idx1-ubyte"
+    target.write_bytes(src.read_bytes())
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    reloaded = load_dataset(tiny_root, allow_download=False)
+    assert not torch.equal(reloaded.train.labels, before.train.labels)
+    assert torch.equal(reloaded.train.labels, datasets.FashionMNIST(str(tiny_root)).targets)
+
+
+def test_a_damaged_cache_is_ignored_and_rewritten(tiny_root):
+    reference = load_dataset(tiny_root, allow_download=False)
+    cache = fdata.split_cache_file(tiny_root, True)
+    cache.write_bytes(b"not a torch file")
+    again = load_dataset(tiny_root, allow_download=False)
+    assert torch.equal(again.train.images, reference.train.images)
+    assert torch.load(cache, weights_only=True)["images"].shape == (256, 28, 28)
