@@ -20,15 +20,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
 
     from fmnist_gui.plugins.host import PluginHost
     from fmnist_gui.qt.features.checkpoints.controller import CheckpointController
+    from fmnist_gui.qt.features.compare.controller import CompareController
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
+    from fmnist_gui.qt.features.runs.controller import RunsController
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.infra.worker import Job
     from fmnist_gui.qt.shell.backend import Backend
@@ -96,6 +98,8 @@ class App:
         window: MainWindow,
         training: TrainingController,
         insight: InsightController,
+        compare: CompareController,
+        runs: RunsController,
         plugin_menu: PluginMenu,
         checkpoints: CheckpointController,
     ) -> None:
@@ -103,14 +107,16 @@ class App:
         self.backend: Backend = window.backend
         self.training = training
         self.insight = insight
+        self.compare = compare
+        self.runs = runs
         self.plugin_menu = plugin_menu
         self.checkpoints = checkpoints
         # Each guard may keep the window open; the first that holds ends the round.
         # Unsaved training is asked about before a race is stopped for nothing;
         # while training runs, the training's own question comes first (the
         # checkpoint guard steps aside then). A race is asked about (training's
-        # guard) before the insight guard stops it.
-        window.close_guards[:] = [checkpoints, training, insight]
+        # guard) before the Compare guard stops it.
+        window.close_guards[:] = [checkpoints, training, compare]
         window.backend.loaded.connect(self._on_backend_loaded)
         window.backend.progress.connect(self._on_progress)
         #: Whether Ready starts torch.optim's warm-up in the background (``main`` sets it).
@@ -162,7 +168,7 @@ class App:
         self._queue_start.setEnabled(False)
         if self.window.state != "idle":  # closed while loading
             return
-        self.insight.build_views()
+        self._build_tabs()
         plugins = self.backend.plugins
         if plugins is not None and plugins.safe_mode:
             from fmnist_gui.qt.features.plugins.dialogs import open_manager
@@ -177,6 +183,30 @@ class App:
         if self.start_queued:
             self.start_queued = False
             self.window.actions["start"].trigger()
+
+    def _build_tabs(self) -> None:
+        """The tabs that need torch and pyqtgraph, in their order after Training."""
+        tabs = self.window.tabs
+        for widget, title in self.insight.build_views():
+            tabs.addTab(widget, title)
+        tabs.addTab(self.compare.build_view(), "Compare")
+        tabs.addTab(self.runs.build_view(self.export_targets), "Runs")
+
+    def export_targets(self) -> list[list[Any]]:
+        """The plots that "Export plots" composes, in rows as on screen.
+
+        The Training tab's plots when it has data, then the Compare tab's overlays
+        when a run is shown; none before any run.
+        """
+        rows: list[list[Any]] = []
+        training = self.training.plots
+        if training is not None and training.point_count:
+            rows += [[training.loss_plot], [training.test_loss_plot, training.accuracy_plot]]
+        if self.runs.runs.visible() and self.compare.ready:
+            overlay = self.compare.race_view.plots
+            overlay.redraw(force=True)
+            rows.append([overlay.loss_plot, overlay.accuracy_plot])
+        return rows
 
     def _start_warm_up(self) -> None:
         from fmnist_gui.qt.infra.worker import FunctionWorker, Job, warm_up_optimizers
@@ -196,6 +226,7 @@ class App:
         only import and read (the process is about to ``os._exit``).
         """
         self.training.shutdown(timeout_ms)
+        self.compare.shutdown(timeout_ms)
         self.insight.shutdown(timeout_ms)
         self.checkpoints.wait_for_autosave(timeout_ms)
         if abandon_loading:
@@ -218,9 +249,12 @@ def build_app(
     settings: QSettings | None = None,
 ) -> App:
     """Build the window and its features; nothing heavy is imported (see ``start_loading``)."""
+    from fmnist_gui.analysis.runs import RunList
     from fmnist_gui.qt.features.checkpoints.controller import CheckpointController
+    from fmnist_gui.qt.features.compare.controller import CompareController
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
+    from fmnist_gui.qt.features.runs.controller import RunsController
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.shell.backend import Backend
     from fmnist_gui.qt.shell.window import MainWindow, make_settings
@@ -231,8 +265,11 @@ def build_app(
     backend.setParent(window)
     training = TrainingController(window)  # first: its tab is the first one
     insight = InsightController(window, training)
+    run_list = RunList()  # the Runs and Compare tabs show the same runs
+    runs = RunsController(window, training, run_list)
+    compare = CompareController(window, training, run_list)
     plugin_menu = PluginMenu(window)
-    checkpoints = CheckpointController(window, training, extras=[insight])
+    checkpoints = CheckpointController(window, training, extras=[runs])
 
     def use_settings(config: dict) -> None:
         # A past run's settings in the form; the next Start after Reset trains them.
@@ -241,8 +278,8 @@ def build_app(
         training.panel.set_config(TrainConfig.from_dict(config))
         window.tabs.setCurrentIndex(0)
 
-    insight.use_settings_requested.connect(use_settings)
-    return App(window, training, insight, plugin_menu, checkpoints)
+    runs.use_settings_requested.connect(use_settings)
+    return App(window, training, insight, compare, runs, plugin_menu, checkpoints)
 
 
 def _report_ready(fmnist: App) -> None:

@@ -25,15 +25,18 @@ def app(qtbot, tiny_root, plugins, tmp_path):
     qtbot.waitUntil(lambda: w.window.state == "idle" and w.insight.ready, timeout=30_000)
     yield w
     w.shutdown(30_000)
-    qtbot.waitUntil(lambda: w.training.job is None and not w.insight.busy(), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: w.training.job is None and not w.insight.busy() and not w.compare.running,
+        timeout=30_000,
+    )
 
 
 def test_tabs_are_added_once_the_backend_is_ready(app):
     titles = [app.window.tabs.tabText(i) for i in range(app.window.tabs.count())]
     assert titles[0] == "Training"
     assert titles[-4:] == ["Predictions", "Confusion", "Compare", "Runs"]
-    assert app.insight.race_view.plugins is app.backend.plugins
-    assert app.insight.race_view.start_button.isEnabled()
+    assert app.compare.race_view.plugins is app.backend.plugins
+    assert app.compare.race_view.start_button.isEnabled()
 
 
 def test_training_run_feeds_runs_gallery_and_matrix(qtbot, app):
@@ -43,7 +46,7 @@ def test_training_run_feeds_runs_gallery_and_matrix(qtbot, app):
     app.training.start()
     qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
     insight = app.insight
-    runs = list(insight.runs)
+    runs = list(app.runs.runs)
     assert [(r.source, len(r.epochs), r.status) for r in runs] == [("training", 1, "finished")]
     assert runs[0].batch_losses == app.training.trainer.history.batch_losses
 
@@ -85,7 +88,7 @@ def click_stop_and_quit(box) -> None:
 def test_closing_during_a_race_asks_then_stops_it_then_closes(qtbot, app, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 
-    race_view = app.insight.race_view
+    race_view = app.compare.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()
@@ -100,7 +103,7 @@ def test_closing_during_a_race_asks_then_stops_it_then_closes(qtbot, app, monkey
     assert app.window.isVisible()  # not yet: the race stops cooperatively first
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
     assert not race_view.running
-    assert {r.status for r in app.insight.runs} == {"stopped"}
+    assert {r.status for r in app.runs.runs} == {"stopped"}
 
 
 def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, monkeypatch):
@@ -111,7 +114,7 @@ def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, mo
     app.training.start()
     qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
     assert app.checkpoints.unsaved
-    race_view = app.insight.race_view
+    race_view = app.compare.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()
@@ -134,7 +137,7 @@ def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, mo
 
 
 def test_start_waits_while_a_race_runs(qtbot, app):
-    race_view = app.insight.race_view
+    race_view = app.compare.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()
@@ -160,7 +163,7 @@ def test_resume_waits_while_a_race_runs(qtbot, app):
     qtbot.waitUntil(lambda: app.training.trainer.global_step >= 2, timeout=30_000)
     app.training.toggle_pause()
     assert app.window.state == "paused"
-    race_view = app.insight.race_view
+    race_view = app.compare.race_view
     race_view.batch_spin.setValue(4)
     race_view.epochs_spin.setValue(50)
     assert race_view.start()  # allowed while the training is paused
@@ -187,12 +190,13 @@ def test_runs_survive_a_checkpoint_round_trip(qtbot, app, tmp_path, monkeypatch)
     app.training.panel.batch_spin.setValue(32)
     app.training.start()
     qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
-    insight = app.insight
-    insight.race_view.epochs_spin.setValue(1)
-    with qtbot.waitSignal(insight.race_view.race_finished, timeout=60_000):
-        insight.race_view.start()
-    insight.runs.rename(list(insight.runs)[1].id, "my sgd")
-    before = insight.runs.to_state()
+    runs = app.runs
+    race_view = app.compare.race_view
+    race_view.epochs_spin.setValue(1)
+    with qtbot.waitSignal(race_view.race_finished, timeout=60_000):
+        race_view.start()
+    runs.runs.rename(list(runs.runs)[1].id, "my sgd")
+    before = runs.runs.to_state()
     assert len(before) == 4
 
     path = tmp_path / "session.pt"
@@ -203,11 +207,11 @@ def test_runs_survive_a_checkpoint_round_trip(qtbot, app, tmp_path, monkeypatch)
     qtbot.waitUntil(path.is_file, timeout=30_000)
     assert ckpt.read_checkpoint(path)["extra"]["runs"] == before
 
-    insight.runs.clear()
+    runs.runs.clear()
     assert app.checkpoints.open(path)
-    qtbot.waitUntil(lambda: len(insight.runs) == 4, timeout=30_000)
-    assert insight.runs.to_state() == before  # nothing lost, no duplicate training run
-    assert insight.training_run_id == before[0]["id"]
+    qtbot.waitUntil(lambda: len(runs.runs) == 4, timeout=30_000)
+    assert runs.runs.to_state() == before  # nothing lost, no duplicate training run
+    assert runs.training_run_id == before[0]["id"]
 
 
 def test_runs_table_and_csv_show_the_runs_true_epochs_and_seed(qtbot, app):
@@ -226,16 +230,16 @@ def test_runs_table_and_csv_show_the_runs_true_epochs_and_seed(qtbot, app):
     app.training.start()
     qtbot.waitUntil(lambda: app.training.job is None and app.window.state == "idle", timeout=60_000)
     assert trainer.finished
-    (run,) = list(app.insight.runs)
+    (run,) = list(app.runs.runs)
     assert run.config["seed"] == trainer.seed
     assert run.config["epochs"] == trainer.config.epochs
-    view = app.insight.runs_view
+    view = app.runs.runs_view
     app.window.tabs.setCurrentWidget(view)
     view.refill()
     epochs_column = view.COLUMNS.index("Epochs")
     done = trainer.epochs_done
     assert view.table.item(0, epochs_column).text() == f"{done}/{trainer.config.epochs}"
-    last = list(csv.DictReader(io.StringIO(app.insight.runs.csv_text())))[-1]
+    last = list(csv.DictReader(io.StringIO(app.runs.runs.csv_text())))[-1]
     assert last["seed"] == str(trainer.seed)
     assert last["epochs"] == str(trainer.config.epochs)
 
@@ -268,8 +272,8 @@ def test_past_runs_come_back_with_details_and_their_settings(qtbot, app, tmp_pat
     second.start_loading()
     qtbot.waitUntil(lambda: second.window.state == "idle" and second.insight.ready, timeout=30_000)
     try:
-        assert [r.name for r in second.insight.runs] == [run.name]
-        view = second.insight.runs_view
+        assert [r.name for r in second.runs.runs] == [run.name]
+        view = second.runs.runs_view
         second.window.tabs.setCurrentWidget(view)
         view.table.selectRow(0)
         text = view.details.toPlainText()
@@ -294,8 +298,8 @@ def test_insight_tabs_clip_nothing(qtbot, app, size):
     for view in (
         insight.predictions_view,
         insight.confusion_view,
-        insight.race_view,
-        insight.runs_view,
+        app.compare.race_view,
+        app.runs.runs_view,
     ):
         app.window.tabs.setCurrentWidget(view)
         qtbot.wait(50)
