@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -395,9 +395,34 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1280, 800)
+        self.fit_to_screen()
         state = self.settings.value("window/splitter")
         if state is not None:
             self.main_splitter.restoreState(state)
+
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window into its screen's free area.
+
+        A geometry saved on a larger screen, or at another scale factor, would
+        otherwise open partly off screen, its title bar or buttons out of reach.
+        """
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        free = screen.availableGeometry()
+        frame = self.frameGeometry()
+        # Window decorations (title bar, borders) come on top of the client area.
+        extra_w = max(0, frame.width() - self.width())
+        extra_h = max(0, frame.height() - self.height())
+        width = min(self.width(), free.width() - extra_w)
+        height = min(self.height(), free.height() - extra_h)
+        if (width, height) != (self.width(), self.height()):
+            self.resize(max(width, self.minimumWidth()), max(height, self.minimumHeight()))
+        frame = self.frameGeometry()
+        x = min(max(frame.x(), free.left()), max(free.left(), free.right() + 1 - frame.width()))
+        y = min(max(frame.y(), free.top()), max(free.top(), free.bottom() + 1 - frame.height()))
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(x, y)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         if self.backend.loading:

@@ -159,8 +159,9 @@ class RunPlots(QWidget):
         self.accuracy_plot.getAxis("bottom").setTickSpacing(1, 1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.loss_plot, 3)
-        layout.addWidget(self.accuracy_plot, 2)
+        # Equal halves: in a narrow tab a smaller accuracy plot would clip its title.
+        layout.addWidget(self.loss_plot, 1)
+        layout.addWidget(self.accuracy_plot, 1)
         self._refit = False
         self._timer = QTimer(self, singleShot=True, interval=30)
         self._timer.timeout.connect(self.redraw)

@@ -590,3 +590,17 @@ def test_help_lists_every_shortcut_from_the_action_registry(app):
     app.window.actions["guide"].trigger()
     guide = app.window.help_dialog.findChild(QTextBrowser, "guide_text").toPlainText()
     assert "Start (F5)" in guide and "Current model" in guide
+
+
+def test_a_window_larger_than_its_screen_is_fitted_into_it(app):
+    # As when a geometry saved on a larger screen, or at a 1.5 scale factor, is restored.
+    window = app.window
+    free = window.screen().availableGeometry()
+    window.resize(free.width() + 900, free.height() + 700)
+    window.move(free.right() - 50, free.bottom() - 50)
+    window.fit_to_screen()
+    frame = window.frameGeometry()
+    # Fitted, except where the screen is smaller than the window's minimum size.
+    assert free.contains(frame.topLeft()), (frame.getRect(), free.getRect())
+    assert frame.height() <= free.height()
+    assert frame.width() <= max(free.width(), window.minimumSizeHint().width() + 16)

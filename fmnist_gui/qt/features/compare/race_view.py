@@ -223,8 +223,10 @@ class RaceView(QWidget):
         self.results.verticalHeader().hide()
         self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.results.horizontalHeader()
+        # Every column as wide as its contents; a narrow tab scrolls the table
+        # rather than squeezing the competitor names to a few letters.
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.plots)
         right.addWidget(self.results)

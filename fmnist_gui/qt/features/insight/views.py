@@ -31,11 +31,13 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QToolTip,
@@ -251,7 +253,7 @@ class ImageDetail(QWidget):
         self.index: int | None = None
         self.probabilities: list[float] = []
         self.image_label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.image_label.setMinimumSize(28 * 6, 28 * 6)
+        self.image_label.setMinimumSize(28 * 4, 28 * 4)
         self.title = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.title.setWordWrap(True)
         self.title.setTextFormat(Qt.TextFormat.RichText)
@@ -264,7 +266,7 @@ class ImageDetail(QWidget):
         self.plot.getAxis("left").setTicks([[(i, name) for i, name in enumerate(CLASS_NAMES)]])
         self.plot.getAxis("bottom").setTicks([[(v / 4, f"{v * 25}%") for v in range(5)]])
         self.plot.getViewBox().invertY(True)  # T-shirt on top, as in the matrix
-        self.plot.setMinimumHeight(220)
+        self.plot.setMinimumHeight(180)
         self.bars = pg.BarGraphItem(x0=[0] * 10, y=list(range(10)), height=0.7, width=[0] * 10)
         self.plot.addItem(self.bars)
         self.values = [pg.TextItem(anchor=(0, 0.5)) for _ in CLASS_NAMES]
@@ -430,7 +432,12 @@ class PredictionsView(QWidget):
         caption_row.addWidget(self.next_button)
         caption_row.addWidget(self.sheet_button)
         left_layout.addLayout(caption_row)
-        left_layout.addWidget(grid_widget, 1)
+        # The grid scrolls in a short window rather than setting the window's minimum height.
+        self.gallery_scroll = QScrollArea()
+        self.gallery_scroll.setWidget(grid_widget)
+        self.gallery_scroll.setWidgetResizable(True)
+        self.gallery_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        left_layout.addWidget(self.gallery_scroll, 1)
         self.detail = ImageDetail()
         splitter = QSplitter()
         splitter.addWidget(left)
@@ -672,7 +679,7 @@ class ConfusionView(QWidget):
         self.caption = ""
         self.selected: tuple[int, int] | None = None
         self.setMouseTracking(True)
-        self.setMinimumSize(560, 440)
+        self.setMinimumSize(520, 380)
 
     def set_predictions(self, predictions: Predictions, caption: str = "") -> None:
         self.set_matrix(insight.confusion_matrix(predictions), caption)
