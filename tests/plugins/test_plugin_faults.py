@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -320,3 +322,61 @@ def test_a_marker_of_a_running_instance_is_no_crash(tmp_path):
         other.kill()
         other.wait()
     assert safemode.take_previous_crash().plugin == "busy"  # its process is gone now
+
+
+TRIES_A_HANGING_PLUGIN = """
+import sys
+from fmnist_gui.plugins.host import get_plugin_manager
+from fmnist_gui.plugins.probe import Prober
+print("started", flush=True)
+get_plugin_manager([sys.argv[1]], probe=Prober(timeout=600))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status is left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_plugin_trial_ends_when_the_app_is_killed(tmp_path):
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "hangs", "while True:\n    pass\n")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", TRIES_A_HANGING_PLUGIN, str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 120
+        while not (trials := _children(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(trials) == 1, "the trial process never started"
+        parent.kill()  # as the OOM killer or `kill -9` would
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while _alive(trials[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(trials[0]), "the trial outlived the app that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()
