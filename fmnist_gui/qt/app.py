@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from fmnist_gui.qt.shell.window import SETTINGS_APP, SETTINGS_ORG
 
-    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0], *qt_args])
     app.setOrganizationName(SETTINGS_ORG)
     app.setApplicationName(SETTINGS_APP)
     app.setApplicationDisplayName("Fashion-MNIST Trainer")

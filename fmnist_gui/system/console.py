@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from typing import Protocol
 
 
 class CtrlC(KeyboardInterrupt):
@@ -44,7 +44,13 @@ def is_ctrl_c(exc: BaseException) -> bool:
     return isinstance(exc, CtrlC)
 
 
-def console_main(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+class ConsoleMain(Protocol):
+    """A console script's ``main``: ``argv`` defaults to the process's arguments."""
+
+    def __call__(self, argv: list[str] | None = None) -> int: ...
+
+
+def console_main(main: ConsoleMain) -> ConsoleMain:
     """Wrap a console script's ``main(argv)`` with the process-level duties above.
 
     Only a call without ``argv`` (the console script itself, ``python -m``) owns

@@ -10,6 +10,7 @@ PIL round trip.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import math
@@ -22,6 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -100,12 +102,20 @@ def copy_from_system(
         source = Path(system_dir) / f"{name}.gz"
         try:
             with gzip.open(source, "rb") as src:
-                write_atomically(folder / name, lambda out, src=src: shutil.copyfileobj(src, out))
+                write_atomically(folder / name, functools.partial(_copy_from, src))
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise DataError(
                 f"{source} is damaged ({exc or type(exc).__name__}): delete it or "
                 "reinstall it, and fetch the data again"
             ) from None
+
+
+def _copy_from(source: gzip.GzipFile, out: BinaryIO) -> None:
+    shutil.copyfileobj(source, out)
+
+
+def _write_decompressed(payload: bytes, out: BinaryIO) -> None:
+    out.write(gzip.decompress(payload))
 
 
 def download(
@@ -140,7 +150,7 @@ def download(
             if hashlib.md5(payload).hexdigest() != md5:
                 errors.append(f"{mirror}: {archive} failed its MD5 check")
                 continue
-            write_atomically(target, lambda out, p=payload: out.write(gzip.decompress(p)))
+            write_atomically(target, functools.partial(_write_decompressed, payload))
             break
         else:
             raise DataError(f"could not download {archive}: " + "; ".join(errors))

@@ -19,9 +19,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, SignalInstance, Slot
 
 from fmnist_gui.plugins.boundary import describe
 from fmnist_gui.qt.infra import threads
@@ -107,8 +107,16 @@ class FunctionWorker(QObject):
         else:
             self.returned.emit(result)
         finally:
-            self.fn = self.args = None
+            self.fn, self.args = None, ()  # let go of what the call held
             self.finished.emit()
+
+
+class _Runnable(Protocol):
+    """What ``Job`` needs of a worker: a ``run`` slot and a ``finished`` signal."""
+
+    finished: SignalInstance
+
+    def run(self) -> None: ...
 
 
 class Job(QObject):
@@ -124,41 +132,42 @@ class Job(QObject):
     def __init__(self, worker: QObject, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.worker: QObject | None = worker
-        self.thread: QThread | None = threads.track(QThread())
-        self.thread.setObjectName(type(worker).__name__)
-        worker.moveToThread(self.thread)
-        self.thread.started.connect(worker.run)
+        self.qthread: QThread | None = threads.track(QThread())
+        self.qthread.setObjectName(type(worker).__name__)
+        worker.moveToThread(self.qthread)
+        runnable = cast(_Runnable, worker)
+        self.qthread.started.connect(runnable.run)
         # Direct: QThread.quit is thread-safe, and a queued quit would never be
         # delivered while the GUI thread blocks in wait() during close.
-        worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
-        self.thread.finished.connect(self._on_thread_finished)
+        runnable.finished.connect(self.qthread.quit, Qt.ConnectionType.DirectConnection)
+        self.qthread.finished.connect(self._on_thread_finished)
 
     def start(self) -> Job:
-        assert self.thread is not None
+        assert self.qthread is not None
         # The GUI thread's idle OpenMP pool would slow every parallel region of
         # the worker by ~13% on a small machine: see fmnist_gui/openmp.py.
         release_thread_pool()
-        self.thread.start()
+        self.qthread.start()
         return self
 
     def wait(self, msecs: int) -> bool:
         """Block until the thread ends (at most ``msecs``); True when it did."""
-        if self.thread is None:
+        if self.qthread is None:
             return True
-        finished = self.thread.wait(msecs)
+        finished = self.qthread.wait(msecs)
         if finished:
             self._on_thread_finished()
         return finished
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        if self.thread is None:
+        if self.qthread is None:
             return
         # ``finished`` is emitted just before the thread exits: join it before the
         # last reference goes, or Qt warns "Destroyed while thread is still running".
-        self.thread.wait()
+        self.qthread.wait()
         self.worker = None
-        self.thread = None
+        self.qthread = None
         self.done.emit()
 
 

@@ -174,7 +174,8 @@ class DataDialog(QDialog):
 
     def reject(self) -> None:
         if self.job is not None:  # never leave a running download behind
-            self.worker.cancel_requested.set()
+            if self.worker is not None:
+                self.worker.cancel_requested.set()
             self.job.wait(10_000)
         super().reject()
 

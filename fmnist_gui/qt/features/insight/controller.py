@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QWidget
 
 from fmnist_gui.qt.features.training.controller import TrainingController
 from fmnist_gui.qt.infra.worker import Job
@@ -51,7 +52,7 @@ class InsightController(QObject):
         self._stale = True  # the views lag the model
         window.closing.connect(self._join_predictions)
 
-    def build_views(self) -> list[tuple[object, str]]:
+    def build_views(self) -> list[tuple[QWidget, str]]:
         """Build the two tabs (imports pyqtgraph and torch); once, after the backend loaded.
 
         Returns (widget, title) pairs for the window's tabs, in order.

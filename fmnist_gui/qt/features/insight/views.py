@@ -16,7 +16,7 @@ import math
 
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QMetaMethod, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -46,7 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.analysis import insight
-from fmnist_gui.analysis.insight import GalleryFilter, Predictions
+from fmnist_gui.analysis.insight import GalleryFilter, Predictions, SortKind
 from fmnist_gui.training.data import CLASS_NAMES, Split
 
 GRID_ROWS = GRID_COLUMNS = 6
@@ -401,8 +401,8 @@ class PredictionsView(QWidget):
         ):
             filters.addWidget(widget)
         filters.addStretch(1)
-        for widget in (self.wrong_only, QLabel("Sort:"), self.sort_combo):
-            order.addWidget(widget)
+        for control in (self.wrong_only, QLabel("Sort:"), self.sort_combo):
+            order.addWidget(control)
         order.addStretch(1)
         order.addWidget(self.refresh_button)
         controls.addLayout(filters)
@@ -490,7 +490,7 @@ class PredictionsView(QWidget):
         self.page = 0
         self.update_gallery()
 
-    def sort_order(self) -> str:
+    def sort_order(self) -> SortKind:
         return self.sort_combo.currentData()
 
     def _filter_from_controls(self, *_) -> None:
@@ -504,7 +504,7 @@ class PredictionsView(QWidget):
 
     def _on_refresh(self) -> None:
         self._seed += 1  # a new random sample each time
-        if self.receivers(self.refresh_requested) > 0:
+        if self.isSignalConnected(QMetaMethod.fromSignal(self.refresh_requested)):
             self.refresh_requested.emit()
         elif self._model is not None and self._split is not None:
             self.set_model(self._model, self._split)
@@ -603,6 +603,7 @@ class PredictionsView(QWidget):
     # ----- export ------------------------------------------------------------------------
     def contact_sheet(self, scale: int = 3) -> QImage:
         """The current gallery as one image: each picture crisp, captioned, wrong ones framed."""
+        images = self.images
         cell_w, text_h = 28 * scale + 16, 34
         cell_h = 28 * scale + 12 + text_h
         header = 28
@@ -622,7 +623,8 @@ class PredictionsView(QWidget):
         for n, index in enumerate(self._shown):
             tile = self.tile_for(index)
             x, y = (n % GRID_COLUMNS) * cell_w, header + (n // GRID_COLUMNS) * cell_h
-            image = crisp(image_to_qimage(self.images[index]), scale)
+            assert images is not None  # a gallery is shown only with its images
+            image = crisp(image_to_qimage(images[index]), scale)
             origin = QPoint(x + 8, y + 6)
             painter.drawImage(origin, image)
             if tile is not None and not tile.correct:
@@ -655,7 +657,8 @@ class PredictionsView(QWidget):
 
     def save_contact_sheet(self, path: str) -> None:
         """Write the contact sheet as PNG; raises ``OSError`` naming the path on failure."""
-        if not self.contact_sheet().save(str(path), "PNG"):
+        # PySide6's stubs say bytes, its runtime wants str for the format.
+        if not self.contact_sheet().save(str(path), "PNG"):  # type: ignore[call-overload]
             raise OSError(f"could not write {path}; check the folder exists and is writable")
 
 

@@ -132,9 +132,14 @@ class RunsView(QWidget):
     def _on_runs_changed(self, kind: str, run: Run) -> None:
         schedule_refresh(self._timer, self.runs, self._on_runs_changed)
 
+    def _run_id_at(self, row: int) -> int | None:
+        """The id of the run in ``row`` (kept on its name cell), if the row is filled."""
+        item = self.table.item(row, 1)
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
     def row_of(self, run_id: int) -> int:
         for row in range(self.table.rowCount()):
-            if self.table.item(row, 1).data(Qt.ItemDataRole.UserRole) == run_id:
+            if self._run_id_at(row) == run_id:
                 return row
         raise RunError(f"run {run_id} is not in the table")
 
@@ -189,7 +194,9 @@ class RunsView(QWidget):
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._filling:
             return
-        run_id = self.table.item(item.row(), 1).data(Qt.ItemDataRole.UserRole)
+        run_id = self._run_id_at(item.row())
+        if run_id is None:
+            return
         try:
             if item.column() == 0:
                 self.runs.set_visible(run_id, item.checkState() == Qt.CheckState.Checked)
@@ -242,7 +249,7 @@ class RunsView(QWidget):
 
     def selected_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        return [self.table.item(r, 1).data(Qt.ItemDataRole.UserRole) for r in rows]
+        return [run_id for r in rows if (run_id := self._run_id_at(r)) is not None]
 
     def remove_selected(self) -> None:
         for run_id in self.selected_ids():
