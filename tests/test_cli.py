@@ -50,7 +50,8 @@ def test_prints_the_tutorials_lines_exactly(tiny_root):
         tut.test_loop(test_dl, model, nn.CrossEntropyLoss(), print_fn=lines.append)
     lines.append("Done!")
     assert result.stdout == "\n".join(lines) + "\n"
-    assert "loss: " in result.stdout and "[  200/  256]" in result.stdout
+    assert "loss: " in result.stdout
+    assert "[  200/  256]" in result.stdout
 
 
 def test_metrics_json_lines(tiny_root, tmp_path, capsys):
@@ -114,7 +115,7 @@ def test_metrics_file_is_untouched_by_a_usage_error(tiny_root, tmp_path, capsys)
 
 
 @pytest.mark.parametrize(
-    "args, words",
+    ("args", "words"),
     [
         (["--optimizer", "lion"], "unknown optimizer 'lion' (installed: adam, rmsprop, sgd)"),
         (["--lr", "-1"], "learning rate must be a finite number above 0"),
@@ -135,14 +136,18 @@ def test_bad_input_is_one_line_and_exit_2(tiny_root, args, words, capsys):
 
     assert main(["--data-dir", str(tiny_root), "--no-download", *args]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
     assert words in err
 
 
 def test_bad_input_in_a_real_process(tiny_root):
     result = run_cli("--data-dir", tiny_root, "--no-download", "--optimizer", "lion")
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("fmnist-train: error: ") and result.stderr.count("\n") == 1
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("fmnist-train: error: ")
+    assert result.stderr.count("\n") == 1
 
 
 def test_missing_data_it_cannot_fetch_is_exit_2(tmp_path, monkeypatch, capsys):
@@ -151,8 +156,10 @@ def test_missing_data_it_cannot_fetch_is_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FMNIST_GUI_SYSTEM_DATASET", str(tmp_path / "no-package"))
     assert main(["--data-dir", str(tmp_path / "nowhere"), "--no-download"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert str(tmp_path / "nowhere") in err and "dataset-fashion-mnist" in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert str(tmp_path / "nowhere") in err
+    assert "dataset-fashion-mnist" in err
 
 
 def test_prepare_data(tiny_root, capsys):
@@ -167,4 +174,5 @@ def test_divergence_exits_nonzero_with_reason(tiny_root, capsys):
 
     assert main(["--data-dir", str(tiny_root), "--no-download", "--lr", "1e9", "--seed", "0"]) == 3
     err = capsys.readouterr().err
-    assert "diverged" in err and "lower learning rate" in err
+    assert "diverged" in err
+    assert "lower learning rate" in err

@@ -74,8 +74,10 @@ def test_file_holds_only_tensors_and_primitives_and_everything_listed(saved):
     for where, value in leaves(obj):
         assert isinstance(value, (torch.Tensor, *PRIMITIVES)), (where, type(value))
 
-    assert obj["format"] == ckpt.FORMAT and obj["format_version"] == ckpt.FORMAT_VERSION
-    assert isinstance(obj["app_version"], str) and obj["app_version"]
+    assert obj["format"] == ckpt.FORMAT
+    assert obj["format_version"] == ckpt.FORMAT_VERSION
+    assert isinstance(obj["app_version"], str)
+    assert obj["app_version"]
     assert set(obj["model"]) == set(tut.NeuralNetwork().state_dict())
     assert obj["optimizer"]["name"] == "adam"
     assert obj["optimizer"]["plugin"] == trainer.optimizer_spec.plugin != ""
@@ -128,7 +130,8 @@ def test_a_snapshot_that_would_not_load_back_is_never_written(tmp_path, tiny_dat
     state["optimizer"]["state_dict"]["state"][0] = {"helper": Path("x")}
     with pytest.raises(ckpt.CheckpointError, match="would not load back") as info:
         ckpt.save_checkpoint(path, state)
-    assert "pathlib" in str(info.value) and str(path) in str(info.value)
+    assert "pathlib" in str(info.value)
+    assert str(path) in str(info.value)
     assert path.read_bytes() == old
     assert os.listdir(path.parent) == ["ck.pt"]  # no temp file left
 
@@ -167,7 +170,9 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, how):
             load(path)
         message = str(info.value)
         assert message.startswith(f"{path}: refused: it ")
-        assert "could" in message and "code" in message and "none of it was loaded" in message
+        assert "could" in message
+        assert "code" in message
+        assert "none of it was loaded" in message
         if how != "pickle protocol 4":  # torch stops earlier, at the protocol's FRAME opcode
             assert "the Python object io.open" in message  # builtins.open is io.open
         assert not sentinel.exists()
@@ -303,7 +308,8 @@ def test_plugin_not_installed_names_it_and_weights_still_load(tmp_path, tiny_dat
         "2.5",
     )
     assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in str(error)
-    assert "not installed" in str(error) and "load only its model weights" in str(error)
+    assert "not installed" in str(error)
+    assert "load only its model weights" in str(error)
 
     weights = ckpt.load_weights(path)  # the offered way out
     for key, value in trainer.model.state_dict().items():
@@ -360,7 +366,8 @@ def test_saving_onto_a_folder_says_so(tmp_path, tiny_data, plugins):
     folder.mkdir()
     with pytest.raises(ckpt.CheckpointError, match="is a folder; choose a file name"):
         ckpt.save_checkpoint(folder, state)
-    assert folder.is_dir() and not any(folder.iterdir())
+    assert folder.is_dir()
+    assert not any(folder.iterdir())
 
 
 def test_read_only_folder_leaves_the_old_file(tmp_path, tiny_data, plugins, monkeypatch):
@@ -487,11 +494,13 @@ def test_autosave_and_recovery_after_a_crash(tiny_data, plugins):
     leftover = ckpt.autosave_dir() / f".session-{pid}.pt.abc123.part"
     leftover.write_bytes(b"torn")
     found = ckpt.find_recoverable_autosaves()
-    assert [r.path for r in found] == [crashed] and found[0].pid == pid
+    assert [r.path for r in found] == [crashed]
+    assert found[0].pid == pid
     assert not leftover.exists()
     recovered = ckpt.load_trainer(found[0].path, tiny_data, plugins)
     assert recovered.global_step == trainer.global_step
 
     ckpt.discard_autosave(crashed)
     ckpt.discard_autosave()
-    assert ckpt.find_recoverable_autosaves() == [] and not mine.exists()
+    assert ckpt.find_recoverable_autosaves() == []
+    assert not mine.exists()

@@ -47,7 +47,8 @@ def test_save_then_resume_prints_the_same_epoch_2_lines(capsys, tmp_path, tiny_r
     common = ["--data-dir", tiny_root, "--no-download", "--batch-size", 2, *options]
     path = tmp_path / "ck.pt"
     code, first, _ = cli(capsys, *common, "--epochs", 1, "--save", path)
-    assert code == 0 and first.endswith("Done!\n")
+    assert code == 0
+    assert first.endswith("Done!\n")
     # --resume takes the settings from the checkpoint; repeating them is fine.
     code, resumed, err = cli(capsys, *common, "--resume", path, "--epochs", 2)
     assert code == 0, err
@@ -55,10 +56,12 @@ def test_save_then_resume_prints_the_same_epoch_2_lines(capsys, tmp_path, tiny_r
     assert code == 0
     assert resumed.startswith("Epoch 2\n")
     assert resumed == from_epoch(straight, 2)
-    assert "loss: " in resumed and "[  200/  256]" in resumed  # the comparison has content
+    assert "loss: " in resumed
+    assert "[  200/  256]" in resumed
     if "--optimizer" not in options:  # without repeating the options, too (once: slow)
         code, again, _ = cli(capsys, "--data-dir", tiny_root, "--resume", path, "--epochs", 2)
-        assert code == 0 and again == resumed
+        assert code == 0
+        assert again == resumed
 
 
 INTERRUPTING_LOSS = """
@@ -107,7 +110,8 @@ def test_ctrl_c_with_save_stops_at_a_batch_and_resumes_exactly(
     handler = signal.getsignal(signal.SIGINT)
     code, _, err = cli(capsys, *common, "--save", path)
     assert code == 130
-    assert "stopping at the next batch" in err and f"continue with --resume {path}" in err
+    assert "stopping at the next batch" in err
+    assert f"continue with --resume {path}" in err
     assert signal.getsignal(signal.SIGINT) is handler  # restored
     position = ckpt.read_checkpoint(path)["position"]
     assert (position["epochs_done"], position["batch_in_epoch"]) == (1, 22)
@@ -119,8 +123,10 @@ def test_ctrl_c_with_save_stops_at_a_batch_and_resumes_exactly(
     assert code == 0
     # The interrupted epoch's remaining lines, then the same test results and "Done!".
     tail = straight[straight.index("Test Error", straight.index("Epoch 2")) :]
-    assert resumed.startswith("Epoch 2\n") and resumed.endswith(tail)
-    assert "[  200/  256]" in resumed and "[    0/  256]" not in resumed
+    assert resumed.startswith("Epoch 2\n")
+    assert resumed.endswith(tail)
+    assert "[  200/  256]" in resumed
+    assert "[    0/  256]" not in resumed
 
 
 class CreatesFile:
@@ -169,8 +175,11 @@ def test_hostile_files_exit_2_with_one_line(capsys, tmp_path, tiny_root):
         for option in ("--resume", "--init-weights"):
             code, out, err = cli(capsys, "--data-dir", tiny_root, "--epochs", 3, option, path)
             assert code == 2, (name, option)
-            assert out == "" and err.count("\n") == 1 and "Traceback" not in err, name
-            assert err.startswith(f"fmnist-train: error: {path}: ") and words in err, err
+            assert out == "", name
+            assert err.count("\n") == 1, name
+            assert "Traceback" not in err, name
+            assert err.startswith(f"fmnist-train: error: {path}: "), err
+            assert words in err, err
     assert not (tmp_path / "pwned").exists()
 
 
@@ -204,9 +213,11 @@ def test_missing_plugin_on_resume_names_it_and_points_to_init_weights(capsys, tm
         "--plugin-dir",
         tmp_path / "empty",
     )
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2
+    assert err.count("\n") == 1
     assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in err
-    assert "not installed" in err and "load only its model weights" in err
+    assert "not installed" in err
+    assert "load only its model weights" in err
     # The way out: start a new training from its weights.
     code, out, err = cli(
         capsys,
@@ -241,19 +252,26 @@ def test_resume_refuses_contradicting_settings_and_a_smaller_total(capsys, tmp_p
         (["--epochs", 3, "--init-weights", path], "--resume and --init-weights exclude"),
     ]:
         code, out, err = cli(capsys, *base, "--resume", path, *args)
-        assert code == 2 and out == "" and err.count("\n") == 1, args
+        assert code == 2, args
+        assert out == "", args
+        assert err.count("\n") == 1, args
         assert words in err, err
     code, out, _ = cli(
         capsys, *base, "--resume", path, "--epochs", 3, "--lr", 0.01, "--opt-param", "momentum=0"
     )
-    assert code == 0 and out.startswith("Epoch 3\n")
+    assert code == 0
+    assert out.startswith("Epoch 3\n")
 
 
 def test_save_problems_are_caught_before_training(capsys, tmp_path, tiny_root):
     code, out, err = cli(capsys, "--data-dir", tiny_root, "--save", tmp_path)
-    assert code == 2 and out == "" and "is a folder; give a file name" in err
+    assert code == 2
+    assert out == ""
+    assert "is a folder; give a file name" in err
     code, out, err = cli(capsys, "--data-dir", tiny_root, "--save", tmp_path / "no" / "ck.pt")
-    assert code == 2 and out == "" and "does not exist" in err
+    assert code == 2
+    assert out == ""
+    assert "does not exist" in err
 
 
 def test_init_weights_starts_from_the_tutorials_weights_file(

@@ -73,7 +73,8 @@ def test_resume_is_bitwise_identical(
     if where == "mid-epoch":  # in the second epoch, 3 batches in
         first = Trainer(config_for(optimizer, shuffle), tiny_data, plugins)
         end = run_stopping_after(first, BATCHES_PER_EPOCH + 3)
-        assert end.status == "stopped" and (first.epochs_done, first.batch_in_epoch) == (1, 3)
+        assert end.status == "stopped"
+        assert (first.epochs_done, first.batch_in_epoch) == (1, 3)
     elif where == "epoch-boundary":  # stop asked at the first epoch's end
         first = Trainer(config_for(optimizer, shuffle), tiny_data, plugins)
         driver = RunDriver(first)
@@ -138,7 +139,8 @@ def test_loaded_training_restores_history_and_position(tmp_path, tiny_data, plug
     assert loaded.history.epochs == first.history.epochs  # all fields, timings included
     assert (loaded.epochs_done, loaded.batch_in_epoch, loaded.global_step) == (1, 5, 13)
     assert loaded.epoch_loss_sum == first.epoch_loss_sum
-    assert loaded.config.epochs == 3 and loaded.seed == first.seed
+    assert loaded.config.epochs == 3
+    assert loaded.seed == first.seed
     assert loaded.optimizer_params == first.optimizer_params
     assert loaded.epoch_train_seconds == pytest.approx(first.epoch_train_seconds)
 

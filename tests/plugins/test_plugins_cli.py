@@ -108,7 +108,7 @@ def test_unknown_plugin_param_is_one_line_and_exit_2(plugin_dir, tiny_root):
 
 # The other cases run main() in-process (the same code path as the console
 # script, minus a 5-second interpreter start each).
-@pytest.mark.parametrize("args, words", BAD_CHOICES[1:])
+@pytest.mark.parametrize(("args", "words"), BAD_CHOICES[1:])
 def test_bad_plugin_choices_are_one_line_and_exit_2(plugin_dir, tiny_root, capsys, args, words):
     from fmnist_gui.cli import main
 
@@ -126,7 +126,8 @@ def test_bad_plugin_choices_are_one_line_and_exit_2(plugin_dir, tiny_root, capsy
     )
     out, err = capsys.readouterr()
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("fmnist-train: error: "), err
+    assert err.count("\n") == 1, err
+    assert err.startswith("fmnist-train: error: "), err
     assert words in err
     assert out == ""
 

@@ -26,8 +26,10 @@ from tests.conftest import make_tiny_fashion_mnist
 
 def test_loads_through_torchvision(tiny_root):
     d = load_dataset(tiny_root, allow_download=False)
-    assert d.train.images.shape == (256, 28, 28) and d.train.images.dtype == torch.uint8
-    assert d.test.labels.shape == (128,) and d.test.labels.dtype == torch.int64
+    assert d.train.images.shape == (256, 28, 28)
+    assert d.train.images.dtype == torch.uint8
+    assert d.test.labels.shape == (128,)
+    assert d.test.labels.dtype == torch.int64
     reference = datasets.FashionMNIST(str(tiny_root), train=True)
     assert torch.equal(d.train.images, reference.data)
 
@@ -41,8 +43,10 @@ def test_batches_bit_identical_to_totensor_dataloader(tiny_root, tiny_data, batc
     ours = BatchLoader(tiny_data.train, batch_size)
     assert len(ours) == len(reference)
     for (x_ref, y_ref), (x, y) in zip(reference, ours.batches(), strict=True):
-        assert x.dtype == x_ref.dtype and x.shape == x_ref.shape
-        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+        assert x.dtype == x_ref.dtype
+        assert x.shape == x_ref.shape
+        assert torch.equal(x, x_ref)
+        assert torch.equal(y, y_ref)
 
 
 def test_shuffle_is_seeded_and_replayable(tiny_data):
@@ -78,7 +82,8 @@ def test_missing_data_error_names_folder_and_fixes(tmp_path):
         ensure_dataset(tmp_path / "empty", allow_download=False, system_dir=tmp_path / "none")
     message = str(err.value)
     assert str(raw_folder(tmp_path / "empty")) in message
-    assert "dataset-fashion-mnist" in message and "--data-dir" in message
+    assert "dataset-fashion-mnist" in message
+    assert "--data-dir" in message
 
 
 def test_download_uses_mirror_md5_and_progress(tmp_path, monkeypatch):
@@ -122,7 +127,7 @@ def test_download_can_be_cancelled(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "damage, expected",
+    ("damage", "expected"),
     [
         (lambda b: b[: len(b) // 2], "truncated"),
         (lambda b: b[:10], "truncated"),
@@ -183,7 +188,8 @@ def test_one_gz_dropped_in_beside_three_raw_files_is_used(tmp_path, monkeypatch)
     (raw / name).unlink()
     (raw / f"{name}.gz").write_bytes((raw_folder(tmp_path / "gz") / f"{name}.gz").read_bytes())
     data = load_dataset(root, allow_download=False)
-    assert (raw / name).is_file() and len(data.test) == 128
+    assert (raw / name).is_file()
+    assert len(data.test) == 128
 
 
 def test_a_data_file_replaced_by_a_folder_is_named(tmp_path):

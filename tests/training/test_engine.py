@@ -51,7 +51,8 @@ def test_matches_tutorial_loop_bit_for_bit(tiny_root, tiny_data, plugins):
     assert [(e.test_loss, e.test_accuracy) for e in epochs] == ref_metrics
     for key, value in ref_model.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[key], value), key
-    assert isinstance(events[-1], RunEnd) and events[-1].status == "finished"
+    assert isinstance(events[-1], RunEnd)
+    assert events[-1].status == "finished"
 
 
 def test_state_dict_keys_are_the_tutorials(tiny_data, plugins):
@@ -72,7 +73,9 @@ def test_event_sequence_and_fields(tiny_data, plugins):
     assert [e.batch_len for e in batches[:3]] == [100, 100, 56]
     end = [e for e in events if isinstance(e, EpochEnd)][0]
     assert end.train_loss == pytest.approx(sum(e.loss for e in batches[:3]) / 3)
-    assert 0 <= end.test_accuracy <= 1 and end.train_seconds > 0 and end.samples_per_second > 0
+    assert 0 <= end.test_accuracy <= 1
+    assert end.train_seconds > 0
+    assert end.samples_per_second > 0
     assert trainer.history.batch_losses == [e.loss for e in batches]
 
 
@@ -129,9 +132,8 @@ def test_stop_after_an_epochs_last_batch_comes_after_its_test_pass(tiny_data, pl
         events.append(event)
         if isinstance(event, BatchEnd) and event.step in (10, 20):  # each epoch's last batch
             driver.request_stop()
-    assert isinstance(events[-2], EpochEnd) and events[-1] == RunEnd(
-        "stopped", "stopped after epoch 1"
-    )
+    assert isinstance(events[-2], EpochEnd)
+    assert events[-1] == RunEnd("stopped", "stopped after epoch 1")
     events = list(driver.run())  # the stop was used up; the second epoch's last batch ...
     assert events[-1].status == "finished"
     driver.request_stop()  # ... and a stop asked once every epoch is done changes nothing
@@ -159,10 +161,13 @@ def test_pause_blocks_between_batches_and_resume_continues(tiny_data, plugins):
     # Served by the paused loop: proof that it waits at the boundary after step 3.
     snapshot = driver.request_snapshot().result(timeout=10)
     assert snapshot["position"]["global_step"] == 3
-    assert worker.is_alive() and steps == [1, 2, 3] and driver.paused
+    assert worker.is_alive()
+    assert steps == [1, 2, 3]
+    assert driver.paused
     driver.resume()
     worker.join(10)
-    assert not worker.is_alive() and steps == list(range(1, 17))
+    assert not worker.is_alive()
+    assert steps == list(range(1, 17))
 
 
 def test_stop_while_paused_ends_the_run(tiny_data, plugins):
@@ -174,19 +179,21 @@ def test_stop_while_paused_ends_the_run(tiny_data, plugins):
     driver.request_stop()
     rest = list(run)
     assert rest[-1] == RunEnd("stopped", "stopped at epoch 1, batch 1 of 16")
-    assert trainer.batch_in_epoch == 1 and trainer.global_step == 1
+    assert trainer.batch_in_epoch == 1
+    assert trainer.global_step == 1
 
 
 def test_nan_loss_stops_with_reason_and_keeps_last_good_model(tiny_data, plugins):
     trainer = Trainer(TrainConfig(epochs=3, batch_size=16, lr=1e9, seed=0), tiny_data, plugins)
     events = events_of(trainer)
     end = events[-1]
-    assert end.status == "diverged" and "lower learning rate" in end.message
+    assert end.status == "diverged"
+    assert "lower learning rate" in end.message
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 @pytest.mark.parametrize(
-    "field, value, words",
+    ("field", "value", "words"),
     [
         ("lr", -1.0, "learning rate"),
         ("lr", float("nan"), "learning rate"),
@@ -230,7 +237,9 @@ def test_nll_equals_cross_entropy(tiny_data, plugins):
 def test_optimizer_params_reach_the_optimizer(tiny_data, plugins):
     config = TrainConfig(optimizer="sgd", optimizer_params={"momentum": 0.9, "nesterov": True})
     group = Trainer(config, tiny_data, plugins).optimizer.param_groups[0]
-    assert group["momentum"] == 0.9 and group["nesterov"] is True and group["lr"] == 1e-3
+    assert group["momentum"] == 0.9
+    assert group["nesterov"] is True
+    assert group["lr"] == 1e-3
 
 
 def test_optimizer_refusing_its_settings_names_the_plugin(tiny_data, plugins):
@@ -247,7 +256,8 @@ def test_real_data_first_epoch_matches_tutorial_start(real_data_root, plugins):
     from fmnist_gui.training.data import load_dataset
 
     data = load_dataset(real_data_root, allow_download=False)
-    assert len(data.train) == 60000 and len(data.test) == 10000
+    assert len(data.train) == 60000
+    assert len(data.test) == 10000
     trainer = Trainer(TrainConfig(epochs=1, seed=0), data, plugins)
     driver = RunDriver(trainer)
     losses = []
@@ -357,9 +367,11 @@ def test_stop_requested_before_run_is_honoured_then_used_up(tiny_data, plugins):
     driver = RunDriver(trainer)
     driver.request_stop()
     assert list(driver.run()) == [RunEnd("stopped", "stopped after epoch 0")]
-    assert trainer.global_step == 0 and not driver.stop_requested
+    assert trainer.global_step == 0
+    assert not driver.stop_requested
     events = list(driver.run())
-    assert events[-1].status == "finished" and trainer.global_step == 4
+    assert events[-1].status == "finished"
+    assert trainer.global_step == 4
 
 
 def test_snapshot_asked_while_no_run_goes_is_taken_at_once(tiny_data, plugins):
@@ -367,7 +379,8 @@ def test_snapshot_asked_while_no_run_goes_is_taken_at_once(tiny_data, plugins):
     driver = RunDriver(trainer)
     run_stopping_after(trainer, 2)
     future = driver.request_snapshot()
-    assert future.done() and future.result()["position"]["global_step"] == 2
+    assert future.done()
+    assert future.result()["position"]["global_step"] == 2
 
 
 def test_snapshot_asked_during_a_step_that_fails_reports_the_failure(tiny_data, plugins):
@@ -384,6 +397,7 @@ def test_snapshot_asked_during_a_step_that_fails_reports_the_failure(tiny_data, 
 
     trainer.loss_fn = loss_fn
     events = list(driver.run())
-    assert events[-1].status == "failed" and not driver.running
+    assert events[-1].status == "failed"
+    assert not driver.running
     with pytest.raises(RuntimeError, match="training failed: loss 'cross_entropy'"):
         futures[0].result(timeout=0)

@@ -38,7 +38,8 @@ def test_default_entries_are_the_tutorials_three(plugins):
     assert notes == []
     entries, notes = default_entries(plugins, names=("sgd", "lion"))
     assert [e.optimizer for e in entries] == ["sgd"]
-    assert "lion" in notes[0] and "not installed" in notes[0]
+    assert "lion" in notes[0]
+    assert "not installed" in notes[0]
 
 
 def test_members_start_identical_and_see_identical_batches(tiny_data, plugins):
@@ -79,7 +80,8 @@ def test_identical_entries_train_identically(tiny_data, plugins):
     race = Race(entries, tiny_data, plugins, TrainConfig(epochs=1, batch_size=50, seed=2))
     list(race.run())
     a, b = (m.trainer.history.batch_losses for m in race.members)
-    assert a == b and len(a) == 6
+    assert a == b
+    assert len(a) == 6
     assert race.members[0].name == "SGD momentum=0.9 lr=0.01"
     assert race.members[1].name == "SGD momentum=0.9 lr=0.01 #2"
 

@@ -90,7 +90,8 @@ def test_save_asks_for_a_path_once_then_saves_there(qtbot, app, tmp_path, monkey
     asked = patch_save_dialog(monkeypatch, tmp_path / "run")
     app.window.actions["save"].trigger()
     path = tmp_path / "run.pt"  # the suffix is added
-    assert len(asked) == 1 and path.is_file()
+    assert len(asked) == 1
+    assert path.is_file()
     assert app.window.windowTitle() == "run.pt[*] — Fashion-MNIST Trainer"
     assert not app.window.isWindowModified()
     saved = ckpt.read_checkpoint(path)
@@ -143,10 +144,13 @@ def test_open_replaces_model_plots_and_log_then_start_continues_exactly(
     patch_open_dialog(monkeypatch, path)
     app.window.actions["open"].trigger()
     t = app.training.trainer
-    assert t is not first and t.global_step == 11 and t.config.optimizer == "adam"
+    assert t is not first
+    assert t.global_step == 11
+    assert t.config.optimizer == "adam"
     assert app.training.plots.point_count == 11
     log = app.window.log.toPlainText()
-    assert log.startswith("Epoch 1\n---") and "Accuracy:" in log  # rebuilt from the history
+    assert log.startswith("Epoch 1\n---")
+    assert "Accuracy:" in log
     assert app.window.windowTitle() == "made-by-the-engine.pt[*] — Fashion-MNIST Trainer"
     assert not app.window.isWindowModified()
     # The loaded model's own settings are shown as such; the new-model form is not touched.
@@ -175,10 +179,13 @@ def test_broken_file_changes_nothing(qtbot, app, tmp_path, monkeypatch):
     warnings = record(monkeypatch, "warning")
     patch_open_dialog(monkeypatch, bad)
     app.window.actions["open"].trigger()
-    assert len(warnings) == 1 and str(bad) in warnings[0][2]
+    assert len(warnings) == 1
+    assert str(bad) in warnings[0][2]
     assert "truncated or damaged" in warnings[0][2]
-    assert app.training.trainer is trainer and app.training.plots.point_count == points
-    assert app.window.log.toPlainText() == log and app.window.isWindowModified()
+    assert app.training.trainer is trainer
+    assert app.training.plots.point_count == points
+    assert app.window.log.toPlainText() == log
+    assert app.window.isWindowModified()
 
 
 def test_open_asks_before_dropping_unsaved_training(qtbot, app, tmp_path, monkeypatch):
@@ -190,8 +197,10 @@ def test_open_asks_before_dropping_unsaved_training(qtbot, app, tmp_path, monkey
         QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: opened.append(a) or ("", ""))
     )
     app.window.actions["open"].trigger()
-    assert len(questions) == 1 and "Save it before you open a checkpoint?" in questions[0][2]
-    assert opened == [] and app.training.trainer is trainer
+    assert len(questions) == 1
+    assert "Save it before you open a checkpoint?" in questions[0][2]
+    assert opened == []
+    assert app.training.trainer is trainer
 
 
 def test_missing_plugin_offers_the_weights_only(qtbot, app, tmp_path, tiny_data, monkeypatch):
@@ -213,7 +222,8 @@ def test_missing_plugin_offers_the_weights_only(qtbot, app, tmp_path, tiny_data,
     assert "optimizer 'my_adagrad' from plugin 'fmnist_adagrad' 2.5" in questions[0][2]
     assert "Load only the model's weights" in questions[0][2]
     loaded = app.training.trainer
-    assert loaded.global_step == 0 and loaded.config.optimizer == "sgd"  # the form's
+    assert loaded.global_step == 0
+    assert loaded.config.optimizer == "sgd"
     assert torch.equal(
         loaded.model.linear_relu_stack[4].weight, trainer.model.linear_relu_stack[4].weight
     )
@@ -256,8 +266,10 @@ def test_failed_save_keeps_the_old_file_and_the_mark(qtbot, app, tmp_path, monke
     monkeypatch.setattr(fileio.tempfile, "mkstemp", full_disk)
     warnings = record(monkeypatch, "warning")
     app.window.actions["save"].trigger()
-    assert len(warnings) == 1 and "the disk is full" in warnings[0][2]
-    assert path.read_bytes() == old and app.window.isWindowModified()
+    assert len(warnings) == 1
+    assert "the disk is full" in warnings[0][2]
+    assert path.read_bytes() == old
+    assert app.window.isWindowModified()
 
 
 def test_quitting_with_unsaved_training_asks(qtbot, app, monkeypatch):
@@ -265,10 +277,12 @@ def test_quitting_with_unsaved_training_asks(qtbot, app, monkeypatch):
     monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
     app.window.close()
     box = app.checkpoints.quit_box
-    assert box is not None and app.window.isVisible()
+    assert box is not None
+    assert app.window.isVisible()
     assert "Save it before quitting?" in box.text()
     box.button(Buttons.Cancel).click()
-    assert app.window.isVisible() and app.checkpoints.quit_box is None
+    assert app.window.isVisible()
+    assert app.checkpoints.quit_box is None
 
     app.window.close()
     app.checkpoints.quit_box.button(Buttons.Discard).click()
@@ -305,8 +319,11 @@ def test_autosave_at_epoch_end_then_recovery_after_a_crash(
     questions = record(monkeypatch, "question", Buttons.Yes)
     second = open_window(qtbot, tiny_root, plugins, settings)
     qtbot.waitUntil(lambda: second.training.trainer is not None, timeout=30_000)
-    assert len(questions) == 1 and questions[0][1] == "Recover unsaved training?"
+    assert len(questions) == 1
+    assert questions[0][1] == "Recover unsaved training?"
     assert second.training.trainer.global_step == saved["position"]["global_step"]
-    assert second.window.isWindowModified() and "Epoch 1" in second.window.log.toPlainText()
-    assert not crashed.exists() and ckpt.autosave_path().is_file()
+    assert second.window.isWindowModified()
+    assert "Epoch 1" in second.window.log.toPlainText()
+    assert not crashed.exists()
+    assert ckpt.autosave_path().is_file()
     second.checkpoints._quit_confirmed = True  # let the test close it without asking

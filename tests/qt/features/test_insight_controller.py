@@ -59,7 +59,8 @@ def test_training_run_feeds_runs_gallery_and_matrix(qtbot, app):
     with torch.no_grad():
         expected = app.training.trainer.model(test.images.unsqueeze(1).float() / 255).argmax(1)
     tiles = [t for t in insight.predictions_view.tiles if t.index is not None]
-    assert tiles and all(t.predicted_class == int(expected[t.index]) for t in tiles)
+    assert tiles
+    assert all(t.predicted_class == int(expected[t.index]) for t in tiles)
     matrix = insight.confusion_view.matrix
     assert int(matrix.sum()) == len(test)
 
@@ -95,9 +96,12 @@ def test_closing_during_a_race_asks_then_stops_it_then_closes(qtbot, app, monkey
     monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
     app.window.close()
     box = app.training.quit_box  # the race is not dropped without a question
-    assert box is not None and "race" in box.text() and race_view.running
+    assert box is not None
+    assert "race" in box.text()
+    assert race_view.running
     box.button(QMessageBox.StandardButton.Cancel).click()
-    assert race_view.running and app.window.isVisible()
+    assert race_view.running
+    assert app.window.isVisible()
     app.window.close()
     click_stop_and_quit(app.training.quit_box)
     assert app.window.isVisible()  # not yet: the race stops cooperatively first
@@ -121,15 +125,18 @@ def test_unsaved_training_is_asked_about_before_a_race_is_stopped(qtbot, app, mo
     monkeypatch.setattr(QMessageBox, "open", lambda self: None)  # never shown
     app.window.close()
     box = app.checkpoints.quit_box
-    assert box is not None and "Save it before quitting?" in box.text()
+    assert box is not None
+    assert "Save it before quitting?" in box.text()
     assert race_view.running  # not stopped for a question that may be cancelled
     box.button(QMessageBox.StandardButton.Cancel).click()
-    assert race_view.running and app.window.isVisible()
+    assert race_view.running
+    assert app.window.isVisible()
 
     app.window.close()
     app.checkpoints.quit_box.button(QMessageBox.StandardButton.Discard).click()
     race_box = app.training.quit_box  # then the race is asked about
-    assert race_box is not None and race_view.running
+    assert race_box is not None
+    assert race_view.running
     click_stop_and_quit(race_box)
     assert app.window.isVisible()  # now the race stops first, then the window closes
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=30_000)
@@ -145,7 +152,8 @@ def test_start_waits_while_a_race_runs(qtbot, app):
     assert not start.isEnabled()
     assert "race" in start.statusTip()
     app.training.start()  # F5 from a shortcut elsewhere: refused, with the reason
-    assert app.training.job is None and app.training.trainer is None
+    assert app.training.job is None
+    assert app.training.trainer is None
     assert "race" in app.window.statusBar().currentMessage()
     with qtbot.waitSignal(race_view.race_finished, timeout=30_000):
         race_view.stop()
@@ -277,7 +285,9 @@ def test_past_runs_come_back_with_details_and_their_settings(qtbot, app, tmp_pat
         second.window.tabs.setCurrentWidget(view)
         view.table.selectRow(0)
         text = view.details.toPlainText()
-        assert "0.02" in text and str(seed) in text and "Test accuracy" in text
+        assert "0.02" in text
+        assert str(seed) in text
+        assert "Test accuracy" in text
         second.training.panel.lr_edit.setText("0.5")
         second.training.panel.batch_spin.setValue(64)
         view.use_button.click()

@@ -84,7 +84,8 @@ def test_clicking_a_cell_filters_the_gallery_to_exactly_that_cell(qtbot, views):
     assert blocker.args == [t, p]
     assert sorted(gallery.shown_indices()) == expected.tolist()
     assert gallery.gallery_filter() == GalleryFilter.cell(t, p)
-    assert gallery.true_combo.currentData() == t and gallery.predicted_combo.currentData() == p
+    assert gallery.true_combo.currentData() == t
+    assert gallery.predicted_combo.currentData() == p
     assert all(tile.index is None for tile in gallery.tiles[len(expected) :])
 
 
@@ -92,7 +93,8 @@ def test_filters_from_the_controls(views):
     gallery, _, predictions = views
     gallery.wrong_only.setChecked(True)
     wrong = set((predictions.predicted != predictions.labels).nonzero().flatten().tolist())
-    assert gallery.shown_indices() and set(gallery.shown_indices()) <= wrong
+    assert gallery.shown_indices()
+    assert set(gallery.shown_indices()) <= wrong
     gallery.wrong_only.setChecked(False)
     gallery.true_combo.setCurrentIndex(gallery.true_combo.findData(3))
     assert all(int(predictions.labels[i]) == 3 for i in gallery.shown_indices())

@@ -55,14 +55,17 @@ def test_action_states_follow_the_table(app):
 def test_a_blocker_disables_an_action_with_its_reason(app):
     training = app.training
     start = app.window.actions["start"]
-    assert start.isEnabled() and start.statusTip() == "Start training a new model"
+    assert start.isEnabled()
+    assert start.statusTip() == "Start training a new model"
     reason = {"now": "a test holds training"}
     training.add_blocker(lambda: reason["now"])
     app.window.update_actions()
-    assert not start.isEnabled() and start.statusTip() == "a test holds training"
+    assert not start.isEnabled()
+    assert start.statusTip() == "a test holds training"
     reason["now"] = ""
     app.window.update_actions()
-    assert start.isEnabled() and start.statusTip() == "Start training a new model"
+    assert start.isEnabled()
+    assert start.statusTip() == "Start training a new model"
 
 
 def test_an_action_cannot_be_registered_twice_or_for_an_unknown_state(app):
@@ -98,7 +101,8 @@ def test_menus_shortcuts_and_extension_points(app):
     combo = app.training.panel.optimizer_combo
     assert [combo.itemData(i) for i in range(combo.count())] == list(app.backend.plugins.optimizers)
     about = app.window.about_text()
-    assert "PyTorch" in about and "builtin_optimizers" in about
+    assert "PyTorch" in about
+    assert "builtin_optimizers" in about
 
 
 def test_optimizer_form_is_built_from_the_schema(app):
@@ -183,7 +187,9 @@ def test_bad_hyperparameters_are_refused(qtbot, app, field, text, expected):
     widget = panel.lr_edit if field == "lr" else panel.optimizer_form.fields[field]
     widget.setText(text)
     app.training.start()
-    assert app.window.state == "idle" and app.training.job is None and app.training.trainer is None
+    assert app.window.state == "idle"
+    assert app.training.job is None
+    assert app.training.trainer is None
     assert widget.property("invalid") is True
     assert expected in panel.message.text()
     assert panel.message.isVisibleTo(app.window)
@@ -197,8 +203,10 @@ def test_optimizer_refusing_its_settings_is_reported(app, monkeypatch):
     monkeypatch.setattr(QMessageBox, "critical", lambda *a: shown.append(a[2]))
     app.training.panel.optimizer_form.fields["nesterov"].setChecked(True)  # needs momentum > 0
     app.training.start()
-    assert app.training.trainer is None and app.training.job is None
-    assert shown and "refused its settings" in shown[0]
+    assert app.training.trainer is None
+    assert app.training.job is None
+    assert shown
+    assert "refused its settings" in shown[0]
 
 
 def test_closing_during_training_asks_then_stops_and_closes(qtbot, app, monkeypatch):
@@ -215,7 +223,8 @@ def test_closing_during_training_asks_then_stops_and_closes(qtbot, app, monkeypa
     ]
     assert "not saved" in box.text()
     box.button(buttons.Cancel).click()
-    assert app.window.isVisible() and app.window.state == "running"
+    assert app.window.isVisible()
+    assert app.window.state == "running"
     app.window.close()
     app.training.quit_box.button(buttons.Discard).click()
     qtbot.waitUntil(lambda: not app.window.isVisible(), timeout=10_000)
@@ -254,7 +263,8 @@ def test_quit_question_says_not_saved_only_when_it_is_not(qtbot, app, tmp_path, 
     assert app.training.unsaved_steps == 0
     app.window.close()
     box = app.training.quit_box
-    assert "not saved" not in box.text() and "is saved" in box.text()
+    assert "not saved" not in box.text()
+    assert "is saved" in box.text()
     box.button(QMessageBox.StandardButton.Cancel).click()
     app.training.stop()
     qtbot.waitUntil(lambda: app.training.job is None, timeout=30_000)
@@ -272,8 +282,10 @@ def test_closing_while_loading_closes_at_once_and_drops_the_load(qtbot, tiny_roo
     assert app.backend.cancelled
     # In-process the thread is still joined (the leak check); the real app leaves without it.
     qtbot.waitUntil(lambda: not app.backend.loading, timeout=60_000)
-    assert app.window.state == "loading" and not app.insight.ready  # closed, never idle
-    assert app.backend.plugins is None and app.backend.data is None
+    assert app.window.state == "loading"
+    assert not app.insight.ready
+    assert app.backend.plugins is None
+    assert app.backend.data is None
 
 
 def test_start_stop_hammered_never_runs_two_workers(qtbot, app):
@@ -363,7 +375,8 @@ def test_worker_error_becomes_a_dialog(
     qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=30_000)
     assert len(shown) == 1
     title, text = shown[0]
-    assert title == "Training failed" and message in text
+    assert title == "Training failed"
+    assert message in text
     assert app.window.actions["start"].isEnabled()  # the app carries on
     close_window(qtbot, app)  # and its jobs end with it
 
@@ -386,20 +399,23 @@ def test_settings_remember_the_form(qtbot, tiny_root, plugins, settings):
     assert second.training.panel.optimizer_form.fields["betas"].text() == "0.8,0.99"
     assert second.training.plots.smoothing == 0.5
     config = second.training.panel.config()
-    assert config.optimizer == "adam" and config.optimizer_params["betas"] == (0.8, 0.99)
+    assert config.optimizer == "adam"
+    assert config.optimizer_params["betas"] == (0.8, 0.99)
 
 
 def test_reset_asks_when_unsaved_and_clears(qtbot, app, monkeypatch):
     app.training.panel.epochs_spin.setValue(1)
     app.training.start()
     qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=30_000)
-    assert app.training.plots.point_count > 0 and app.training.dirty
+    assert app.training.plots.point_count > 0
+    assert app.training.dirty
     answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Reset]
     monkeypatch.setattr(QMessageBox, "question", lambda *a: answers.pop(0))
     app.training.reset()
     assert app.training.trainer is not None  # cancelled
     app.training.reset()
-    assert app.training.trainer is None and app.training.plots.point_count == 0
+    assert app.training.trainer is None
+    assert app.training.plots.point_count == 0
     assert app.window.log.toPlainText() == ""
     assert app.training.panel.lr_edit.isEnabled()  # the form is unlocked for a new model
 
@@ -429,8 +445,10 @@ def test_missing_data_offers_choose_folder(
         lambda *a: str(tiny_root / "FashionMNIST" / "raw"),
     )
     assert app.training.ensure_data()
-    assert offered and "Download" in offered[0]
-    assert app.backend.data_dir == tiny_root and len(app.backend.data.train) == 256
+    assert offered
+    assert "Download" in offered[0]
+    assert app.backend.data_dir == tiny_root
+    assert len(app.backend.data.train) == 256
 
 
 def test_data_dialog_copies_from_the_system_package(qtbot, tmp_path):
@@ -491,7 +509,8 @@ def test_python_m_fmnist_gui_is_the_app():
         text=True,
         timeout=60,
     )
-    assert out.returncode == 0 and out.stdout.startswith("fmnist-gui ")
+    assert out.returncode == 0
+    assert out.stdout.startswith("fmnist-gui ")
 
 
 def feed(plots, losses, after_step: int = 0) -> None:
@@ -525,8 +544,10 @@ def test_loss_view_follows_the_run_until_the_user_zooms(qtbot):
     plots.draw(steps_per_epoch=100, planned_steps=1000)
     view = plots.loss_plot.getPlotItem().getViewBox()
     (x0, x1), (y0, y1) = view.viewRange()
-    assert x0 == 0 and 100 <= x1 <= 102  # up to the end of the current epoch
-    assert y0 <= min(losses[:50]) and y1 >= max(losses[:50])
+    assert x0 == 0
+    assert 100 <= x1 <= 102
+    assert y0 <= min(losses[:50])
+    assert y1 >= max(losses[:50])
     feed(plots, losses[50:], after_step=50)
     plots.draw(steps_per_epoch=100, planned_steps=1000)
     assert 200 <= view.viewRange()[0][1] <= 203  # the second epoch: the axis moved once
@@ -586,10 +607,13 @@ def test_help_lists_every_shortcut_from_the_action_registry(app):
         if not a.shortcut().isEmpty()
     }
     assert shown == registered
-    assert shown["Start"] == "F5" and shown["Quit"] == "Ctrl+Q" and shown["Save"] == "Ctrl+S"
+    assert shown["Start"] == "F5"
+    assert shown["Quit"] == "Ctrl+Q"
+    assert shown["Save"] == "Ctrl+S"
     app.window.actions["guide"].trigger()
     guide = app.window.help_dialog.findChild(QTextBrowser, "guide_text").toPlainText()
-    assert "Start (F5)" in guide and "Current model" in guide
+    assert "Start (F5)" in guide
+    assert "Current model" in guide
 
 
 def test_a_window_larger_than_its_screen_is_fitted_into_it(app):
