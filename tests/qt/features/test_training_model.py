@@ -211,6 +211,7 @@ def test_imported_weights_take_the_forms_settings_at_start(qtbot, app, tmp_path,
 
     choose(panel.optimizer_combo, "adam")
     panel.lr_edit.setText("0.005")
+    panel.epochs_spin.setValue(500)  # so it cannot finish before the stop below
     started = []
     app.training.trainer_changed.connect(
         lambda t: started.append(t.model.linear_relu_stack[0].weight.detach().clone())
@@ -220,6 +221,8 @@ def test_imported_weights_take_the_forms_settings_at_start(qtbot, app, tmp_path,
     assert trainer.config.optimizer == "adam"
     assert trainer.config.lr == 0.005
     assert torch.equal(started[0], ckpt.load_weights(path)["linear_relu_stack.0.weight"])
+    # A model stopped before its first step is still a new one; after a step it continues.
+    qtbot.waitUntil(lambda: trainer.global_step >= 1, timeout=60_000)
     app.training.stop()
     wait_idle(qtbot, app)
     assert app.window.actions["start"].text() == "&Continue"
