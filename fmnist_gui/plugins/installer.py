@@ -49,6 +49,8 @@ class PluginSettings:
     """The user's plugin choices. ``problem`` is set when the file could not be read."""
 
     disabled: set[str] = field(default_factory=set)
+    #: Single specs turned off, as ``kind:name`` (``optimizer:zoo_lion``).
+    disabled_specs: set[str] = field(default_factory=set)
     trusted_files: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     problem: str = ""
@@ -72,9 +74,13 @@ class PluginSettings:
                 path=path, problem=f"plugin settings {path} are not a JSON object; using defaults"
             )
         disabled = data.get("disabled", [])
+        disabled_specs = data.get("disabled_specs", [])
         trusted = data.get("trusted_files", {})
         return cls(
             disabled={str(n) for n in disabled} if isinstance(disabled, list) else set(),
+            disabled_specs={str(n) for n in disabled_specs}
+            if isinstance(disabled_specs, list)
+            else set(),
             trusted_files={str(k): str(v) for k, v in trusted.items()}
             if isinstance(trusted, dict)
             else {},
@@ -88,6 +94,7 @@ class PluginSettings:
         payload = {
             "version": 1,
             "disabled": sorted(self.disabled),
+            "disabled_specs": sorted(self.disabled_specs),
             "trusted_files": dict(sorted(self.trusted_files.items())),
         }
         text = json.dumps(payload, indent=2) + "\n"
@@ -95,10 +102,18 @@ class PluginSettings:
         self.path = path
 
     def set_enabled(self, name: str, enabled: bool) -> None:
+        """Remember plugin ``name`` as enabled or disabled (``save()`` writes it)."""
         if enabled:
             self.disabled.discard(name)
         else:
             self.disabled.add(name)
+
+    def set_spec_enabled(self, key: str, enabled: bool) -> None:
+        """Remember one spec (``kind:name``) as enabled or disabled."""
+        if enabled:
+            self.disabled_specs.discard(key)
+        else:
+            self.disabled_specs.add(key)
 
 
 @dataclass(frozen=True)
