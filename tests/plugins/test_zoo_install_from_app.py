@@ -120,3 +120,120 @@ def test_install_package_then_uninstall_without_restart(bare_venv):
     assert "builtin_optimizers" in out["records"]
     assert not out["still_installed"]
     assert not list(purelib.glob("fmnist_optimizer_zoo*"))
+
+
+GUI_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from fmnist_gui.qt.app import build_app
+    from fmnist_gui.qt.features.plugins import dialogs
+
+    zoo, data, ini, offline = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
+    qt = QApplication.instance() or QApplication([])
+    asked = []
+    QMessageBox.question = staticmethod(
+        lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes
+    )
+    QMessageBox.warning = staticmethod(lambda *a, **k: asked.append("WARNING " + a[2]))
+
+    def wait(condition, seconds=300):
+        end = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > end:
+                raise SystemExit("timed out")
+            qt.processEvents()
+            time.sleep(0.01)
+
+    app = build_app(data, settings=QSettings(ini, QSettings.Format.IniFormat))
+    app.window.show()
+    app.start_loading()
+    wait(lambda: app.window.state == "idle")
+    training = app.training.panel.optimizer_combo
+    race = app.insight.race_view.optimizer_combo
+
+    def names(combo):
+        return [combo.itemData(i) for i in range(combo.count())]
+
+    out = {"before": len(names(training))}
+    app.plugin_menu.actions["install_package"].trigger()
+    dialog = [d for d in app.window.findChildren(dialogs.PackageInstallDialog)][-1]
+    dialog.extra_pip_args = ["--no-deps", "-q", *offline]
+    dialog.target_edit.setText(str(zoo))
+    dialog.install_button.click()
+    out["cancellable"] = dialog.cancel_button.isEnabled()
+    wait(lambda: dialog.outcome != "")
+    out["install"] = dialog.outcome
+    out["install_status"] = dialog.status_label.text()
+    out["training_after_install"] = names(training)
+    out["race_after_install"] = names(race)
+    dialog.close()
+
+    manager = dialogs.open_manager(app.window)
+    out["spec_rows"] = len(manager.spec_rows())
+    manager.close()
+
+    uninstall = dialogs.uninstall_package(app.window, "fmnist-optimizer-zoo")
+    wait(lambda: uninstall.outcome != "")
+    out["uninstall"] = uninstall.outcome
+    out["uninstall_status"] = uninstall.status_label.text()
+    out["training_after_uninstall"] = names(training)
+    out["race_after_uninstall"] = names(race)
+    out["asked"] = asked
+    uninstall.close()
+    app.shutdown(30_000)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_the_app_installs_and_uninstalls_the_zoo_from_its_menu(bare_venv, tmp_path):
+    from tests.conftest import make_tiny_fashion_mnist
+
+    base, python, purelib = bare_venv
+    package = _copy_sources(ROOT / "plugins", tmp_path / "src", ["fmnist-optimizer-zoo"])
+    data = make_tiny_fashion_mnist(tmp_path / "data")
+    offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHOME"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
+    env["FMNIST_GUI_HOME"] = str(tmp_path / "home")
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env["FMNIST_GUI_SYSTEM_DATASET"] = os.devnull
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    run = subprocess.run(
+        [
+            python,
+            "-c",
+            GUI_SCRIPT,
+            package / "fmnist-optimizer-zoo",
+            data,
+            tmp_path / "settings.ini",
+            *offline,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["cancellable"]
+    assert out["install"] == "installed", out
+    assert "optimizer_zoo" in out["install_status"]
+    zoo = [n for n in out["training_after_install"] if n.startswith("zoo_")]
+    assert len(zoo) >= 100
+    assert out["training_after_install"][: out["before"]] == out["training_after_uninstall"]
+    assert [n for n in out["race_after_install"] if n.startswith("zoo_")] == zoo
+    assert out["spec_rows"] >= 128
+    assert out["uninstall"] == "uninstalled", out
+    assert "optimizer_zoo" in out["uninstall_status"]
+    assert not [n for n in out["training_after_uninstall"] if n.startswith("zoo_")]
+    assert not [n for n in out["race_after_uninstall"] if n.startswith("zoo_")]
+    assert len(out["asked"]) == 1  # the uninstall was confirmed first; no warning
+    assert "fmnist-optimizer-zoo" in out["asked"][0]
+    assert not list(purelib.glob("fmnist_optimizer_zoo*"))

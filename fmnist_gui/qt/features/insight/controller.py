@@ -84,6 +84,7 @@ class InsightController(QObject):
         self._prediction_job: Job | None = None
         self._stale = True  # the views lag the model
         self._close_after_race = False
+        self._plugins_stale = False
         training.add_blocker(self._race_blocks_training)
         window.closing.connect(self._join_predictions)
 
@@ -111,6 +112,9 @@ class InsightController(QObject):
             lambda text: window.statusBar().showMessage(text, 8000)
         )
         self.race_view = RaceView(training.plugins, training.data, self.runs)
+        # The host changes in place (a plugin or spec enabled, a package installed):
+        # the same object, so only this signal tells the Compare tab to list again.
+        window.backend.plugins_changed.connect(self._plugins_changed)
         self.race_view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
         self.race_view.race_started.connect(lambda _race: window.update_actions())
         self.race_view.race_finished.connect(self._on_race_finished)
@@ -234,10 +238,17 @@ class InsightController(QObject):
         """Follow the app's plugin host and data (they can be replaced at any time)."""
         plugins, data = self.training.plugins, self.training.data
         race_view = self.race_view
-        if plugins is not None and plugins is not race_view.plugins and not race_view.running:
+        changed = plugins is not race_view.plugins or self._plugins_stale
+        if plugins is not None and changed and not race_view.running:
             race_view.set_plugins(plugins)
+            self._plugins_stale = False
         if data is not self.race_view.data:
             self.race_view.set_data(data)
+
+    @Slot(object)
+    def _plugins_changed(self, _plugins: object) -> None:
+        self._plugins_stale = True  # a running race keeps its list until it ends
+        self._sync_backend()
 
     @Slot(int)
     def _on_tab(self, index: int) -> None:
