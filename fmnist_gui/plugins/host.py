@@ -835,6 +835,7 @@ class PluginHost:
                     status, reason = "offered", ""
                 elif name in record.rejected:
                     status, reason = "refused", record.rejected[name]
+                    reason = reason.removeprefix(f"{kind} {name!r}: ")
                 else:
                     continue  # withdrawn with its plugin
                 rows.append(SpecStatus(record.name, kind, name, label, status, reason, seconds))

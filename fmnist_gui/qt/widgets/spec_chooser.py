@@ -33,7 +33,15 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QFont, QKeyEvent, QStandardItem, QStandardItemModel
+from PySide6.QtGui import (
+    QBrush,
+    QFont,
+    QGuiApplication,
+    QKeyEvent,
+    QPalette,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -127,6 +135,10 @@ def build_spec_model(
         sizes[entry.plugin] = sizes.get(entry.plugin, 0) + 1
     header_font = QFont()
     header_font.setBold(True)
+    # Headers are not selectable, and a disabled-looking grey title is hard to read.
+    palette = QGuiApplication.palette()
+    header_text = QBrush(palette.color(QPalette.ColorRole.WindowText))
+    header_back = QBrush(palette.color(QPalette.ColorRole.AlternateBase))
     current = None
     for entry in entries:
         if entry.plugin != current:
@@ -134,6 +146,8 @@ def build_spec_model(
             header = QStandardItem(group_title(entry, sizes[entry.plugin]))
             header.setFlags(Qt.ItemFlag.NoItemFlags)
             header.setFont(header_font)
+            header.setForeground(header_text)
+            header.setBackground(header_back)
             header.setData(entry.plugin, PLUGIN_ROLE)
             header.setData(True, HEADER_ROLE)
             header.setData(entry.plugin.lower(), SEARCH_ROLE)
@@ -213,6 +227,7 @@ class SpecChooserPopup(QFrame):
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent, Qt.WindowType.Popup)
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAutoFillBackground(True)
         self.search_edit = QLineEdit()
         self.search_edit.setObjectName("spec_search")
         self.search_edit.setPlaceholderText("Type to search by name, label or plugin…")

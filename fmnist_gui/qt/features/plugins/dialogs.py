@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from fmnist_gui.plugins.host import PluginHost, PluginRecord, RescanReport, SpecStatus
 
 COLUMNS = ("Enabled", "Name", "Registers", "Version", "Source", "Status")
+PLUGIN_DETAILS_HINT = (
+    "Select a plugin to see where it comes from and, if it failed, the error and its traceback."
+)
 SPEC_COLUMNS = ("On", "Name", "Label", "Kind", "Plugin", "Status", "Self-test", "Reason")
 SPEC_FILTERS = (
     ("All", ""),
@@ -406,10 +409,7 @@ class PluginManagerDialog(QDialog):
         self.details.setObjectName("plugin_details")
         self.details.setReadOnly(True)
         self.details.setFont(QFont("monospace"))
-        self.details.setPlaceholderText(
-            "Select a plugin to see where it comes from and, "
-            "if it failed, the error and its traceback."
-        )
+        self.details.setPlaceholderText(PLUGIN_DETAILS_HINT)
         self.spec_table = QTableWidget(0, len(SPEC_COLUMNS))
         self.spec_table.setObjectName("spec_table")
         self.spec_table.setHorizontalHeaderLabels(SPEC_COLUMNS)
@@ -419,6 +419,10 @@ class PluginManagerDialog(QDialog):
         self.spec_table.setSortingEnabled(False)
         self.spec_table.verticalHeader().setVisible(False)
         self.spec_table.setWordWrap(False)
+        # One line per spec: ~130 of them should not need a page of scrolling each.
+        self.spec_table.verticalHeader().setDefaultSectionSize(
+            self.spec_table.fontMetrics().height() + 8
+        )
         spec_header = self.spec_table.horizontalHeader()
         spec_header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         spec_header.setSectionResizeMode(len(SPEC_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
@@ -455,7 +459,7 @@ class PluginManagerDialog(QDialog):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.tabs)
         splitter.addWidget(self.details)
-        splitter.setSizes([340, 160])
+        splitter.setSizes([420, 110])
 
         self.progress = QProgressBar()
         self.progress.setObjectName("selftest_progress")
@@ -595,9 +599,10 @@ class PluginManagerDialog(QDialog):
                 | Qt.ItemFlag.ItemIsEnabled
                 | (Qt.ItemFlag.ItemIsUserCheckable if toggle else Qt.ItemFlag.NoItemFlags)
             )
-            check.setCheckState(
-                Qt.CheckState.Unchecked if spec.status == "disabled" else Qt.CheckState.Checked
-            )
+            if toggle:  # a refused spec has no switch: its self-test decides
+                check.setCheckState(
+                    Qt.CheckState.Unchecked if spec.status == "disabled" else Qt.CheckState.Checked
+                )
             check.setData(Qt.ItemDataRole.UserRole, spec.key)
             seconds = "–" if spec.seconds is None else f"{spec.seconds * 1000:.0f} ms"
             cells = [
@@ -629,8 +634,13 @@ class PluginManagerDialog(QDialog):
     @Slot(int)
     def _tab_changed(self, index: int) -> None:
         if index == 0:
+            self.details.setPlaceholderText(PLUGIN_DETAILS_HINT)
             self._show_details()
         else:
+            self.details.setPlaceholderText(
+                "Select a spec to see why it is refused, and its self-test time. Untick a spec "
+                "to stop offering it (its plugin stays loaded)."
+            )
             self._show_spec_details()
 
     @Slot()
