@@ -362,11 +362,11 @@ class SpecChooser(QComboBox):
         Emits ``currentIndexChanged`` only when the current spec changed.
         """
         current = self.currentData()
-        self._entries = spec_entries(specs, records)
-        self._grouped = None
+        entries = spec_entries(specs, records)
         blocked = self.blockSignals(True)
         try:
             self.clear()
+            self._entries = entries
             for entry in self._entries:
                 self.addItem(entry.text, entry.name)
                 if entry.tooltip:
@@ -375,6 +375,12 @@ class SpecChooser(QComboBox):
         finally:
             self.blockSignals(blocked)
         self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))
+
+    def clear(self) -> None:
+        """Remove every item; the popup's groups are rebuilt from what is added next."""
+        super().clear()
+        self._entries = []
+        self._grouped = None
 
     def grouped_model(self) -> QStandardItemModel:
         """The grouped model the popup shows (built on first use after ``set_specs``)."""

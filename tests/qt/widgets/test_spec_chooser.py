@@ -155,3 +155,31 @@ def test_a_click_on_a_row_chooses_it(qtbot, chooser):
     QTest.mouseClick(popup.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert chooser.currentData() == "x_asgd"
     assert not chooser.popup_visible()
+
+
+def test_a_checkable_model_for_lists_that_pick_several(host):
+    model = build_spec_model(spec_entries(host.optimizers, host.records), checkable=True)
+    for r in range(model.rowCount()):
+        item = model.item(r)
+        checkable = bool(item.flags() & Qt.ItemFlag.ItemIsUserCheckable)
+        assert checkable != bool(item.data(HEADER_ROLE))
+    proxy = SpecFilterModel()
+    proxy.setSourceModel(model)
+    proxy.set_search("nadam")
+    index = proxy.mapToSource(proxy.index(proxy.spec_rows()[0], 0))
+    model.itemFromIndex(index).setCheckState(Qt.CheckState.Checked)
+    checked = [
+        model.item(r).data(NAME_ROLE)
+        for r in range(model.rowCount())
+        if model.item(r).checkState() == Qt.CheckState.Checked
+    ]
+    assert checked == ["x_nadam"]
+
+
+def test_items_added_by_hand_after_clear_are_what_the_popup_offers(qtbot, chooser):
+    chooser.clear()
+    chooser.addItem("Only one", "only_one")
+    chooser.showPopup()
+    assert chooser.popup.proxy.spec_names() == ["only_one"]
+    QTest.keyClick(chooser.popup.search_edit, Qt.Key.Key_Return)
+    assert chooser.currentData() == "only_one"
