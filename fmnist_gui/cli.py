@@ -558,6 +558,7 @@ def print_plugins(plugins, out: TextIO) -> None:
     listed = []
     for r in plugins.records.values():
         status = r.status + (f" ({len(r.rejected)} rejected)" if r.rejected else "")
+        status += f" ({len(r.disabled_specs)} disabled)" if r.disabled_specs else ""
         provides = ", ".join(r.provides) or "-"
         if len(r.provides) > INLINE_PROVIDES:
             counts = [f"{len(r.optimizers)} optimizers" * bool(r.optimizers)]
@@ -598,6 +599,13 @@ def print_plugins(plugins, out: TextIO) -> None:
                 print(f"  {name}: {_without_spec_prefix(reason, name)}", file=out)
         else:
             print(f"error in plugin {r.name} ({r.location}): {r.error}", file=out)
+    for r in plugins.records.values():
+        if r.disabled_specs:
+            print(
+                f"disabled in plugin {r.name} (by you; enable in the app's Plugins → Manage "
+                f"plugins…): {', '.join(r.disabled_specs)}",
+                file=out,
+            )
     for warning in plugins.warnings:
         print(f"warning: {warning}", file=out)
 

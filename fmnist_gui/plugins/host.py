@@ -35,6 +35,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import os
+import re
 import site
 import sys
 import sysconfig
@@ -85,6 +86,9 @@ _SPEC_HOOKS: dict[str, tuple[type, str, str]] = {
 }
 
 
+_ATTR_OF_KIND = {kind: attr for _, attr, kind in _SPEC_HOOKS.values()}
+
+
 class UnknownPluginError(FmnistError, LookupError):
     """A name that no loaded plugin registered; the message lists the known ones."""
 
@@ -111,6 +115,10 @@ class PluginRecord:
     sha256: str = ""
     rejected: dict[str, str] = field(default_factory=dict)
     selftest_seconds: dict[str, float] = field(default_factory=dict)
+    #: ``kind:name`` of the specs held back because the user disabled them.
+    disabled_specs: list[str] = field(default_factory=list)
+    #: ``kind:name`` -> label of every spec the plugin registered, in its order.
+    registered: dict[str, str] = field(default_factory=dict)
 
     @property
     def provides(self) -> list[str]:
@@ -133,6 +141,7 @@ class PluginRecord:
         self.optimizers.clear()
         self.losses.clear()
         self.schedulers.clear()
+        self.disabled_specs.clear()
 
     def reset(self) -> None:
         self.status, self.error, self.traceback = "loaded", "", ""
@@ -141,6 +150,34 @@ class PluginRecord:
         self.schedulers.clear()
         self.rejected.clear()
         self.selftest_seconds.clear()
+        self.disabled_specs.clear()
+        self.registered.clear()
+
+
+SpecState = Literal["offered", "refused", "disabled"]
+
+
+@dataclass(frozen=True)
+class SpecStatus:
+    """One spec a loaded plugin registered, as the plugin manager lists it."""
+
+    plugin: str
+    kind: str
+    name: str
+    label: str
+    status: SpecState
+    reason: str = ""
+    seconds: float | None = None  # its self-test's time (None: not self-tested)
+
+    @property
+    def key(self) -> str:
+        """``kind:name``, as ``PluginSettings.disabled_specs`` stores it."""
+        return spec_key(self.kind, self.name)
+
+
+def spec_key(kind: str, name: str) -> str:
+    """How a single spec is named in the settings and ``PluginHost.disabled_specs``."""
+    return f"{kind}:{name}"
 
 
 @dataclass
@@ -150,6 +187,8 @@ class RescanReport:
     loaded: list[PluginRecord] = field(default_factory=list)
     restart_needed: list[str] = field(default_factory=list)
     new_paths: list[str] = field(default_factory=list)
+    #: Package plugins whose distribution is no longer installed (they were unloaded).
+    removed: list[PluginRecord] = field(default_factory=list)
 
 
 class PluginHost:
@@ -162,7 +201,9 @@ class PluginHost:
     importing them. In ``safe_mode`` only built-ins load; the others get a
     ``disabled`` record saying so. With a ``selftest_cache``, a spec whose
     plugin and schema were checked before is not checked again;
-    ``selftests_run`` counts the checks this host really ran.
+    ``selftests_run`` counts the checks this host really ran. ``disabled_specs``
+    (``kind:name``, see ``spec_key``) are single specs the user turned off: their
+    plugin loads, but they are not offered (nor self-tested) until enabled.
     """
 
     def __init__(
@@ -174,11 +215,15 @@ class PluginHost:
         prober: Prober | None = None,
         safe_mode: bool = False,
         selftest_cache: SelfTestCache | None = None,
+        disabled_specs: Iterable[str] = (),
     ) -> None:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.selftest = selftest
         self.disabled: set[str] = set(disabled)
+        self.disabled_specs: set[str] = set(disabled_specs)
+        # kind:name -> (record key, registry attribute, spec) of the specs held back.
+        self._held: dict[str, tuple[str, str, Any]] = {}
         self.trusted: dict[str, str] = dict(trusted or {})
         self.prober = prober
         self.safe_mode = safe_mode
@@ -222,6 +267,11 @@ class PluginHost:
         try:
             return table[name]
         except KeyError:
+            if spec_key(kind, name) in self._held:
+                raise UnknownPluginError(
+                    f"{kind} {name!r} is disabled; enable it again in Plugins → Manage "
+                    "plugins… (or remove it from disabled_specs in the plugin settings)"
+                ) from None
             if (kind, name) in self._rejected:
                 raise UnknownPluginError(
                     f"{kind} {name!r} is not offered: {self._rejected[kind, name]}"
@@ -265,7 +315,9 @@ class PluginHost:
             self._entry_point_ids[key] = identity
             if key == record.name:
                 self._loaders[key] = ep.load
-                self._code_ids[key] = f"dist:{dist}=={record.version}" if dist else ""
+                self._code_ids[key] = (
+                    f"dist:{dist}=={record.version}{_requirement_versions(ep)}" if dist else ""
+                )
                 if dist and dist != OWN_DISTRIBUTION:
                     self._probe_targets[key] = ProbeTarget.for_distribution(dist, record.version)
                 self._load(record, ep.load)
@@ -596,11 +648,26 @@ class PluginHost:
         return accepted
 
     def _collect(self, record: PluginRecord, accepted: list[tuple[str, str, Any]]) -> None:
-        """Self-test the specs ``_gather`` accepted and add those that pass."""
+        """Self-test the specs ``_gather`` accepted and add those that pass.
+
+        Specs the user disabled are held back untested (a cached time is still shown).
+        """
+        for _, kind, spec in accepted:
+            record.registered[spec_key(kind, spec.name)] = spec.label or spec.name
         known = self._cached_results(record, accepted)
-        todo = sum(1 for _, kind, spec in accepted if (kind, spec.name) not in known)
+        todo = sum(
+            1
+            for _, kind, spec in accepted
+            if (kind, spec.name) not in known
+            and spec_key(kind, spec.name) not in self.disabled_specs
+        )
         done = 0
         for attr, kind, spec in accepted:
+            key = spec_key(kind, spec.name)
+            if key in self.disabled_specs:
+                record.disabled_specs.append(key)
+                self._held[key] = (record.name, attr, spec)
+                continue
             if (kind, spec.name) in known:
                 reason = known[kind, spec.name]
             else:
@@ -608,19 +675,23 @@ class PluginHost:
                     self.on_selftest(done, todo, record.name)
                 done += 1
                 reason = self._selftest(record, kind, spec)
-            if reason:
-                record.rejected[spec.name] = reason
-                self._rejected[kind, spec.name] = f"plugin {record.name!r}: {reason}"
-                continue
-            getattr(self, attr)[spec.name] = spec
-            getattr(record, attr).append(spec.name)
+            self._offer(record, attr, kind, spec, reason)
         if record.rejected:
             message = "; ".join(f"{n}: {r}" for n, r in record.rejected.items())
-            if record.optimizers or record.losses or record.schedulers:
+            if record.optimizers or record.losses or record.schedulers or record.disabled_specs:
                 record.error = " ".join(f"not offered (self-test failed): {message}".split())
                 record.traceback = record.error
             else:
                 self._withdraw(record, f"self-test failed: {message}")
+
+    def _offer(self, record: PluginRecord, attr: str, kind: str, spec: Any, reason: str) -> None:
+        """Add ``spec`` to the registry, or note why not (``reason``: its failed self-test)."""
+        if reason:
+            record.rejected[spec.name] = reason
+            self._rejected[kind, spec.name] = f"plugin {record.name!r}: {reason}"
+            return
+        getattr(self, attr)[spec.name] = spec
+        getattr(record, attr).append(spec.name)
 
     def _cached_results(
         self, record: PluginRecord, accepted: list[tuple[str, str, Any]]
@@ -667,7 +738,13 @@ class PluginHost:
 
     def _withdraw(self, record: PluginRecord, message: str, exc=None) -> None:
         self._unregister(record.name)
+        self._release_held(record)
         record.fail(message, exc)
+
+    def _release_held(self, record: PluginRecord) -> None:
+        for key in record.disabled_specs:
+            if self._held.get(key, ("",))[0] == record.name:
+                del self._held[key]
 
     def _unregister(self, name: str, plugin: object = None) -> None:
         """Unregister ``name`` (only if it is ``plugin``, when given)."""
@@ -697,6 +774,72 @@ class PluginHost:
         record.reset()
         self._load(record, self._loaders[name])
         return record
+
+    def disable_spec(self, kind: str, name: str) -> PluginRecord | None:
+        """Stop offering one spec now; its plugin stays loaded. Returns the plugin's record.
+
+        The choice holds for specs not loaded yet too (a disabled plugin's, say).
+        """
+        key = spec_key(kind, name)
+        self.disabled_specs.add(key)
+        if key in self._held:
+            return self.records[self._held[key][0]]
+        attr = _ATTR_OF_KIND[kind]
+        spec = getattr(self, attr).get(name)
+        record = self.records.get(getattr(spec, "plugin", "")) if spec is not None else None
+        if spec is None or record is None:
+            return None
+        del getattr(self, attr)[name]
+        getattr(record, attr).remove(name)
+        record.disabled_specs.append(key)
+        self._held[key] = (record.name, attr, spec)
+        return record
+
+    def enable_spec(self, kind: str, name: str) -> PluginRecord | None:
+        """Offer a disabled spec again now, after its self-test (cached or run here)."""
+        key = spec_key(kind, name)
+        self.disabled_specs.discard(key)
+        held = self._held.pop(key, None)
+        if held is None:
+            return None
+        record_key, attr, spec = held
+        record = self.records[record_key]
+        record.disabled_specs.remove(key)
+        known = self._cached_results(record, [(attr, kind, spec)])
+        if (kind, name) in known:
+            reason = known[kind, name]
+        else:
+            if self.on_selftest is not None and self.selftest:
+                self.on_selftest(0, 1, record.name)
+            reason = self._selftest(record, kind, spec)
+            if self.selftest_cache is not None:
+                self.selftest_cache.flush()
+        self._offer(record, attr, kind, spec, reason)
+        if reason:
+            message = "; ".join(f"{n}: {r}" for n, r in record.rejected.items())
+            record.error = " ".join(f"not offered (self-test failed): {message}".split())
+            record.traceback = record.error
+        return record
+
+    def spec_statuses(self) -> list[SpecStatus]:
+        """Every spec of every loaded plugin: offered, refused (with why) or disabled."""
+        rows = []
+        for record in self.records.values():
+            for key, label in record.registered.items():
+                kind, name = key.split(":", 1)
+                seconds = record.selftest_seconds.get(name)
+                if key in record.disabled_specs:
+                    status: SpecState = "disabled"
+                    reason = "disabled by you"
+                elif name in getattr(record, _ATTR_OF_KIND[kind]):
+                    status, reason = "offered", ""
+                elif name in record.rejected:
+                    status, reason = "refused", record.rejected[name]
+                    reason = reason.removeprefix(f"{kind} {name!r}: ")
+                else:
+                    continue  # withdrawn with its plugin
+                rows.append(SpecStatus(record.name, kind, name, label, status, reason, seconds))
+        return rows
 
     def approve(self, name: str, sha256: str) -> PluginRecord:
         """Trust file plugin ``name`` at ``sha256`` (the hash the user was shown) and load it.
@@ -728,6 +871,7 @@ class PluginHost:
             self.losses.pop(n, None)
         for n in record.schedulers:
             self.schedulers.pop(n, None)
+        self._release_held(record)
         mine = f"plugin {record.name!r}"
         for key in [k for k, why in self._rejected.items() if why.startswith(mine)]:
             del self._rejected[key]
@@ -748,17 +892,22 @@ class PluginHost:
         site folder that did not exist), clears importlib's caches, then loads
         new entry points. A package that was upgraded or replaced while its old
         code is imported cannot be swapped in-process: ``restart_needed`` says so.
+        Package plugins whose entry point is gone (``pip uninstall``) are unloaded
+        and forgotten: ``removed`` lists them.
         """
         report = RescanReport(new_paths=refresh_import_paths())
-        before = {k: (r.version, r.location) for k, r in self.records.items()}
-        report.loaded = self.load_entry_points()
         try:
             current = {
                 (ep.name, _dist_name(ep)): _dist_version(ep)
                 for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
             }
         except Exception:
-            current = {}
+            current = None
+        if current is not None:
+            report.removed = self._drop_uninstalled(current)
+        current = current or {}
+        before = {k: (r.version, r.location) for k, r in self.records.items()}
+        report.loaded = self.load_entry_points()
         for key, (name, dist, _value) in self._entry_point_ids.items():
             if key not in before or (name, dist) not in current:
                 continue
@@ -771,6 +920,24 @@ class PluginHost:
                     "the new version"
                 )
         return report
+
+    def _drop_uninstalled(self, current: Mapping[tuple[str, str], str]) -> list[PluginRecord]:
+        """Forget the package plugins whose entry point is no longer installed."""
+        gone = []
+        for key, (name, dist, _value) in list(self._entry_point_ids.items()):
+            if dist in ("", OWN_DISTRIBUTION) or (name, dist) in current:
+                continue
+            record = self.records[key]
+            self._forget(key)
+            gone.append(record)
+        return gone
+
+    def distribution_of(self, name: str) -> str:
+        """The installed distribution plugin ``name`` came from ("" for files and built-ins)."""
+        ident = self._entry_point_ids.get(name)
+        if ident is None or ident[1] == OWN_DISTRIBUTION:
+            return ""
+        return ident[1]
 
 
 def get_plugin_manager(
@@ -809,6 +976,7 @@ def get_plugin_manager(
     host = PluginHost(
         selftest=selftest,
         disabled={*settings.disabled, *disabled},
+        disabled_specs=settings.disabled_specs,
         trusted=settings.trusted_files,
         prober=Prober() if probe is True else probe or None,
         safe_mode=safe_mode,
@@ -917,6 +1085,37 @@ def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
     except Exception:  # unreadable METADATA: still load the plugin, just unnamed
         return ""
     return name.lower().replace("_", "-")
+
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _requirement_versions(ep: importlib.metadata.EntryPoint) -> str:
+    """``;name==version`` for each installed requirement of ``ep``'s distribution.
+
+    Part of the self-test cache identity: a plugin that wraps a library
+    (the zoo wraps pytorch-optimizer) behaves as that library's version does,
+    so upgrading it must check the specs again even if the plugin is unchanged.
+    """
+    dist = getattr(ep, "dist", None)
+    try:
+        requires = (dist.requires or []) if dist is not None else []
+    except Exception:  # unreadable METADATA: key on the version alone
+        return ""
+    found = []
+    for requirement in requires:
+        if "extra ==" in requirement.replace('"', "").replace("'", ""):
+            continue  # an optional extra: not what the plugin runs on
+        match = _REQUIREMENT_NAME.match(requirement)
+        if match is None:
+            continue
+        name = match.group(1).lower().replace("_", "-")
+        try:
+            version = importlib.metadata.version(name)
+        except Exception:
+            version = "-"
+        found.append(f";{name}=={version}")
+    return "".join(sorted(found))
 
 
 def _dist_version(ep: importlib.metadata.EntryPoint) -> str:

@@ -16,8 +16,9 @@ in-process can (``fmnist_gui.plugins.probe`` runs it in a separate process first
 
 Results are cached (``SelfTestCache``, ``plugin-selftests.json`` under the user
 data folder), keyed by what could change them: the plugin's identity (its
-file's SHA-256, or its distribution's name and version plus the SHA-256 of its
-module), the spec (name, factory, every ``Param`` with its default and range),
+file's SHA-256, or its distribution's name and version, the versions of its
+installed requirements (a wrapped library such as pytorch-optimizer) and the
+SHA-256 of its module), the spec (name, factory, every ``Param`` with its default and range),
 the check's own version and torch's version. A warm start then runs no check at
 all and never touches ``torch.optim``, whose first use costs seconds (it imports
 ``torch._dynamo``). This is a different question from ``probe.py``'s verdicts,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +136,65 @@ def test_pip_command_refuses_nonsense(target, words):
 def test_pip_command_refuses_a_folder_that_is_not_a_project(tmp_path):
     with pytest.raises(InstallError, match="not a Python project"):
         pip_install_command(str(tmp_path))
+
+
+def test_a_folder_or_wheel_without_an_fmnist_gui_entry_point_is_refused(tmp_path):
+    from fmnist_gui.plugins.installer import plugin_entry_points
+
+    zoo = Path(__file__).resolve().parents[2] / "plugins" / "fmnist-optimizer-zoo"
+    assert plugin_entry_points(zoo) == ["optimizer_zoo"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "pyproject.toml").write_text(
+        '[project]\nname = "plain"\nversion = "1"\n[project.entry-points.console_scripts]\n'
+        'plain = "plain:main"\n'
+    )
+    with pytest.raises(InstallError, match="not an fmnist-gui plugin package"):
+        plugin_entry_points(plain)
+
+    def wheel(name: str, entry_points: str) -> Path:
+        path = tmp_path / f"{name}-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(f"{name}/__init__.py", "")
+            archive.writestr(f"{name}-1.0.dist-info/entry_points.txt", entry_points)
+        return path
+
+    good = wheel("good", "[fmnist_gui]\nMyPlugin = good\n[console_scripts]\ng = good:main\n")
+    assert plugin_entry_points(good) == ["MyPlugin"]
+    with pytest.raises(InstallError, match="not an fmnist-gui plugin package"):
+        plugin_entry_points(wheel("bad", "[console_scripts]\nb = bad:main\n"))
+    broken = tmp_path / "broken-1.0-py3-none-any.whl"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(InstallError, match="not a readable wheel"):
+        plugin_entry_points(broken)
+
+
+def test_uninstall_command_takes_a_distribution_name_only():
+    from fmnist_gui.plugins.installer import pip_uninstall_command
+
+    argv = pip_uninstall_command("fmnist-optimizer-zoo")
+    assert argv[0] == sys.executable
+    assert argv[1:4] == ["-m", "pip", "uninstall"]
+    assert argv[-2:] == ["-y", "fmnist-optimizer-zoo"]
+    for bad in ("", "zoo==1.0", "zoo; rm -rf /", "../x"):
+        with pytest.raises(InstallError):
+            pip_uninstall_command(bad)
+
+
+def test_pip_failures_are_explained_and_a_missing_pip_is_named(tmp_path):
+    from fmnist_gui.plugins.installer import explain_pip_failure, pip_problem
+
+    offline = (
+        "ERROR: Could not find a version that satisfies the requirement pytorch-optimizer\n"
+        "ERROR: No matching distribution found for pytorch-optimizer"
+    )
+    assert "could not download a dependency" in explain_pip_failure(offline)
+    assert explain_pip_failure("ERROR: something else entirely") == ""
+    assert pip_problem() == ""  # this interpreter has pip
+    no_pip = tmp_path / "venv"
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(no_pip)
+    problem = pip_problem(str(no_pip / "bin" / "python"))
+    assert "pip is not available" in problem
+    assert "ensurepip" in problem

@@ -167,3 +167,30 @@ def test_a_plugin_with_many_specs_lists_them_below_the_table(tmp_path):
     assert [r.split(":")[0].strip() for r in reasons] == ["many_bad_0", "many_bad_1"]
     assert all("not a torch.optim.Optimizer" in r for r in reasons)
     assert max(len(line) for line in lines) < 200
+
+
+def test_a_spec_disabled_in_the_app_is_listed_as_such_and_refused(tmp_path, tiny_root, capsys):
+    """The CLI honours the manager's per-spec choice (plugins.json), and says why."""
+    from fmnist_gui.cli import main
+    from fmnist_gui.plugins.installer import PluginSettings
+
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "many", MANY)
+    settings = PluginSettings.load()  # the test's own data folder (FMNIST_GUI_HOME)
+    settings.set_spec_enabled("optimizer:many_3", False)
+    settings.save()
+    assert main(["--list-plugins", "--plugin-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("many "))
+    assert "(1 disabled)" in row
+    assert "9 optimizers (below)" in row
+    assert "optimizer:many_3 " not in out
+    assert "disabled in plugin many (by you" in out
+    assert out.rstrip().splitlines()[-1].endswith("optimizer:many_3")
+    code = main(
+        ["--plugin-dir", str(folder), "--data-dir", str(tiny_root), "--no-download"]
+        + ["--epochs", "1", "--optimizer", "many_3"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'many_3' is disabled; enable it again" in err

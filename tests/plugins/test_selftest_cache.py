@@ -161,3 +161,30 @@ def test_without_a_cache_every_start_checks(tmp_path):
     folder = tmp_path / "plugins"
     assert get_plugin_manager([folder]).selftests_run == BUILTIN_SPECS
     assert get_plugin_manager([folder]).selftests_run == BUILTIN_SPECS
+
+
+def test_upgrading_a_wrapped_library_checks_again(tmp_path, monkeypatch):
+    """Same plugin version and code, new version of what it requires: a new check."""
+    site, cache = tmp_path / "site", tmp_path / "cache.json"
+    make_distribution(
+        site,
+        "fmnist-test-wrapper",
+        version="1.0",
+        entry_points={"wrapper": "fmnist_test_wrapper"},
+        modules={"fmnist_test_wrapper": good_optimizer_source("wrapped")},
+        requires=("fmnist-test-wrapped-lib>=1", 'fmnist-test-docs; extra == "docs"'),
+    )
+    make_distribution(site, "fmnist-test-wrapped-lib", version="1.0", entry_points={})
+    monkeypatch.syspath_prepend(str(site))
+    first = _load(tmp_path / "none", cache)
+    assert "wrapped" in first.optimizers
+    assert "fmnist-test-wrapped-lib==1.0" in first._code_ids["wrapper"]
+    assert "fmnist-test-docs" not in first._code_ids["wrapper"]  # an extra is not run on
+    assert _load(tmp_path / "none", cache).selftests_run == 0
+    shutil.rmtree(site / "fmnist_test_wrapped_lib-1.0.dist-info")
+    make_distribution(site, "fmnist-test-wrapped-lib", version="1.1", entry_points={})
+    importlib.invalidate_caches()
+    upgraded = _load(tmp_path / "none", cache)
+    assert upgraded.records["wrapper"].version == "1.0"
+    assert upgraded.selftests_run == 1
+    assert _load(tmp_path / "none", cache).selftests_run == 0

@@ -46,16 +46,23 @@ def make_distribution(
     version: str = "1.0",
     entry_points: dict[str, str],
     modules: dict[str, str] | None = None,
+    requires: tuple[str, ...] = (),
 ) -> Path:
-    """Write an installed distribution ``dist`` into ``site_dir`` and return its dist-info."""
+    """Write an installed distribution ``dist`` into ``site_dir`` and return its dist-info.
+
+    ``requires`` become its ``Requires-Dist`` lines; with no ``entry_points`` it is a
+    plain library (no ``entry_points.txt``).
+    """
     site_dir.mkdir(parents=True, exist_ok=True)
     info = site_dir / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(exist_ok=True)
+    required = "".join(f"Requires-Dist: {r}\n" for r in requires)
     (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8"
+        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n{required}", encoding="utf-8"
     )
-    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[fmnist_gui]\n{lines}", encoding="utf-8")
+    if entry_points:
+        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[fmnist_gui]\n{lines}", encoding="utf-8")
     for module, source in (modules or {}).items():
         (site_dir / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
     return info

@@ -128,6 +128,8 @@ def test_disabling_is_immediate_and_remembered(app, qtbot):
 
     item = dialog.table.item(dialog.row_of("builtin_optimizers"), 0)
     item.setCheckState(Qt.CheckState.Checked)
+    assert dialog.task is not None  # loading and self-testing run off the GUI thread
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=60_000)
     assert {"sgd", "adam", "rmsprop"} <= set(combo_names(app))
     assert PluginSettings.load().disabled == set()
 

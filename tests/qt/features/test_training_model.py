@@ -156,6 +156,7 @@ def test_a_model_whose_optimizer_plugin_is_gone_cannot_continue(qtbot, app):
     assert "cannot continue" in app.window.statusBar().currentMessage()
 
     dialog.set_enabled("builtin_optimizers", True)
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=60_000)
     assert start.isEnabled()
     assert not problem.isVisibleTo(app.window)
     app.training.dirty = False

@@ -23,7 +23,12 @@ def enabled_actions(app: App) -> set[str]:
 
 
 SAVING = {"save", "save_as", "export_weights"}
-PLUGINS = {"plugins_manage", "plugins_install_file", "plugins_install_package"}
+PLUGINS = {
+    "plugins_manage",
+    "plugins_install_file",
+    "plugins_install_package",
+    "plugins_uninstall_package",
+}
 # Allowed while idle, but held by their blocker until a model has diverged.
 ROLLBACK = {"rollback", "rollback_half_lr"}
 HELP = {"quit", "about", "guide", "shortcuts"}  # always enabled
@@ -83,6 +88,7 @@ def test_menus_shortcuts_and_extension_points(app):
         "plugins_manage",
         "plugins_install_file",
         "plugins_install_package",
+        "plugins_uninstall_package",
     ]
     shortcuts = {
         name: app.window.actions[name].shortcut().toString()

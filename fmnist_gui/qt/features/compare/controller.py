@@ -32,6 +32,7 @@ class CompareController(QObject):
         self.runs = runs
         self.ready = False
         self._close_after_race = False
+        self._plugins_stale = False
         training.add_blocker(self._race_blocks_training)
 
     def build_view(self) -> RaceView:
@@ -41,6 +42,9 @@ class CompareController(QObject):
         window, training = self.window, self.training
         view = self.race_view = RaceView(training.plugins, training.data, self.runs)
         view.setObjectName("race_view")
+        # The host changes in place (a plugin or spec enabled, a package installed):
+        # the same object, so only this signal tells the Compare tab to list again.
+        window.backend.plugins_changed.connect(self._plugins_changed)
         view.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
         view.race_started.connect(lambda _race: window.update_actions())
         view.race_finished.connect(self._on_race_finished)
@@ -74,10 +78,17 @@ class CompareController(QObject):
         """Follow the app's plugin host and data (they can be replaced at any time)."""
         plugins, data = self.training.plugins, self.training.data
         view = self.race_view
-        if plugins is not None and plugins is not view.plugins and not view.running:
+        changed = plugins is not view.plugins or self._plugins_stale
+        if plugins is not None and changed and not view.running:
             view.set_plugins(plugins)
+            self._plugins_stale = False
         if data is not view.data:
             view.set_data(data)
+
+    @Slot(object)
+    def _plugins_changed(self, _plugins: object) -> None:
+        self._plugins_stale = True  # a running race keeps its list until it ends
+        self._sync_backend()
 
     def _on_race_finished(self, _race: object) -> None:
         self.window.update_actions()

@@ -22,7 +22,6 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -46,6 +45,7 @@ from fmnist_gui.qt.features.training.control_panel import ParamForm
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
 from fmnist_gui.qt.widgets.plotting import RunPlots, is_dark, run_color
+from fmnist_gui.qt.widgets.spec_chooser import SpecChooser
 from fmnist_gui.qt.widgets.tables import schedule_refresh, table_item
 from fmnist_gui.system.openmp import release_thread_pool
 from fmnist_gui.training.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
@@ -159,7 +159,8 @@ class RaceView(QWidget):
         box.addWidget(self.entry_list)
         box.addLayout(entry_buttons)
 
-        self.optimizer_combo = QComboBox()
+        self.optimizer_combo = SpecChooser()
+        self.optimizer_combo.setObjectName("race_optimizer")
         self.optimizer_combo.currentIndexChanged.connect(self._optimizer_changed)
         self.lr_edit = QLineEdit()
         self.lr_edit.setToolTip("Learning rate for this competitor (the tutorial uses 1e-3)")
@@ -254,9 +255,7 @@ class RaceView(QWidget):
         """List ``plugins``' optimizers; keep drafts whose optimizer is still there."""
         self.plugins = plugins
         self.optimizer_combo.blockSignals(True)
-        self.optimizer_combo.clear()
-        for name, spec in plugins.optimizers.items():
-            self.optimizer_combo.addItem(f"{spec.label} ({name})", name)
+        self.optimizer_combo.set_specs(plugins.optimizers, getattr(plugins, "records", None))
         self.optimizer_combo.blockSignals(False)
         kept = [d for d in self.drafts if d.optimizer in plugins.optimizers]
         if kept:

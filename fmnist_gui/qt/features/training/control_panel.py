@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.plugins.specs import Param, ParamError
+from fmnist_gui.qt.widgets.spec_chooser import SpecChooser
 from fmnist_gui.training.config import DEVICES, MAX_BATCH_SIZE, ConfigError, TrainConfig
 
 INVALID_STYLE = "border: 2px solid #d9534f; border-radius: 3px;"
@@ -169,7 +170,7 @@ class ControlPanel(QWidget):
     def _build(self) -> None:
         defaults = TrainConfig()
 
-        self.optimizer_combo = QComboBox()
+        self.optimizer_combo = SpecChooser()
         self.optimizer_combo.setObjectName("optimizer")
         self.loss_combo = QComboBox()
         self.loss_combo.setObjectName("loss")
@@ -315,13 +316,16 @@ class ControlPanel(QWidget):
         ):
             combo.blockSignals(True)
             combo.clear()
-            for name, spec in table.items():
-                combo.addItem(spec.label or name, name)
-                combo.setItemData(
-                    combo.count() - 1,
-                    f"{spec.description}\nPlugin: {spec.plugin}".strip(),
-                    Qt.ItemDataRole.ToolTipRole,
-                )
+            if isinstance(combo, SpecChooser):
+                combo.set_specs(table, getattr(plugins, "records", None))
+            else:
+                for name, spec in table.items():
+                    combo.addItem(spec.label or name, name)
+                    combo.setItemData(
+                        combo.count() - 1,
+                        f"{spec.description}\nPlugin: {spec.plugin}".strip(),
+                        Qt.ItemDataRole.ToolTipRole,
+                    )
             if plugins is None:
                 combo.addItem("Loading plugins…", None)
             index = combo.findData(current)

@@ -227,6 +227,12 @@ class TrainingController(QObject):
             ("optimizer", t.optimizer_spec, plugins.optimizers),
             ("loss", t.loss_spec, plugins.losses),
         ):
+            if f"{kind}:{spec.name}" in getattr(plugins, "disabled_specs", ()):
+                return (
+                    f"The current model cannot continue: its {kind} {spec.label or spec.name} "
+                    f"(plugin {spec.plugin}) is disabled. Enable it again (Plugins → Manage "
+                    "plugins…), or Reset to train a new model."
+                )
             if spec.name not in table:
                 return (
                     f"The current model cannot continue: its {kind} {spec.label or spec.name} "
