@@ -31,6 +31,7 @@ and offer safe mode: built-ins only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -79,7 +80,7 @@ Source = Literal["built-in", "package", "file"]
 Status = Literal["loaded", "failed", "disabled", "untrusted"]
 
 # hook name -> (spec class, registry attribute on PluginHost, kind word)
-_SPEC_HOOKS: dict[str, tuple[type, str, str]] = {
+_SPEC_HOOKS: dict[str, tuple[type[OptimizerSpec | LossSpec | SchedulerSpec], str, str]] = {
     "fmnist_register_optimizers": (OptimizerSpec, "optimizers", "optimizer"),
     "fmnist_register_losses": (LossSpec, "losses", "loss"),
     "fmnist_register_schedulers": (SchedulerSpec, "schedulers", "scheduler"),
@@ -338,7 +339,7 @@ class PluginHost:
                 version=_own_version(),
             )
             self._add_record(record)
-            self._loaders[name] = lambda module=module: importlib.import_module(module)
+            self._loaders[name] = functools.partial(importlib.import_module, module)
             self._load(record, self._loaders[name])
             added.append(record)
         return added
@@ -594,12 +595,13 @@ class PluginHost:
 
     def _probe(self, targets: Iterable[ProbeTarget]) -> None:
         """Have the prober decide, all in one go, on ``targets`` not decided yet."""
-        if not self.probing:
+        prober = self.prober
+        if prober is None or not self.probing:
             return
         todo = {t.key: t for t in targets if t.key not in self._verdicts}
         if not todo:
             return
-        verdicts, problem = self.prober.verdicts(todo.values())
+        verdicts, problem = prober.verdicts(todo.values())
         self._verdicts.update(verdicts)
         if problem:
             self.warnings.append(
@@ -718,11 +720,12 @@ class PluginHost:
         from fmnist_gui.plugins import selftest
         from fmnist_gui.plugins.schedcheck import check_scheduler
 
-        check = {
+        checks: dict[str, Callable[[Any], selftest.SelfTestResult]] = {
             "optimizer": selftest.check_optimizer,
             "loss": selftest.check_loss,
             "scheduler": check_scheduler,
-        }[kind]
+        }
+        check = checks[kind]
         self.selftests_run += 1
         try:
             result = check(spec)
@@ -1030,7 +1033,7 @@ def _site_dirs() -> list[str]:
 
 
 def _pth_files() -> set[str]:
-    found = set()
+    found: set[str] = set()
     for d in _site_dirs():
         try:
             found.update(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".pth"))

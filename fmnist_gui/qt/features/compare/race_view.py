@@ -511,15 +511,17 @@ class RaceView(QWidget):
             self.worker = None
             self._update_buttons()
             if self.race is not None:
-                best = max(
-                    (r for r in self.race.results() if r.test_accuracy is not None),
-                    key=lambda r: r.test_accuracy,
-                    default=None,
-                )
+                scored = [
+                    (r.test_accuracy, r.name)
+                    for r in self.race.results()
+                    if r.test_accuracy is not None
+                ]
+                best = max(scored, key=lambda pair: pair[0], default=None)
                 stopped = self.race.stop_requested
                 text = "Race stopped." if stopped else "Race finished."
                 if best is not None:
-                    text += f" Best test accuracy: {best.name}, {best.test_accuracy:.1%}."
+                    accuracy, name = best
+                    text += f" Best test accuracy: {name}, {accuracy:.1%}."
                 if not self.status.text().startswith("The race failed"):
                     self.show_status(text)
         finally:
@@ -560,7 +562,8 @@ class RaceView(QWidget):
             if last.member != self._running_member:
                 self._running_member = last.member
                 changed = True
-            if self.running and not race.stop_requested:
+            # The worker only ever stores a BatchEnd there; the check narrows the type.
+            if self.running and not race.stop_requested and isinstance(event, BatchEnd):
                 self.status.setText(
                     f"Racing: {race.members[last.member].name}, epoch {event.epoch}/"
                     f"{race.members[last.member].config.epochs}, batch {event.batch + 1}/"

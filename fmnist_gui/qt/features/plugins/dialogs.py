@@ -18,6 +18,7 @@ while the dialog shows its progress and takes no other command.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -271,7 +272,9 @@ class HostTask(QObject):
     progress = Signal(int, int, str)
     finished_with = Signal(object, str)
 
-    def __init__(self, host: PluginHost, fn, parent: QObject | None = None) -> None:
+    def __init__(
+        self, host: PluginHost, fn: Callable[[], object], parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.host = host
         self.result: object = None
@@ -505,10 +508,13 @@ class PluginManagerDialog(QDialog):
 
     def names(self) -> list[str]:
         """The record key of each row, in order."""
-        return [
-            self.table.item(r, 1).data(Qt.ItemDataRole.UserRole)
-            for r in range(self.table.rowCount())
-        ]
+        return [self._name_at(r) for r in range(self.table.rowCount())]
+
+    def _name_at(self, row: int) -> str:
+        item = self.table.item(row, 1)
+        if item is None:  # reload() fills every cell of a row before anything reads it
+            raise LookupError(f"row {row} of the plugin table has no name cell")
+        return item.data(Qt.ItemDataRole.UserRole)
 
     def row_of(self, name: str) -> int:
         return self.names().index(name)
@@ -685,7 +691,7 @@ class PluginManagerDialog(QDialog):
             self.reload()
 
     # ----- host work off the GUI thread ---------------------------------------------------
-    def run_host_task(self, fn) -> HostTask | None:
+    def run_host_task(self, fn: Callable[[], object]) -> HostTask | None:
         """Run ``fn`` (which may self-test) in a worker thread; refresh when it is done."""
         if self.task is not None:
             return None
@@ -717,6 +723,8 @@ class PluginManagerDialog(QDialog):
 
     @Slot(object, str)
     def _task_finished(self, result: object, error: str) -> None:
+        from fmnist_gui.plugins.host import PluginRecord  # loaded long before: the host exists
+
         self.task = None
         self._set_busy(False)
         _refresh_window(self.window_)
@@ -724,9 +732,8 @@ class PluginManagerDialog(QDialog):
         if error:
             self.window_.append_log(f"Plugins: {error}")
             QMessageBox.warning(self, "Plugins", error)
-        record = result if hasattr(result, "status") else None
-        if record is not None and getattr(record, "status", "") == "failed":
-            self.window_.append_log(f"Plugin {record.name} failed to load: {record.error}")
+        if isinstance(result, PluginRecord) and result.status == "failed":
+            self.window_.append_log(f"Plugin {result.name} failed to load: {result.error}")
 
     def done(self, result: int) -> None:
         if self.task is not None:
@@ -738,7 +745,7 @@ class PluginManagerDialog(QDialog):
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         if not rows:
             return None
-        return self.table.item(rows[0].row(), 1).data(Qt.ItemDataRole.UserRole)
+        return self._name_at(rows[0].row())
 
     @Slot()
     def _show_details(self) -> None:
@@ -774,7 +781,7 @@ class PluginManagerDialog(QDialog):
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if item.column() != 0:
             return
-        name = self.table.item(item.row(), 1).data(Qt.ItemDataRole.UserRole)
+        name = self._name_at(item.row())
         self.set_enabled(name, item.checkState() == Qt.CheckState.Checked)
 
     def set_enabled(self, name: str, enabled: bool) -> None:
@@ -806,7 +813,7 @@ class PluginManagerDialog(QDialog):
     def _approve_selected(self) -> None:
         name = self.selected_name()
         record = self.host.records.get(name) if name else None
-        if record is None or record.status != "untrusted":
+        if name is None or record is None or record.status != "untrusted":
             return
         if _consent(
             self,
@@ -823,7 +830,7 @@ class PluginManagerDialog(QDialog):
     def _remove_selected(self) -> None:
         name = self.selected_name()
         record = self.host.records.get(name) if name else None
-        if record is None or not record.removable:
+        if name is None or record is None or not record.removable:
             return
         answer = QMessageBox.question(
             self,
@@ -1026,7 +1033,8 @@ class PackageInstallDialog(QDialog):
 
     @Slot()
     def _read_output(self) -> None:
-        text = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        # data() is typed bytes | bytearray | memoryview; bytes() gives one that decodes.
+        text = bytes(self.process.readAllStandardOutput().data()).decode("utf-8", "replace")
         self.output.moveCursor(self.output.textCursor().MoveOperation.End)
         self.output.insertPlainText(text)
         self.output.ensureCursorVisible()
