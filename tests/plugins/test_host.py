@@ -47,8 +47,8 @@ def host_with(tmp_path, **files: str):
 
 
 def assert_builtins_work(host):
-    assert BUILTIN_OPTIMIZERS <= set(host.optimizers)
-    assert BUILTIN_LOSSES <= set(host.losses)
+    assert set(host.optimizers) >= BUILTIN_OPTIMIZERS
+    assert set(host.losses) >= BUILTIN_LOSSES
     assert host.records["builtin_optimizers"].status == "loaded"
 
 
@@ -57,7 +57,8 @@ def test_builtins_come_through_the_entry_point_group_and_pass_the_self_test(plug
     assert_builtins_work(plugins)
     record = plugins.records["builtin_optimizers"]
     assert record.source == "built-in"
-    assert record.error == "" and record.rejected == {}
+    assert record.error == ""
+    assert record.rejected == {}
     assert set(record.selftest_seconds) == BUILTIN_OPTIMIZERS
     assert plugins.optimizer("sgd").plugin == "builtin_optimizers"
 
@@ -71,16 +72,18 @@ def test_unknown_name_lists_the_installed_ones(plugins):
 def test_file_with_syntax_error_is_isolated(tmp_path):
     host = host_with(tmp_path, broken="def oops(:\n", good=good_optimizer_source())
     record = host.records["broken"]
-    assert record.status == "failed" and record.source == "file"
+    assert record.status == "failed"
+    assert record.source == "file"
     assert "SyntaxError" in record.error
-    assert "broken.py" in record.traceback and "SyntaxError" in record.traceback
+    assert "broken.py" in record.traceback
+    assert "SyntaxError" in record.traceback
     assert host.records["good"].status == "loaded"
     assert "my_adagrad" in host.optimizers
     assert_builtins_work(host)
 
 
 @pytest.mark.parametrize(
-    "statement, error",
+    ("statement", "error"),
     [
         ("raise RuntimeError('no GPU driver')", "RuntimeError: no GPU driver"),
         ("import fmnist_test_not_installed", "ModuleNotFoundError"),
@@ -175,11 +178,14 @@ def test_duplicate_plugin_name_from_two_folders(tmp_path):
     host = get_plugin_manager([a.parent, b.parent])
     assert host.records["same"].status == "loaded"
     clash = host.records[f"same ({b})"]
-    assert clash.status == "failed" and "already loaded" in clash.error
-    assert "opt_a" in host.optimizers and "opt_b" not in host.optimizers
+    assert clash.status == "failed"
+    assert "already loaded" in clash.error
+    assert "opt_a" in host.optimizers
+    assert "opt_b" not in host.optimizers
     # Removing the clashing copy leaves the loaded one registered and offered.
     host.remove(f"same ({b})")
-    assert host.pm.get_plugin("same") is not None and "opt_a" in host.optimizers
+    assert host.pm.get_plugin("same") is not None
+    assert "opt_a" in host.optimizers
 
 
 @pytest.mark.parametrize("returned", ["None", "[object()]", "{'not': 'a list'}"])
@@ -242,8 +248,10 @@ def test_entry_point_whose_module_is_missing_is_isolated(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     host = get_plugin_manager([tmp_path / "none"])
     record = host.records["ghost"]
-    assert record.status == "failed" and record.source == "package"
-    assert "ModuleNotFoundError" in record.error and "fmnist_test_ghost" in record.error
+    assert record.status == "failed"
+    assert record.source == "package"
+    assert "ModuleNotFoundError" in record.error
+    assert "fmnist_test_ghost" in record.error
     assert "fmnist-test-ghost" in record.location
     assert "fine_opt" in host.optimizers
     assert_builtins_work(host)
@@ -267,7 +275,8 @@ def test_entry_point_name_clash_between_distributions(tmp_path, monkeypatch):
     host = get_plugin_manager([tmp_path / "none"])
     assert host.records["optimizers"].status == "loaded"
     clashes = [r for k, r in host.records.items() if k.startswith("optimizers (")]
-    assert len(clashes) == 1 and "already loaded" in clashes[0].error
+    assert len(clashes) == 1
+    assert "already loaded" in clashes[0].error
     assert ("one" in host.optimizers) != ("two" in host.optimizers)
 
 
@@ -325,7 +334,8 @@ def test_rescan_retries_a_failed_entry_point_and_flags_upgrades(tmp_path, monkey
     (site / "fmnist_test_dep.py").write_text("", encoding="utf-8")  # "pip install" the dep
     report = host.rescan()
     assert host.records["needy"].status == "loaded"
-    assert "needy_opt" in host.optimizers and report.loaded
+    assert "needy_opt" in host.optimizers
+    assert report.loaded
 
     # An upgrade of loaded code cannot be applied in-process: say so.
     new_info = info.with_name("fmnist_test_needy-2.0.dist-info")
@@ -335,7 +345,8 @@ def test_rescan_retries_a_failed_entry_point_and_flags_upgrades(tmp_path, monkey
     )
     report = host.rescan()
     assert len(report.restart_needed) == 1
-    assert "1.0 to 2.0" in report.restart_needed[0] and "restart" in report.restart_needed[0]
+    assert "1.0 to 2.0" in report.restart_needed[0]
+    assert "restart" in report.restart_needed[0]
 
 
 # ----- self-test -------------------------------------------------------------------
@@ -355,7 +366,7 @@ def fmnist_register_optimizers():
 
 
 @pytest.mark.parametrize(
-    "body, reason",
+    ("body", "reason"),
     [
         ("    return None", "returned NoneType, not a torch.optim.Optimizer"),
         ("    raise ValueError('needs a closure')", "factory raised ValueError: needs a closure"),
@@ -378,7 +389,8 @@ class Broken(torch.optim.Optimizer):
     assert record.status == "loaded"  # its other optimizer passed
     assert reason in record.rejected["suspect"]
     assert reason in record.error
-    assert "suspect" not in host.optimizers and "ok_suspect" in host.optimizers
+    assert "suspect" not in host.optimizers
+    assert "ok_suspect" in host.optimizers
     with pytest.raises(UnknownPluginError, match="not offered.*" + reason.split()[0]):
         host.optimizer("suspect")
 
@@ -393,7 +405,8 @@ def test_plugin_whose_only_optimizer_fails_the_self_test_is_failed(tmp_path):
     host = host_with(tmp_path, nothing=source)
     record = host.records["nothing"]
     assert record.status == "failed"
-    assert "self-test failed" in record.error and "NoneType" in record.error
+    assert "self-test failed" in record.error
+    assert "NoneType" in record.error
 
 
 def test_self_test_flags_a_loss_returning_a_vector(tmp_path):
@@ -450,7 +463,8 @@ def test_optimizer_raising_mid_training_stops_with_the_plugin_named(tmp_path, ti
             last_good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     end = events[-1]
     assert end.status == "failed"
-    assert "flaky" in end.message and "FloatingPointError: flaky kernel" in end.message
+    assert "flaky" in end.message
+    assert "FloatingPointError: flaky kernel" in end.message
     assert sum(isinstance(e, BatchEnd) for e in events) == 2
     # The model is as of the last good step (the failing step changed nothing).
     for key, value in trainer.model.state_dict().items():
@@ -463,7 +477,8 @@ def test_optimizer_raising_mid_training_stops_with_the_plugin_named(tmp_path, ti
 # ----- plugin folders --------------------------------------------------------------------
 def test_missing_plugin_folder_is_no_error(tmp_path):
     host = get_plugin_manager([tmp_path / "does" / "not" / "exist"])
-    assert host.warnings == [] and host.errors == []
+    assert host.warnings == []
+    assert host.errors == []
     assert_builtins_work(host)
 
 
@@ -471,7 +486,8 @@ def test_unreadable_plugin_folder_is_a_warning_not_a_crash(tmp_path):
     not_a_folder = tmp_path / "plugins"
     not_a_folder.write_text("a file where the folder should be")
     host = get_plugin_manager([not_a_folder])
-    assert len(host.warnings) == 1 and str(not_a_folder) in host.warnings[0]
+    assert len(host.warnings) == 1
+    assert str(not_a_folder) in host.warnings[0]
     assert_builtins_work(host)
 
 
@@ -525,16 +541,20 @@ def test_user_plugin_folder_runs_only_approved_files(tmp_path):
     path = write_plugin(user_plugin_dir(), "mine", source)
     host = get_plugin_manager()
     record = host.records["mine"]
-    assert record.status == "untrusted" and "not approved" in record.error
-    assert not marker.exists() and "my_adagrad" not in host.optimizers
+    assert record.status == "untrusted"
+    assert "not approved" in record.error
+    assert not marker.exists()
+    assert "my_adagrad" not in host.optimizers
     # Disabling and enabling is no back door around approval.
     host.disable("mine")
     host.enable("mine")
-    assert host.records["mine"].status == "untrusted" and not marker.exists()
+    assert host.records["mine"].status == "untrusted"
+    assert not marker.exists()
 
     host.approve("mine", record.sha256)
     assert host.records["mine"].status == "loaded"
-    assert "my_adagrad" in host.optimizers and marker.read_text() == "x"
+    assert "my_adagrad" in host.optimizers
+    assert marker.read_text() == "x"
 
     # The file changes: the next start asks again instead of running it.
     path.write_text(source + "\n# changed\n", encoding="utf-8")
@@ -547,7 +567,8 @@ def test_user_plugin_folder_runs_only_approved_files(tmp_path):
 def test_remove_forgets_the_plugin(tmp_path):
     host = host_with(tmp_path, good=good_optimizer_source())
     host.remove("good")
-    assert "good" not in host.records and "my_adagrad" not in host.optimizers
+    assert "good" not in host.records
+    assert "my_adagrad" not in host.optimizers
     assert host.pm.get_plugin("good") is None
 
 
@@ -556,4 +577,5 @@ def test_load_plugin_registers_an_imported_module(tmp_path):
     exec(compile(good_optimizer_source("inline_opt"), "inline", "exec"), module.__dict__)
     host = PluginHost()
     record = host.load_plugin(module, "inline")
-    assert record.status == "loaded" and host.optimizers["inline_opt"].plugin == "inline"
+    assert record.status == "loaded"
+    assert host.optimizers["inline_opt"].plugin == "inline"

@@ -116,7 +116,8 @@ def test_non_editable_install_runs_both_commands_with_builtins(fresh_install):
         cwd=cwd,
     )
     package, builtins, icon = where.stdout.split()
-    assert package.startswith(str(env_dir)) and builtins.startswith(str(env_dir))
+    assert package.startswith(str(env_dir))
+    assert builtins.startswith(str(env_dir))
     assert icon == "True"
 
     listing = _run([bin_dir / "fmnist-train", "--list-plugins"], cwd=cwd).stdout
@@ -145,7 +146,8 @@ def test_pip_installed_plugin_package_lists_and_trains(fresh_install, tmp_path, 
     listing = _run([bin_dir / "fmnist-train", "--list-plugins"], cwd=cwd).stdout
     row = next(line for line in listing.splitlines() if line.startswith("nadam "))
     assert row.split()[1:4] == ["package", "1.0.0", "loaded"]
-    assert "optimizer:nadam" in row and "optimizer:radam" in row
+    assert "optimizer:nadam" in row
+    assert "optimizer:radam" in row
 
     run = _run(
         [
@@ -164,7 +166,8 @@ def test_pip_installed_plugin_package_lists_and_trains(fresh_install, tmp_path, 
         ],
         cwd=cwd,
     )
-    assert run.stdout.startswith("Epoch 1\n") and run.stdout.rstrip().endswith("Done!")
+    assert run.stdout.startswith("Epoch 1\n")
+    assert run.stdout.rstrip().endswith("Done!")
 
     # The package's own tests (the guide's "how to test a plugin") pass there too.
     tests = _run(

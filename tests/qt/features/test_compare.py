@@ -44,7 +44,8 @@ def test_one_click_races_all_from_identical_weights(qtbot, view):
         assert member.trainer.config.seed == 5
     with qtbot.waitSignal(view.race_finished, timeout=60_000):
         pass
-    assert not view.running and view.start_button.isEnabled()
+    assert not view.running
+    assert view.start_button.isEnabled()
     first_losses = {m.trainer.history.batch_losses[0] for m in race.members}
     assert len(first_losses) == 1  # same weights, same first batch
     runs = list(view.runs)
@@ -82,7 +83,8 @@ def test_stop_ends_the_race_and_its_thread(qtbot, view):
     view.epochs_spin.setValue(50)
     view.start()
     qtbot.waitUntil(lambda: any(r.batch_losses for r in view.runs), timeout=30_000)
-    assert view.stop_button.isEnabled() and not view.start_button.isEnabled()
+    assert view.stop_button.isEnabled()
+    assert not view.start_button.isEnabled()
     view.stop_button.click()
     with qtbot.waitSignal(view.race_finished, timeout=30_000):
         pass
@@ -96,8 +98,10 @@ def test_a_bad_setting_is_named_and_nothing_starts(view):
     view.lr_edit.setText("fast")
     view._store_editor()
     assert not view.start()
-    assert "competitor 4" in view.status.text() and "fast" in view.status.text()
-    assert view.job is None and len(view.runs) == 0
+    assert "competitor 4" in view.status.text()
+    assert "fast" in view.status.text()
+    assert view.job is None
+    assert len(view.runs) == 0
 
 
 def _statuses(view) -> dict[str, str]:

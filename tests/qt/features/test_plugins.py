@@ -110,7 +110,9 @@ def test_manager_lists_every_plugin_and_the_traceback_is_one_click_away(app, qtb
 
     dialog.table.selectRow(row)
     details = dialog.details.toPlainText()
-    assert "SyntaxError" in details and "Traceback" in details and "broken.py" in details
+    assert "SyntaxError" in details
+    assert "Traceback" in details
+    assert "broken.py" in details
     assert dialog.remove_button.isEnabled()  # a file plugin can be removed
     dialog.table.selectRow(sgd_row)
     assert not dialog.remove_button.isEnabled()  # a built-in cannot
@@ -152,7 +154,8 @@ def test_install_from_file_asks_with_the_hash_then_loads_at_once(
 
     app.plugin_menu.actions["install_file"].trigger()  # now Yes
     assert len(asked) == 2
-    assert str(source) in asked[1] and digest in asked[1]
+    assert str(source) in asked[1]
+    assert digest in asked[1]
     assert (user_plugin_dir() / "my_adagrad.py").read_bytes() == source.read_bytes()
     assert "my_adagrad" in combo_names(app)  # no restart
     assert app.backend.plugins.records["my_adagrad"].status == "loaded"
@@ -174,7 +177,8 @@ def test_changed_plugin_file_is_asked_about_again(qtbot, tiny_root, tmp_path, qu
     app = open_window(qtbot, tiny_root, tmp_path, None)  # the app loads the user's plugins
     try:
         qtbot.waitUntil(lambda: len(asked) == 1)
-        assert "changed since you approved it" in asked[0] and file_sha256(path) in asked[0]
+        assert "changed since you approved it" in asked[0]
+        assert file_sha256(path) in asked[0]
         assert app.backend.plugins.records["mine"].status == "untrusted"
         assert "mine_opt" not in combo_names(app)
 
@@ -237,7 +241,8 @@ def test_cancel_stops_pip(app, qtbot):
     qtbot.waitUntil(lambda: "collecting…" in dialog.output.toPlainText(), timeout=30_000)
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: dialog.outcome != "", timeout=30_000)
-    assert dialog.outcome == "cancelled" and not dialog.running
+    assert dialog.outcome == "cancelled"
+    assert not dialog.running
     assert dialog.install_button.isEnabled()
 
 
@@ -297,12 +302,14 @@ def test_unwritable_plugin_folder_is_explained_not_fatal(
     source = write_plugin(tmp_path / "downloads", "my_adagrad", good_optimizer_source())
     assert plugin_dialogs.install_from_file(app.window, source) is None
     assert "cannot write to the plugin folder" in warnings_shown[0]
-    assert "my_adagrad" not in combo_names(app) and "sgd" in combo_names(app)
+    assert "my_adagrad" not in combo_names(app)
+    assert "sgd" in combo_names(app)
 
 
 def test_restart_is_offered_and_declining_keeps_the_window(app, questions):
     asked, answers = questions
     answers.append(NO)
     assert plugin_dialogs.offer_restart(app.window, "fmnist-nadam was upgraded") is False
-    assert "fmnist-nadam was upgraded" in asked[0] and "Restart" in asked[0]
+    assert "fmnist-nadam was upgraded" in asked[0]
+    assert "Restart" in asked[0]
     assert app.window.isVisible()
