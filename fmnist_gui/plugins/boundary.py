@@ -17,7 +17,7 @@ from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.console import is_ctrl_c
 
 
-class PluginFailure(FmnistError, RuntimeError):
+class PluginFailure(FmnistError, RuntimeError):  # noqa: N818 - established public name
     """Code from a plugin raised or misbehaved; ``plugin`` names it."""
 
     def __init__(self, plugin: str, message: str) -> None:

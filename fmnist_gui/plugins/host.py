@@ -348,7 +348,7 @@ class PluginHost:
         """The group's entry points, built-ins first; ``[]`` with a warning if unreadable."""
         try:
             eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-        except Exception as exc:  # a distribution with broken metadata
+        except Exception as exc:  # noqa: BLE001 - any distribution may have broken metadata
             self.warnings.append(
                 f"could not list installed packages' plugins: {type(exc).__name__}: {exc}"
             )
@@ -904,7 +904,7 @@ class PluginHost:
                 (ep.name, _dist_name(ep)): _dist_version(ep)
                 for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
             }
-        except Exception:
+        except Exception:  # noqa: BLE001 - unreadable metadata: unload nothing on a guess
             current = None
         if current is not None:
             report.removed = self._drop_uninstalled(current)
@@ -1061,7 +1061,7 @@ def refresh_import_paths() -> list[str]:
         _PTH_SEEN.add(pth)
         try:
             site.addpackage(os.path.dirname(pth), os.path.basename(pth), None)
-        except Exception:  # a broken .pth must not stop the rescan
+        except Exception:  # noqa: BLE001 - a broken .pth must not stop the rescan
             continue
     importlib.invalidate_caches()
     return [p for p in sys.path if p not in before]
@@ -1085,7 +1085,7 @@ def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
         return ""
     try:
         name = dist.metadata["Name"] or ""
-    except Exception:  # unreadable METADATA: still load the plugin, just unnamed
+    except Exception:  # noqa: BLE001 - unreadable METADATA: load the plugin, just unnamed
         return ""
     return name.lower().replace("_", "-")
 
@@ -1103,7 +1103,7 @@ def _requirement_versions(ep: importlib.metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     try:
         requires = (dist.requires or []) if dist is not None else []
-    except Exception:  # unreadable METADATA: key on the version alone
+    except Exception:  # noqa: BLE001 - unreadable METADATA: key on the version alone
         return ""
     found = []
     for requirement in requires:
@@ -1115,7 +1115,7 @@ def _requirement_versions(ep: importlib.metadata.EntryPoint) -> str:
         name = match.group(1).lower().replace("_", "-")
         try:
             version = importlib.metadata.version(name)
-        except Exception:
+        except Exception:  # noqa: BLE001 - missing or unreadable METADATA: keyed as "-"
             version = "-"
         found.append(f";{name}=={version}")
     return "".join(sorted(found))
@@ -1125,7 +1125,7 @@ def _dist_version(ep: importlib.metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     try:
         return dist.version if dist is not None else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - unreadable METADATA: no version to key on
         return ""
 
 

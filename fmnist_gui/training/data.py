@@ -68,7 +68,7 @@ class DataError(FmnistError, RuntimeError):
     """The dataset is missing, unreadable or corrupt; the message says what to do."""
 
 
-class DownloadCancelled(DataError):
+class DownloadCancelled(DataError):  # noqa: N818 - the user's choice, not an error
     """The user cancelled a download; nothing half-written was left behind."""
 
 

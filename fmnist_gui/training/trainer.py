@@ -47,7 +47,7 @@ from fmnist_gui.training.sentinel import DivergenceError, Sentinel
 from fmnist_gui.training.state import TrainingState
 
 
-class IncompatibleState(FmnistError, ValueError):
+class IncompatibleState(FmnistError, ValueError):  # noqa: N818 - established public name
     """A saved training state that does not fit this app, its plugins or this data."""
 
 

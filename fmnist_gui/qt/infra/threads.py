@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 from PySide6.QtCore import QThread
@@ -18,8 +19,7 @@ def track(thread: QThread) -> QThread:
 def live_threads() -> list[QThread]:
     alive = []
     for t in list(_threads):
-        try:
-            alive.append(t) if t.isRunning() else None
-        except RuntimeError:  # the C++ object is already gone
-            pass
+        with contextlib.suppress(RuntimeError):  # the C++ object is already gone
+            if t.isRunning():
+                alive.append(t)
     return alive
