@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fmnist_gui.qt.features.checkpoints.controller import CheckpointController
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
+    from fmnist_gui.qt.features.sweep.controller import SweepController
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.infra.worker import Job
     from fmnist_gui.qt.shell.backend import Backend
@@ -98,6 +99,7 @@ class App:
         insight: InsightController,
         plugin_menu: PluginMenu,
         checkpoints: CheckpointController,
+        sweep: SweepController,
     ) -> None:
         self.window = window
         self.backend: Backend = window.backend
@@ -105,12 +107,13 @@ class App:
         self.insight = insight
         self.plugin_menu = plugin_menu
         self.checkpoints = checkpoints
+        self.sweep = sweep
         # Each guard may keep the window open; the first that holds ends the round.
         # Unsaved training is asked about before a race is stopped for nothing;
         # while training runs, the training's own question comes first (the
         # checkpoint guard steps aside then). A race is asked about (training's
-        # guard) before the insight guard stops it.
-        window.close_guards[:] = [checkpoints, training, insight]
+        # guard) before the insight guard stops it. A running sweep is asked about last.
+        window.close_guards[:] = [checkpoints, training, insight, sweep]
         window.backend.loaded.connect(self._on_backend_loaded)
         window.backend.progress.connect(self._on_progress)
         #: Whether Ready starts torch.optim's warm-up in the background (``main`` sets it).
@@ -161,6 +164,7 @@ class App:
         if self.window.state != "idle":  # closed while loading
             return
         self.insight.build_views()
+        self.sweep.build_view()
         plugins = self.backend.plugins
         if plugins is not None and plugins.safe_mode:
             from fmnist_gui.qt.features.plugins.dialogs import open_manager
@@ -194,6 +198,7 @@ class App:
         """
         self.training.shutdown(timeout_ms)
         self.insight.shutdown(timeout_ms)
+        self.sweep.shutdown(timeout_ms)
         self.checkpoints.wait_for_autosave(timeout_ms)
         if abandon_loading:
             # Nobody is left to watch the plugin trial processes (never imported
@@ -218,6 +223,7 @@ def build_app(
     from fmnist_gui.qt.features.checkpoints.controller import CheckpointController
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
+    from fmnist_gui.qt.features.sweep.controller import SweepController
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.shell.backend import Backend
     from fmnist_gui.qt.shell.window import MainWindow, make_settings
@@ -230,6 +236,7 @@ def build_app(
     insight = InsightController(window, training)
     plugin_menu = PluginMenu(window)
     checkpoints = CheckpointController(window, training, extras=[insight])
+    sweep = SweepController(window, training)
 
     def use_settings(config: dict) -> None:
         # A past run's settings in the form; the next Start after Reset trains them.
@@ -239,7 +246,8 @@ def build_app(
         window.tabs.setCurrentIndex(0)
 
     insight.use_settings_requested.connect(use_settings)
-    return App(window, training, insight, plugin_menu, checkpoints)
+    sweep.use_settings_requested.connect(use_settings)
+    return App(window, training, insight, plugin_menu, checkpoints, sweep)
 
 
 def _report_ready(fmnist: App) -> None:

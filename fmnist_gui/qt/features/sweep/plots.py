@@ -1,0 +1,184 @@
+"""The protocol's three live views, as pyqtgraph plots of a ``SweepResults``.
+
+Best accuracy so far against trial number; final accuracy against the learning
+rate on a log axis (pruned trials hollow, at their last epoch); per-epoch test
+accuracy of the seed runs as mean with a ±1 std band. One colour per optimizer
+in the sweep's order, the same in all three. They are redrawn whole from the
+latest results (a few hundred points at most) when the controller's paced frame
+timer finds new ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
+
+from fmnist_gui.qt.widgets.plotting import StripLegend, is_dark, run_color
+from fmnist_gui.sweep.results import SweepResults
+
+BAND_ALPHA = 60
+
+
+class SweepPlots(QWidget):
+    """``best_plot``, ``lr_plot`` and ``band_plot`` side by side; ``show_results`` fills them."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.best_plot = self._make_plot(
+            "Tuning: best so far", "Best test accuracy (%)", "Trial", legend=True
+        )
+        self.lr_plot = self._make_plot(
+            "Sensitivity to lr", "Final test accuracy (%)", "Learning rate (log)", legend=False
+        )
+        self.lr_plot.getPlotItem().setLogMode(x=True, y=False)
+        self.band_plot = self._make_plot(
+            "Seeds: mean ± std", "Test accuracy (%)", "Epoch", legend=False
+        )
+        for plot in (self.best_plot, self.band_plot):
+            plot.getAxis("bottom").setTickSpacing(1, 1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for plot in self.plots():
+            layout.addWidget(plot, 1)
+        self.results: SweepResults | None = None
+        #: Points drawn per plot, by optimizer (tests read them).
+        self.drawn: dict[str, dict[str, int]] = {"best": {}, "lr": {}, "band": {}}
+
+    def plots(self) -> list[pg.PlotWidget]:
+        return [self.best_plot, self.lr_plot, self.band_plot]
+
+    def _make_plot(self, title: str, left: str, bottom: str, legend: bool) -> pg.PlotWidget:
+        widget = pg.PlotWidget()
+        item = widget.getPlotItem()
+        item.setTitle(title, size="10pt")
+        item.setLabel("left", left)
+        item.setLabel("bottom", bottom)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.getViewBox().setDefaultPadding(0.05)
+        item.setMenuEnabled(False)
+        if legend:
+            StripLegend(item)
+        widget.setMinimumSize(220, 200)
+        widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._style(widget)
+        return widget
+
+    def _style(self, widget: pg.PlotWidget) -> None:
+        palette = self.palette()
+        background = palette.color(QPalette.ColorRole.Base)
+        foreground = palette.color(QPalette.ColorRole.Text)
+        widget.setBackground(background)
+        item = widget.getPlotItem()
+        item.titleLabel.setAttr("color", foreground)
+        item.titleLabel.setText(item.titleLabel.text)
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            axis.setPen(foreground)
+            axis.setTextPen(foreground)
+            axis.label.setDefaultTextColor(foreground)
+        if item.legend is not None:
+            item.legend.setBrush(pg.mkBrush(background))
+            item.legend.setLabelTextColor(foreground)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.type() == event.Type.PaletteChange:
+            for plot in self.plots():
+                self._style(plot)
+            if self.results is not None:
+                self.show_results(self.results)
+        super().changeEvent(event)
+
+    def clear(self) -> None:
+        self.results = None
+        for plot in self.plots():
+            plot.getPlotItem().clear()
+        self.drawn = {"best": {}, "lr": {}, "band": {}}
+
+    def show_results(self, results: SweepResults) -> None:
+        """Draw ``results`` (the whole sweep so far) in the three plots."""
+        self.clear()
+        self.results = results
+        dark = is_dark(self)
+        best, lr, band = (p.getPlotItem() for p in self.plots())
+        for index, o in enumerate(results.optimizers):
+            color = run_color(index + 1, dark)
+            # NaN until the first complete trial: left out (an all-NaN curve has no bounds).
+            points = [
+                (x, 100 * y) for x, y in enumerate(o.best_so_far(), start=1) if not math.isnan(y)
+            ]
+            best.plot(
+                [x for x, _ in points],
+                [y for _, y in points],
+                pen=pg.mkPen(color, width=2),
+                symbol="o" if points else None,
+                symbolSize=6,
+                symbolBrush=color,
+                symbolPen=color,
+                name=o.optimizer,  # listed even before it has a point: colours are named
+            )
+            self.drawn["best"][o.optimizer] = len(points)
+            done = [t for t in o.counted if t.state == "complete" and t.lr and t.value is not None]
+            cut = [
+                t
+                for t in o.counted
+                if t.outcome == "pruned" and t.lr and t.last_accuracy is not None
+            ]
+            if done:
+                lr.plot(
+                    [t.lr for t in done],
+                    [100 * (t.value or 0.0) for t in done],
+                    pen=None,
+                    symbol="o",
+                    symbolSize=8,
+                    symbolBrush=color,
+                    symbolPen=color,
+                )
+            if cut:
+                lr.plot(
+                    [t.lr for t in cut],
+                    [100 * (t.last_accuracy or 0.0) for t in cut],
+                    pen=None,
+                    symbol="o",
+                    symbolSize=8,
+                    symbolBrush=None,
+                    symbolPen=pg.mkPen(color, width=1.5),
+                )
+            self.drawn["lr"][o.optimizer] = len(done) + len(cut)
+            stats = o.stats
+            if stats is None:
+                continue
+            epochs = list(range(1, len(stats.curve_mean) + 1))
+            mean = [100 * m for m in stats.curve_mean]
+            pairs = list(zip(stats.curve_mean, stats.curve_std, strict=True))
+            low = [max(0.0, 100 * (m - d)) for m, d in pairs]
+            high = [min(100.0, 100 * (m + d)) for m, d in pairs]
+            fill = QColor(color)
+            fill.setAlpha(BAND_ALPHA)
+            # Edges drawn in the band's own colour: FillBetweenItem needs drawn curves.
+            lower = pg.PlotCurveItem(epochs, low, pen=pg.mkPen(fill))
+            upper = pg.PlotCurveItem(epochs, high, pen=pg.mkPen(fill))
+            band.addItem(lower)
+            band.addItem(upper)
+            band.addItem(pg.FillBetweenItem(lower, upper, brush=pg.mkBrush(fill)))
+            band.plot(
+                epochs,
+                mean,
+                pen=pg.mkPen(color, width=2),
+                symbol="o",
+                symbolSize=6,
+                symbolBrush=color,
+                symbolPen=color,
+            )
+            for curve in (stats.curve_min, stats.curve_max):
+                band.plot(
+                    epochs,
+                    [100 * v for v in curve],
+                    pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DotLine),
+                )
+            self.drawn["band"][o.optimizer] = len(epochs)
+        for plot in self.plots():
+            plot.getPlotItem().enableAutoRange()
