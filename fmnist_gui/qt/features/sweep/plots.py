@@ -17,8 +17,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 
-from fmnist_gui.qt.widgets.plotting import StripLegend, is_dark, run_color
+from fmnist_gui.qt.widgets.plotting import is_dark, run_color
 from fmnist_gui.sweep.results import SweepResults
+from fmnist_gui.sweep.space import LR
 
 BAND_ALPHA = 60
 
@@ -29,10 +30,10 @@ class SweepPlots(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.best_plot = self._make_plot(
-            "Tuning: best so far", "Best test accuracy (%)", "Trial", legend=True
+            "Best so far", "Best test accuracy (%)", "Tuning trial", legend=True
         )
         self.lr_plot = self._make_plot(
-            "Sensitivity to lr", "Final test accuracy (%)", "Learning rate (log)", legend=False
+            "Accuracy vs lr", "Final test accuracy (%)", "Learning rate (log)", legend=False
         )
         self.lr_plot.getPlotItem().setLogMode(x=True, y=False)
         self.band_plot = self._make_plot(
@@ -47,6 +48,7 @@ class SweepPlots(QWidget):
         self.results: SweepResults | None = None
         #: Points drawn per plot, by optimizer (tests read them).
         self.drawn: dict[str, dict[str, int]] = {"best": {}, "lr": {}, "band": {}}
+        self._empty_ranges(None)
 
     def plots(self) -> list[pg.PlotWidget]:
         return [self.best_plot, self.lr_plot, self.band_plot]
@@ -61,8 +63,10 @@ class SweepPlots(QWidget):
         item.getViewBox().setDefaultPadding(0.05)
         item.setMenuEnabled(False)
         if legend:
-            StripLegend(item)
-        widget.setMinimumSize(220, 200)
+            # In the lower right corner, where a best-so-far curve (rising) seldom goes:
+            # a strip legend would wrap into rows on plots this narrow.
+            item.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
+        widget.setMinimumSize(115, 180)
         widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._style(widget)
         return widget
@@ -81,7 +85,9 @@ class SweepPlots(QWidget):
             axis.setTextPen(foreground)
             axis.label.setDefaultTextColor(foreground)
         if item.legend is not None:
-            item.legend.setBrush(pg.mkBrush(background))
+            veil = QColor(background)
+            veil.setAlpha(210)  # the grid shows through, the labels stay readable
+            item.legend.setBrush(pg.mkBrush(veil))
             item.legend.setLabelTextColor(foreground)
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -182,3 +188,27 @@ class SweepPlots(QWidget):
             self.drawn["band"][o.optimizer] = len(epochs)
         for plot in self.plots():
             plot.getPlotItem().enableAutoRange()
+        # lr over the whole searched range, whole decades: a few points would otherwise
+        # auto-range to a fraction of a decade, where the log axis has no labels to show.
+        lows, highs = [], []
+        for space in results.spec.spaces:
+            dim = space.dimension(LR)
+            if dim.low is not None and dim.high is not None:
+                lows.append(dim.low)
+                highs.append(dim.high)
+        if lows:
+            low, high = math.floor(math.log10(min(lows))), math.ceil(math.log10(max(highs)))
+            lr.setXRange(low, max(high, low + 1), padding=0.05)
+        self._empty_ranges(results)
+
+    def _empty_ranges(self, results: SweepResults | None) -> None:
+        """Axes that say what is coming while a plot has no point yet."""
+        trials = results.spec.trials if results is not None else 10
+        epochs = results.spec.epochs if results is not None else 2
+        for plot, key, x_range in (
+            (self.best_plot, "best", (1, max(2, trials))),
+            (self.lr_plot, "lr", (-5, 0)),  # log10 of lr's default range
+            (self.band_plot, "band", (1, max(2, epochs))),
+        ):
+            if not any(self.drawn[key].values()):
+                plot.getPlotItem().setRange(xRange=x_range, yRange=(0, 100), padding=0.05)

@@ -31,7 +31,7 @@ from fmnist_gui.sweep.report import describe_settings
 from fmnist_gui.sweep.results import SweepResults
 
 ERROR_STYLE = "color: #c9302c;"
-FORM_WIDTH = 330
+FORM_WIDTH = 250
 
 
 def _pct(value: float | None) -> str:
@@ -108,7 +108,7 @@ class SweepView(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setMinimumHeight(90)
+        self.table.setMinimumHeight(110)  # a header and three optimizers
         self.use_button = QPushButton("Use these settin&gs")
         self.use_button.setObjectName("sweep_use")
         self.use_button.setToolTip(
@@ -143,7 +143,7 @@ class SweepView(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([FORM_WIDTH, 900])
+        splitter.setSizes([FORM_WIDTH + 40, 900])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
