@@ -22,6 +22,8 @@ from fmnist_gui.sweep.results import SweepResults
 from fmnist_gui.sweep.space import LR
 
 BAND_ALPHA = 60
+# Below this a plot's title and axes no longer fit; the view scrolls instead.
+MIN_WIDTH = 175
 
 
 class SweepPlots(QWidget):
@@ -66,7 +68,7 @@ class SweepPlots(QWidget):
             # In the lower right corner, where a best-so-far curve (rising) seldom goes:
             # a strip legend would wrap into rows on plots this narrow.
             item.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
-        widget.setMinimumSize(115, 180)
+        widget.setMinimumSize(MIN_WIDTH, 180)
         widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._style(widget)
         return widget

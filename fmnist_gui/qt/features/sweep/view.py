@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTableWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -97,6 +98,20 @@ class SweepView(QWidget):
         left.setMinimumHeight(left.sizeHint().height())
 
         self.plots = SweepPlots()
+        # On a small screen the three plots scroll sideways rather than squeeze their axes.
+        self.plots_area = QScrollArea()
+        self.plots_area.setWidget(self.plots)
+        self.plots_area.setWidgetResizable(True)
+        self.plots_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.plots_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.plots_area.setMinimumSize(200, 200)
+        self.form_toggle = QToolButton()
+        self.form_toggle.setObjectName("sweep_form_toggle")
+        self.form_toggle.setCheckable(True)
+        self.form_toggle.setChecked(True)
+        self.form_toggle.setToolTip("Show or hide the sweep's settings, to give the plots room")
+        self.form_toggle.toggled.connect(self._show_form)
+        self._show_form(True)
         self.status_label = QLabel("No sweep yet: tick optimizers, then Start.")
         self.status_label.setObjectName("sweep_status")
         self.status_label.setWordWrap(True)
@@ -128,12 +143,15 @@ class SweepView(QWidget):
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addWidget(self.status_label)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.form_toggle)
+        status_row.addWidget(self.status_label, 1)
+        bottom_layout.addLayout(status_row)
         bottom_layout.addWidget(self.table, 1)
         bottom_layout.addLayout(actions)
         right = QSplitter(Qt.Orientation.Vertical)
         right.setChildrenCollapsible(False)
-        right.addWidget(self.plots)
+        right.addWidget(self.plots_area)
         right.addWidget(bottom)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
@@ -151,6 +169,10 @@ class SweepView(QWidget):
         self.set_running(False)
 
     # ----- state ---------------------------------------------------------------------
+    def _show_form(self, shown: bool) -> None:
+        self.scroll_area.setVisible(shown)
+        self.form_toggle.setText("◂ Settings" if shown else "Settings ▸")
+
     def set_running(self, running: bool) -> None:
         """Buttons and form for a sweep running (or not); Stop only while it runs."""
         self.form.setEnabled(not running)
