@@ -215,3 +215,44 @@ def test_quitting_mid_sweep_asks_stops_cleanly_and_the_reopened_app_resumes_it(
         assert after.optimizers[0].seeds.complete == 1
     finally:
         close_window(qtbot, again)
+
+
+def _row(number, state, value=None, lr=1e-2):
+    from fmnist_gui.sweep.results import TrialRow
+
+    return TrialRow(
+        optimizer="sgd",
+        phase="tune",
+        number=number,
+        state=state,
+        outcome=state if state != "running" else "running",
+        counted=True,
+        value=value,
+        lr=lr,
+        params={"lr": lr},
+        settings={"lr": lr},
+        accuracy=(value,) if value is not None else (),
+        train_seconds=(1.0,) if value is not None else (),
+        epochs_run=1 if value is not None else 0,
+        seed=0,
+        worker="0",
+        retry_of=None,
+        reason="",
+        duration_seconds=None,
+    )
+
+
+def test_best_so_far_has_a_point_per_finished_trial_not_per_running_one(qtbot):
+    from fmnist_gui.qt.features.sweep.plots import SweepPlots
+    from fmnist_gui.sweep.results import OptimizerResult, SweepResults
+    from fmnist_gui.sweep.space import OptimizerSpace, lr_dimension
+    from fmnist_gui.sweep.spec import SweepSpec
+
+    spec = SweepSpec(spaces=(OptimizerSpace("sgd", (lr_dimension(),), {}),), trials=3, seeds=0)
+    done, running = _row(0, "complete", 0.5), _row(1, "running")
+    results = SweepResults("s", spec, (OptimizerResult("sgd", (done, running), (), done, None),))
+    plots = SweepPlots()
+    qtbot.addWidget(plots)
+    plots.show_results(results)
+    assert plots.drawn["best"] == {"sgd": 1}
+    assert plots.drawn["lr"] == {"sgd": 1}

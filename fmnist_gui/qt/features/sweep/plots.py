@@ -20,8 +20,10 @@ from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 from fmnist_gui.qt.widgets.plotting import is_dark, run_color
 from fmnist_gui.sweep.results import SweepResults
 from fmnist_gui.sweep.space import LR
+from fmnist_gui.sweep.stats import best_so_far
 
 BAND_ALPHA = 60
+FINISHED = ("complete", "pruned", "failed")
 # Below this a plot's title and axes no longer fit; the view scrolls instead.
 MIN_WIDTH = 175
 
@@ -115,9 +117,10 @@ class SweepPlots(QWidget):
         for index, o in enumerate(results.optimizers):
             color = run_color(index + 1, dark)
             # NaN until the first complete trial: left out (an all-NaN curve has no bounds).
-            points = [
-                (x, 100 * y) for x, y in enumerate(o.best_so_far(), start=1) if not math.isnan(y)
-            ]
+            # Over finished trials only: a running one has no result to add yet.
+            finished = [t for t in o.counted if t.state in FINISHED]
+            values = best_so_far([t.value if t.state == "complete" else None for t in finished])
+            points = [(x, 100 * y) for x, y in enumerate(values, start=1) if not math.isnan(y)]
             best.plot(
                 [x for x, _ in points],
                 [y for _, y in points],
@@ -192,15 +195,17 @@ class SweepPlots(QWidget):
             plot.getPlotItem().enableAutoRange()
         # lr over the whole searched range, whole decades: a few points would otherwise
         # auto-range to a fraction of a decade, where the log axis has no labels to show.
-        lows, highs = [], []
+        lows: list[float] = []
+        highs: list[float] = []
         for space in results.spec.spaces:
             dim = space.dimension(LR)
             if dim.low is not None and dim.high is not None:
                 lows.append(dim.low)
                 highs.append(dim.high)
         if lows:
-            low, high = math.floor(math.log10(min(lows))), math.ceil(math.log10(max(highs)))
-            lr.setXRange(low, max(high, low + 1), padding=0.05)
+            first = math.floor(math.log10(min(lows)))
+            last = math.ceil(math.log10(max(highs)))
+            lr.setXRange(first, max(last, first + 1), padding=0.05)
         self._empty_ranges(results)
 
     def _empty_ranges(self, results: SweepResults | None) -> None:
