@@ -156,6 +156,26 @@ def test_bad_input_says_what_to_fix_and_starts_nothing(qtbot, app, storage_url):
     assert not (app.window.backend.data_dir / "sweeps.db").exists()
 
 
+def test_a_name_taken_by_a_sweep_with_other_settings_is_refused(
+    qtbot, app, storage_url, tiny_data, plugins
+):
+    from tests.sweep.conftest import new_sweep
+
+    new_sweep(storage_url, tiny_data, plugins, name="gui", trials=4, seeds=1)
+    sweep = app.sweep
+    app.window.tabs.setCurrentWidget(sweep.view)
+    _set_up(app, storage_url, ["sgd"], trials=2, seeds=1)
+    form = sweep.view.form
+    form.subset_spin.setValue(0)
+    assert sweep.start()  # the storage is read in the sweep's thread
+    qtbot.waitUntil(lambda: sweep.job is None, timeout=60_000)
+    assert "Cannot start: sweep 'gui' already exists with other settings" in sweep.view.message()
+    assert "trials 2 (it has 4)" in sweep.view.message()
+    assert Sweep.names(open_storage(storage_url)) == ["gui"]
+    assert _status(storage_url).trials_finished == 0
+    assert sweep.view.start_button.isEnabled()
+
+
 def test_stop_then_resume_continues_the_same_study(qtbot, real_app, storage_url):
     app, sweep = real_app, real_app.sweep
     _set_up(app, storage_url, ["sgd"], trials=5, seeds=0)

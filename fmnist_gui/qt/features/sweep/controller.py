@@ -257,6 +257,7 @@ class SweepController(QObject):
         runner.results.connect(self._on_results)
         runner.errored.connect(self._on_errored)
         self.runner, self.worker_messages, self._running = runner, [], {}
+        self.sweep = None  # set by _on_prepared once the storage has the sweep
         self.job = Job(runner, self)
         self.job.done.connect(self._on_done)
         self._dirty = False
@@ -378,7 +379,10 @@ class SweepController(QObject):
         self.draw()
         self.view.set_running(False)
         if self.worker_messages:
-            self._show_error("The sweep stopped with a problem: " + "; ".join(self.worker_messages))
+            # Before the sweep was made or opened: it never started (a name taken with
+            # other settings, a storage that cannot be opened).
+            what = "Cannot start" if self.sweep is None else "The sweep stopped with a problem"
+            self._show_error(f"{what}: " + "; ".join(self.worker_messages))
         else:
             status = self.sweep.status() if self.sweep is not None else None
             if status is not None and status.done:
