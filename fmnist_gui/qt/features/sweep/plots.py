@@ -11,6 +11,8 @@ timer finds new ones.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -26,6 +28,30 @@ BAND_ALPHA = 60
 FINISHED = ("complete", "pruned", "failed")
 # Below this a plot's title and axes no longer fit; the view scrolls instead.
 MIN_WIDTH = 175
+
+
+@dataclass
+class _Items:
+    """One optimizer's items in the three plots."""
+
+    best: pg.PlotDataItem
+    done: pg.PlotDataItem  # complete trials in the lr plot
+    cut: pg.PlotDataItem  # pruned ones, hollow, at their last epoch
+    lower: pg.PlotCurveItem  # the band's edges
+    upper: pg.PlotCurveItem
+    mean: pg.PlotDataItem
+    low: pg.PlotDataItem  # the seed runs' min and max, dotted
+    high: pg.PlotDataItem
+    marker: dict[str, Any]
+    shown: dict[str, tuple] = field(default_factory=dict)  # item name -> the data it has
+
+    def set(self, name: str, xs: list, ys: list, **style: Any) -> bool:
+        """Give item ``name`` this data unless it has it already; True when it changed."""
+        if self.shown.get(name) == (xs, ys):
+            return False
+        self.shown[name] = (xs, ys)
+        getattr(self, name).setData(xs, ys, **style)
+        return True
 
 
 class SweepPlots(QWidget):
@@ -50,6 +76,8 @@ class SweepPlots(QWidget):
         for plot in self.plots():
             layout.addWidget(plot, 1)
         self.results: SweepResults | None = None
+        self._items: list[_Items] = []
+        self._items_for: tuple[str, ...] | None = None  # the optimizers they were made for
         #: Points drawn per plot, by optimizer (tests read them).
         self.drawn: dict[str, dict[str, int]] = {"best": {}, "lr": {}, "band": {}}
         self._empty_ranges(None)
@@ -99,37 +127,76 @@ class SweepPlots(QWidget):
             for plot in self.plots():
                 self._style(plot)
             if self.results is not None:
+                self._items_for = None  # colours depend on the palette
                 self.show_results(self.results)
         super().changeEvent(event)
 
     def clear(self) -> None:
         self.results = None
+        self._items_for = None
+        self._items = []
         for plot in self.plots():
             plot.getPlotItem().clear()
         self.drawn = {"best": {}, "lr": {}, "band": {}}
 
-    def show_results(self, results: SweepResults) -> None:
-        """Draw ``results`` (the whole sweep so far) in the three plots."""
+    def _make_items(self, results: SweepResults) -> None:
+        """One set of (empty) items per optimizer; new frames only give them data.
+
+        Building pyqtgraph items costs far more than setting their data: made
+        afresh on every frame, they held the GUI thread for a tenth of a second.
+        """
         self.clear()
-        self.results = results
         dark = is_dark(self)
         best, lr, band = (p.getPlotItem() for p in self.plots())
         for index, o in enumerate(results.optimizers):
             color = run_color(index + 1, dark)
-            # NaN until the first complete trial: left out (an all-NaN curve has no bounds).
-            # Over finished trials only: a running one has no result to add yet.
+            fill = QColor(color)
+            fill.setAlpha(BAND_ALPHA)
+            marker = {"symbolSize": 6, "symbolBrush": color, "symbolPen": color}
+            items = _Items(
+                best=best.plot([], [], pen=pg.mkPen(color, width=2), name=o.optimizer),
+                done=lr.plot([], [], pen=None, symbol="o", **{**marker, "symbolSize": 8}),
+                cut=lr.plot(
+                    [],
+                    [],
+                    pen=None,
+                    symbol="o",
+                    symbolSize=8,
+                    symbolBrush=None,
+                    symbolPen=pg.mkPen(color, width=1.5),
+                ),
+                # Edges in the band's own colour: FillBetweenItem needs drawn curves.
+                lower=pg.PlotCurveItem([], [], pen=pg.mkPen(fill)),
+                upper=pg.PlotCurveItem([], [], pen=pg.mkPen(fill)),
+                mean=band.plot([], [], pen=pg.mkPen(color, width=2), symbol="o", **marker),
+                low=band.plot([], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DotLine)),
+                high=band.plot([], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DotLine)),
+                marker=marker,
+            )
+            band.addItem(items.lower)
+            band.addItem(items.upper)
+            band.addItem(pg.FillBetweenItem(items.lower, items.upper, brush=pg.mkBrush(fill)))
+            self._items.append(items)
+        self._items_for = tuple(results.spec.optimizers)
+
+    def show_results(self, results: SweepResults) -> None:
+        """Draw ``results`` (the whole sweep so far) in the three plots."""
+        if self._items_for != tuple(results.spec.optimizers):
+            self._make_items(results)
+        self.results = results
+        changed = False
+        for items, o in zip(self._items, results.optimizers, strict=True):
+            # Over finished trials only (a running one has no result yet); NaN until the
+            # first complete one, left out (an all-NaN curve has no bounds).
             finished = [t for t in o.counted if t.state in FINISHED]
             values = best_so_far([t.value if t.state == "complete" else None for t in finished])
             points = [(x, 100 * y) for x, y in enumerate(values, start=1) if not math.isnan(y)]
-            best.plot(
+            changed |= items.set(
+                "best",
                 [x for x, _ in points],
                 [y for _, y in points],
-                pen=pg.mkPen(color, width=2),
                 symbol="o" if points else None,
-                symbolSize=6,
-                symbolBrush=color,
-                symbolPen=color,
-                name=o.optimizer,  # listed even before it has a point: colours are named
+                **items.marker,
             )
             self.drawn["best"][o.optimizer] = len(points)
             done = [t for t in o.counted if t.state == "complete" and t.lr and t.value is not None]
@@ -138,59 +205,30 @@ class SweepPlots(QWidget):
                 for t in o.counted
                 if t.outcome == "pruned" and t.lr and t.last_accuracy is not None
             ]
-            if done:
-                lr.plot(
-                    [t.lr for t in done],
-                    [100 * (t.value or 0.0) for t in done],
-                    pen=None,
-                    symbol="o",
-                    symbolSize=8,
-                    symbolBrush=color,
-                    symbolPen=color,
-                )
-            if cut:
-                lr.plot(
-                    [t.lr for t in cut],
-                    [100 * (t.last_accuracy or 0.0) for t in cut],
-                    pen=None,
-                    symbol="o",
-                    symbolSize=8,
-                    symbolBrush=None,
-                    symbolPen=pg.mkPen(color, width=1.5),
-                )
+            changed |= items.set(
+                "done", [t.lr for t in done], [100 * (t.value or 0.0) for t in done]
+            )
+            changed |= items.set(
+                "cut", [t.lr for t in cut], [100 * (t.last_accuracy or 0.0) for t in cut]
+            )
             self.drawn["lr"][o.optimizer] = len(done) + len(cut)
             stats = o.stats
             if stats is None:
+                for name in ("lower", "upper", "mean", "low", "high"):
+                    changed |= items.set(name, [], [])
+                self.drawn["band"][o.optimizer] = 0
                 continue
             epochs = list(range(1, len(stats.curve_mean) + 1))
-            mean = [100 * m for m in stats.curve_mean]
             pairs = list(zip(stats.curve_mean, stats.curve_std, strict=True))
-            low = [max(0.0, 100 * (m - d)) for m, d in pairs]
-            high = [min(100.0, 100 * (m + d)) for m, d in pairs]
-            fill = QColor(color)
-            fill.setAlpha(BAND_ALPHA)
-            # Edges drawn in the band's own colour: FillBetweenItem needs drawn curves.
-            lower = pg.PlotCurveItem(epochs, low, pen=pg.mkPen(fill))
-            upper = pg.PlotCurveItem(epochs, high, pen=pg.mkPen(fill))
-            band.addItem(lower)
-            band.addItem(upper)
-            band.addItem(pg.FillBetweenItem(lower, upper, brush=pg.mkBrush(fill)))
-            band.plot(
-                epochs,
-                mean,
-                pen=pg.mkPen(color, width=2),
-                symbol="o",
-                symbolSize=6,
-                symbolBrush=color,
-                symbolPen=color,
-            )
-            for curve in (stats.curve_min, stats.curve_max):
-                band.plot(
-                    epochs,
-                    [100 * v for v in curve],
-                    pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DotLine),
-                )
+            changed |= items.set("lower", epochs, [max(0.0, 100 * (m - d)) for m, d in pairs])
+            changed |= items.set("upper", epochs, [min(100.0, 100 * (m + d)) for m, d in pairs])
+            changed |= items.set("mean", epochs, [100 * m for m in stats.curve_mean])
+            changed |= items.set("low", epochs, [100 * v for v in stats.curve_min])
+            changed |= items.set("high", epochs, [100 * v for v in stats.curve_max])
             self.drawn["band"][o.optimizer] = len(epochs)
+        if not changed:
+            return  # the same picture: no refit, no repaint
+        lr = self.lr_plot.getPlotItem()
         for plot in self.plots():
             plot.getPlotItem().enableAutoRange()
         # lr over the whole searched range, whole decades: a few points would otherwise

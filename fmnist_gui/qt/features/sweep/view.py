@@ -93,7 +93,6 @@ class SweepView(QWidget):
         self.scroll_area.setWidget(left)
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll_area.setMinimumWidth(FORM_WIDTH)
         left.setMinimumHeight(left.sizeHint().height())
 
@@ -161,7 +160,8 @@ class SweepView(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([FORM_WIDTH + 40, 900])
+        # The form whole when there is room (it scrolls sideways when dragged narrower).
+        splitter.setSizes([max(FORM_WIDTH, left.sizeHint().width() + 20), 900])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
