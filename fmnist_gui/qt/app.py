@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
     from fmnist_gui.qt.features.runs.controller import RunsController
+    from fmnist_gui.qt.features.sweep.controller import SweepController
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.infra.worker import Job
     from fmnist_gui.qt.shell.backend import Backend
@@ -102,6 +103,7 @@ class App:
         runs: RunsController,
         plugin_menu: PluginMenu,
         checkpoints: CheckpointController,
+        sweep: SweepController,
     ) -> None:
         self.window = window
         self.backend: Backend = window.backend
@@ -111,12 +113,13 @@ class App:
         self.runs = runs
         self.plugin_menu = plugin_menu
         self.checkpoints = checkpoints
+        self.sweep = sweep
         # Each guard may keep the window open; the first that holds ends the round.
         # Unsaved training is asked about before a race is stopped for nothing;
         # while training runs, the training's own question comes first (the
         # checkpoint guard steps aside then). A race is asked about (training's
-        # guard) before the Compare guard stops it.
-        window.close_guards[:] = [checkpoints, training, compare]
+        # guard) before the Compare guard stops it. A running sweep is asked about last.
+        window.close_guards[:] = [checkpoints, training, compare, sweep]
         window.backend.loaded.connect(self._on_backend_loaded)
         window.backend.progress.connect(self._on_progress)
         #: Whether Ready starts torch.optim's warm-up in the background (``main`` sets it).
@@ -191,6 +194,7 @@ class App:
             tabs.addTab(widget, title)
         tabs.addTab(self.compare.build_view(), "Compare")
         tabs.addTab(self.runs.build_view(self.export_targets), "Runs")
+        tabs.addTab(self.sweep.build_view(), "S&weep")
 
     def export_targets(self) -> list[list[Any]]:
         """The plots that "Export plots" composes, in rows as on screen.
@@ -228,6 +232,7 @@ class App:
         self.training.shutdown(timeout_ms)
         self.compare.shutdown(timeout_ms)
         self.insight.shutdown(timeout_ms)
+        self.sweep.shutdown(timeout_ms)
         self.checkpoints.wait_for_autosave(timeout_ms)
         if abandon_loading:
             # Nobody is left to watch the plugin trial processes (never imported
@@ -255,6 +260,7 @@ def build_app(
     from fmnist_gui.qt.features.insight.controller import InsightController
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
     from fmnist_gui.qt.features.runs.controller import RunsController
+    from fmnist_gui.qt.features.sweep.controller import SweepController
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.shell.backend import Backend
     from fmnist_gui.qt.shell.window import MainWindow, make_settings
@@ -270,6 +276,7 @@ def build_app(
     compare = CompareController(window, training, run_list)
     plugin_menu = PluginMenu(window)
     checkpoints = CheckpointController(window, training, extras=[runs])
+    sweep = SweepController(window, training)
 
     def use_settings(config: dict) -> None:
         # A past run's settings in the form; the next Start after Reset trains them.
@@ -279,7 +286,8 @@ def build_app(
         window.tabs.setCurrentIndex(0)
 
     runs.use_settings_requested.connect(use_settings)
-    return App(window, training, insight, compare, runs, plugin_menu, checkpoints)
+    sweep.use_settings_requested.connect(use_settings)
+    return App(window, training, insight, compare, runs, plugin_menu, checkpoints, sweep)
 
 
 def _report_ready(fmnist: App) -> None:

@@ -34,7 +34,8 @@ def app(qtbot, tiny_root, plugins, tmp_path):
 def test_tabs_are_added_once_the_backend_is_ready(app):
     titles = [app.window.tabs.tabText(i) for i in range(app.window.tabs.count())]
     assert titles[0] == "Training"
-    assert titles[-4:] == ["Predictions", "Confusion", "Compare", "Runs"]
+    # The insight tabs follow Training; the Sweep tab (its own feature) comes last.
+    assert titles[1:] == ["Predictions", "Confusion", "Compare", "Runs", "S&weep"]
     assert app.compare.race_view.plugins is app.backend.plugins
     assert app.compare.race_view.start_button.isEnabled()
 
