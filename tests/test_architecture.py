@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fmnist_gui"
 
@@ -56,3 +58,18 @@ def test_checkpoint_loading_is_weights_only():
             assert "weights_only=True" in call, f"{path}: torch.load({call})"
         assert "weights_only=False" not in text, path
         assert "pickle.load" not in text, path
+
+
+def test_every_package_is_in_the_distribution():
+    # A package missing from pyproject's list works in the editable checkout and
+    # fails only after a real install: the app could not import it there.
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "fmnist_gui").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
