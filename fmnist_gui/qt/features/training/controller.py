@@ -87,6 +87,8 @@ class TrainingController(QObject):
         self.model_panel = ModelPanel()
         self.model_panel.epochs_edited.connect(self._on_form_edited)
         self.model_panel.use_settings.connect(self._use_model_settings)
+        self.model_panel.apply_live.connect(self.apply_live_change)
+        self._changes_seen = 0  # the live model's recorded changes already logged and marked
         self.panel.insert_top(self.model_panel)
         self.progress = ProgressPanel()
         window.add_side_widget(self.panel, 1)
@@ -349,11 +351,87 @@ class TrainingController(QObject):
         self.panel.set_locked(busy)
         self.model_panel.epochs_target.setEnabled(not busy and self.trainer is not None)
         self.model_panel.use_button.setEnabled(not busy and self.trainer is not None)
+        why = self._live_change_blocked()
+        self.model_panel.set_live_enabled(not why, why)
 
     @Slot()
     def _on_form_edited(self) -> None:
         if self.window.state == "idle":
             self.window.update_actions()
+
+    # ----- live changes -----------------------------------------------------------
+    def _live_change_blocked(self) -> str:
+        t = self.trainer
+        if t is None or self.imported:
+            return "No model yet: set the learning rate of a new model in the form."
+        if t.diverged is not None:
+            return "The model diverged: roll back or Reset first."
+        if self.window.state not in ("idle", "running", "paused"):
+            return "Wait until the run has stopped."
+        return ""
+
+    @Slot(object)
+    def apply_live_change(self, values: dict) -> bool:
+        """Change the live model's hyperparameters (``{"lr": 0.01}``) at the next batch boundary.
+
+        While a run goes (or is paused) its driver applies them between two
+        batches; otherwise they apply at once. Each is recorded with its step,
+        logged, marked on the loss plot and saved with the model. False, with
+        the reason shown, when they cannot be applied.
+        """
+        from fmnist_gui.plugins.specs import ParamError
+
+        why = self._live_change_blocked()
+        t, driver = self.trainer, self.driver
+        if why or t is None:
+            self.model_panel.say_live(why, error=True)
+            return False
+        try:
+            if driver is not None:
+                driver.request_change(values)
+            else:  # no thread trains it: at a batch boundary now
+                t.apply_change(values)
+        except (ParamError, RuntimeError) as exc:
+            self.model_panel.say_live(str(exc), error=True)
+            return False
+        self.dirty = True
+        self.model_panel.clear_live_fields()
+        when = "at the next batch" if driver is not None else "now"
+        names = ", ".join(f"{k} {v}" for k, v in values.items())
+        self.model_panel.say_live(f"Applied {when}: {names}.")
+        if driver is None:
+            self.refresh()
+        return True
+
+    def _sync_changes(self) -> None:
+        """Log and mark the live model's changes recorded since the last look (GUI thread)."""
+        t = self.trainer
+        if t is None:
+            return
+        changes = t.history.changes  # appended by the training thread; read-only here
+        count = len(changes)
+        if count == self._changes_seen:
+            return
+        for change in changes[self._changes_seen : count]:
+            self.window.append_log(
+                f"Changed {change['name']} to {change['value']} after step {change['step']}."
+            )
+        self._changes_seen = count
+        if self.plots is not None:
+            self.plots.show_changes(changes[:count])
+        from fmnist_gui.qt.features.training.model_panel import current_values
+
+        self.model_panel.show_live_values(current_values(t))
+
+    def _show_history(self, trainer: Trainer) -> None:
+        """Plots, lr curve and change markers of ``trainer``'s whole history."""
+        if self.plots is None:
+            return
+        self.plots.set_history(trainer.history.batch_losses, trainer.history.epochs)
+        self.plots.draw(len(trainer.train_loader))
+        self.plots.set_lrs(trainer.history.lrs)
+        self.plots.clear_marks()
+        self.plots.show_changes(trainer.history.changes)
 
     # ----- training commands ------------------------------------------------------
     @Slot()
@@ -389,8 +467,10 @@ class TrainingController(QObject):
             self.trainer = trainer
             self._imported = ""
             self.saved_step = 0
+            self._changes_seen = 0
             if self.plots is not None and weights is None:
                 self.plots.clear()
+                self.plots.clear_marks()
             w.append_log(
                 f"New model{' from the imported weights' if weights is not None else ''}: "
                 f"{trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
@@ -524,6 +604,7 @@ class TrainingController(QObject):
             self.divergence_box.close()
         self._imported = ""
         self.saved_step = 0
+        self._changes_seen = 0
         if self.plots is not None:
             self.plots.clear()
             self.plots.clear_marks()
@@ -563,6 +644,7 @@ class TrainingController(QObject):
         if self.plots is not None:
             self.plots.set_history(t.history.batch_losses, t.history.epochs)
             self.plots.draw(len(t.train_loader))
+            self.plots.set_lrs(t.history.lrs)
             self.plots.mark_step(t.global_step, "rollback")
         self.window.append_log(f"{message[0].upper()}{message[1:]}. Continue trains on from there.")
         self._last_position = None
@@ -602,9 +684,8 @@ class TrainingController(QObject):
         self._imported = imported
         self.saved_step = trainer.global_step if saved else 0
         self._forget_run()
-        if self.plots is not None:
-            self.plots.set_history(trainer.history.batch_losses, trainer.history.epochs)
-            self.plots.draw(len(trainer.train_loader))
+        self._show_history(trainer)
+        self._changes_seen = len(trainer.history.changes)  # in the file: not logged again
         self._show_trainer_position()
         self._show_model()
         if not imported:
@@ -727,9 +808,11 @@ class TrainingController(QObject):
             self.pacer.frame()
             release_thread_pool()  # after any torch work this thread did: see openmp.py
         num_batches = len(trainer.train_loader)
+        now = time.monotonic()
         if self.plots is not None:
             self.plots.draw(num_batches, planned_steps=trainer.config.epochs * num_batches)
-        now = time.monotonic()
+            self.plots.set_lrs(trainer.history.lrs, now=now if self.job is not None else None)
+        self._sync_changes()
         if now - self._last_text_time >= TEXT_SECONDS or self.window.state == "idle":
             self._last_text_time = now
             self._show_trainer_position(num_batches)

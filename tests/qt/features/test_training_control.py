@@ -1,0 +1,186 @@
+"""Schedules in the form, live changes from the window, the lr curve: real window, real engine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+
+from fmnist_gui import checkpoint as ckpt
+from fmnist_gui.cli import main as cli_main
+from tests.support.qt_helpers import close_window, open_window
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def wait_idle(qtbot, app) -> None:
+    qtbot.waitUntil(lambda: app.window.state == "idle" and app.training.job is None, timeout=60_000)
+
+
+def choose(combo, name: str) -> None:
+    index = combo.findData(name)
+    assert index >= 0, name
+    combo.setCurrentIndex(index)
+
+
+def test_the_schedule_chosen_in_the_form_trains_and_is_remembered(qtbot, app, tmp_path, settings):
+    panel = app.training.panel
+    form = panel.schedule_form
+    assert set(form.combo.itemData(i) for i in range(form.combo.count())) >= {
+        "constant",
+        "step",
+        "cosine",
+        "warmup_cosine",
+        "one_cycle",
+    }
+    choose(form.combo, "cosine")
+    assert list(form.params.fields) == ["eta_min"]
+    form.params.fields["eta_min"].setText("oops")
+    config, errors = panel.collect()
+    assert config is None
+    assert "eta_min" in errors[0].message
+    form.params.fields["eta_min"].setText("1e-5")
+    panel.epochs_spin.setValue(2)
+    panel.batch_spin.setValue(64)
+    app.training.start()
+    wait_idle(qtbot, app)
+    trainer = app.training.trainer
+    assert trainer.config.scheduler == "cosine"
+    assert trainer.scheduler_params == {"eta_min": 1e-5}
+    # The current model says which schedule it trains with.
+    assert "Cosine" in app.training.model_panel.rows["schedule"].text()
+    assert "1e-05" in app.training.model_panel.rows["schedule"].text()
+    # The lr curve is the schedule's, one value a batch, falling.
+    plots = app.training.plots
+    assert plots.lr_points == trainer.global_step == 8
+    _, lrs = plots.lr_curve.getData()
+    assert list(lrs) == trainer.history.lrs
+    assert lrs[-1] < lrs[0]
+
+    # Saved with the form's settings; the next session's form shows it again.
+    choose(form.combo, "step")
+    form.params.fields["gamma"].setText("0.5")
+    choose(form.combo, "cosine")  # the typed values stay with their schedule
+    assert form.params.fields["eta_min"].text() == "1e-5"
+    panel.save_settings(settings)
+    settings.sync()
+    app.training.dirty = False
+    again = open_window(qtbot, app.backend.data_dir, app.training.plugins, settings)
+    try:
+        other = again.training.panel.schedule_form
+        assert other.combo.currentData() == "cosine"
+        assert other.params.fields["eta_min"].text() == "1e-5"
+        choose(other.combo, "step")
+        assert other.params.fields["gamma"].text() == "0.5"
+    finally:
+        close_window(qtbot, again)
+
+
+def test_a_live_lr_change_from_the_window_replays_headless_bit_for_bit(
+    qtbot, app, tiny_root, tmp_path, capsys
+):
+    panel = app.training.panel
+    panel.epochs_spin.setValue(2)
+    panel.lr_edit.setText("0.01")
+    training = app.training
+    model = training.model_panel
+    assert not model.live_box.isEnabled()  # no model yet
+    training.start()
+    qtbot.waitUntil(lambda: training.trainer.global_step >= 5, timeout=60_000)
+    training.toggle_pause()
+    assert app.window.state == "paused"
+    assert model.live_box.isEnabled()
+    assert list(model.live_fields) == ["lr", *[n for n in model.live_fields if n != "lr"]]
+    model.live_fields["lr"].setText("0.05")
+    model.apply_button.click()
+    trainer = training.trainer
+    qtbot.waitUntil(lambda: len(trainer.history.changes) == 1, timeout=30_000)
+    first = trainer.history.changes[0]
+    assert first["name"] == "lr"
+    assert first["value"] == 0.05
+    # A second change, while it runs.
+    training.toggle_pause()
+    qtbot.waitUntil(lambda: trainer.global_step >= first["step"] + 7, timeout=60_000)
+    model.live_fields["lr"].setText("0.02")
+    model.apply_button.click()
+    wait_idle(qtbot, app)
+    assert trainer.finished
+    assert [c["value"] for c in trainer.history.changes] == [0.05, 0.02]
+    steps = [c["step"] for c in trainer.history.changes]
+    assert steps[0] >= 5
+    assert steps[1] > steps[0]
+    # Each is in the log and marked on the loss plot at its step.
+    assert "Changed lr to 0.05 after step" in app.window.log.toPlainText()
+    assert training.plots.marks == [(steps[0], "lr 0.05"), (steps[1], "lr 0.02")]
+    assert trainer.history.lrs[steps[0]] == 0.05
+    assert trainer.history.lrs[steps[0] - 1] == 0.01
+
+    # The same run, headless: the recorded changes replayed through the CLI.
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps(trainer.history.changes))
+    path = tmp_path / "replay.pt"
+    code = cli_main(
+        [
+            *("--data-dir", str(tiny_root), "--no-download"),
+            *("--seed", "1", "--batch-size", "4", "--epochs", "2", "--lr", "0.01"),
+            *("--changes", str(changes), "--save", str(path)),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    replay = ckpt.read_checkpoint(path)
+    gui = torch.tensor(trainer.history.batch_losses, dtype=torch.float64)
+    assert torch.equal(replay["history"]["batch_losses"], gui)
+    assert replay["history"]["lrs"].tolist() == trainer.history.lrs
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(replay["model"][name], tensor), name
+
+    # Saved from the window and opened again: the markers come back.
+    saved = tmp_path / "gui.pt"
+    training.dirty = False
+    app.checkpoints.path = saved
+    app.window.actions["save"].trigger()
+    training.reset()
+    assert training.plots.marks == []
+    assert app.checkpoints.open(saved)
+    assert training.plots.marks == [(steps[0], "lr 0.05"), (steps[1], "lr 0.02")]
+    assert training.plots.lr_points == trainer.global_step
+    training.dirty = False
+
+
+def test_a_change_the_optimizer_does_not_allow_is_explained(qtbot, app):
+    training = app.training
+    model = training.model_panel
+    app.training.panel.epochs_spin.setValue(1)
+    training.start()
+    wait_idle(qtbot, app)
+    model.live_fields["lr"].setText("-1")
+    model.apply_button.click()
+    assert model.live_message.isVisibleTo(app.window)
+    assert "lr" in model.live_message.text()
+    assert training.trainer.history.changes == []
+    # Idle, between runs: applied at once, at this boundary.
+    model.live_fields["lr"].setText("0.003")
+    model.apply_button.click()
+    assert training.trainer.history.changes == [
+        {"step": training.trainer.global_step, "name": "lr", "value": 0.003}
+    ]
+    assert training.trainer.optimizer.param_groups[0]["lr"] == 0.003
+    assert model.live_fields["lr"].placeholderText() == "now 0.003"
+    training.dirty = False
+
+
+def test_new_settings_file_without_a_schedule_means_constant(qtbot, tiny_root, plugins, tmp_path):
+    settings = QSettings(str(tmp_path / "old.ini"), QSettings.Format.IniFormat)
+    settings.setValue("training/optimizer", "adam")
+    settings.sync()
+    app = open_window(qtbot, tiny_root, plugins, settings)
+    try:
+        assert app.training.panel.schedule_form.combo.currentData() == "constant"
+        config = app.training.panel.config()
+        assert config is not None
+        assert config.scheduler == "constant"
+        assert config.scheduler_params == {}
+    finally:
+        close_window(qtbot, app)
