@@ -184,3 +184,71 @@ def test_new_settings_file_without_a_schedule_means_constant(qtbot, tiny_root, p
         assert config.scheduler_params == {}
     finally:
         close_window(qtbot, app)
+
+
+def run_finder(qtbot, app, steps: int = 120):
+    dialog = app.training.find_lr()
+    dialog.steps_spin.setValue(steps)
+    assert dialog.start()
+    assert not dialog.start_button.isEnabled()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=120_000)
+    return dialog
+
+
+def test_find_lr_for_a_new_model_sets_the_forms_lr(qtbot, app):
+    app.training.panel.batch_spin.setValue(16)
+    dialog = run_finder(qtbot, app)
+    assert dialog.end is not None
+    assert dialog.end.status in ("finished", "exploded")
+    lrs, losses = dialog.raw_curve.getData()
+    assert len(lrs) == len(dialog.finder.curve.lrs) > 10
+    assert dialog.suggestion is not None
+    assert dialog.suggestion_line.isVisible()
+    assert f"{dialog.suggestion:.3g}" in dialog.status.text()
+    assert app.training.trainer is None  # no model was made
+    dialog.apply_button.click()
+    assert app.training.panel.lr_edit.text() == f"{dialog.suggestion:.3g}"
+    dialog.close()
+
+
+def test_find_lr_on_a_paused_model_leaves_it_alone_and_applies_live(qtbot, app):
+    training = app.training
+    training.panel.optimizer_combo.setCurrentIndex(training.panel.optimizer_combo.findData("adam"))
+    training.start()
+    qtbot.waitUntil(lambda: training.trainer.global_step >= 3, timeout=60_000)
+    training.toggle_pause()
+    trainer = training.trainer
+    qtbot.waitUntil(lambda: training.driver is not None and training.driver.paused)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    step = trainer.global_step
+    dialog = run_finder(qtbot, app, steps=60)
+    assert dialog.end is not None
+    assert dialog.finder.optimizer_spec.name == "adam"  # the model's own optimizer
+    # The test trained its copy; the paused model did not move.
+    assert trainer.global_step == step
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    if dialog.suggestion is None:
+        pytest.skip("no suggestion on this tiny data")
+    dialog.apply_button.click()
+    qtbot.waitUntil(lambda: len(trainer.history.changes) == 1, timeout=30_000)
+    assert trainer.history.changes[0] == {"step": step, "name": "lr", "value": dialog.suggestion}
+    training.stop()
+    wait_idle(qtbot, app)
+    training.dirty = False
+    dialog.close()
+
+
+def test_find_lr_can_be_stopped(qtbot, app):
+    dialog = app.training.find_lr()
+    dialog.steps_spin.setValue(10_000)
+    dialog.end_edit.setText("1e-3")  # too low to explode
+    assert dialog.start()
+    qtbot.waitUntil(lambda: dialog.finder is not None and len(dialog.finder.curve.lrs) > 5)
+    dialog.stop_button.click()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=60_000)
+    assert dialog.end is not None
+    assert dialog.end.status == "stopped"
+    assert len(dialog.finder.curve.lrs) < 10_000
+    assert dialog.start_button.isEnabled()
+    dialog.close()

@@ -45,9 +45,10 @@ def test_legends_cover_no_data(qtbot, size, epochs):
     for n in range(1, epochs + 1):
         plots.add_epoch(_epoch(n, 1.8 - 0.4 * n, 0.4 + 0.1 * n))
     plots.draw(steps_per_epoch=steps, planned_steps=steps * 10)
+    plots.set_lrs([1e-3 * (1 - step / 1000) for step in range(steps * epochs)])
     qtbot.wait(50)  # layouts settle
     curves = {
-        plots.loss_plot: [plots.raw_curve, plots.smooth_curve],
+        plots.loss_plot: [plots.raw_curve, plots.smooth_curve, plots.lr_curve],
         plots.test_loss_plot: [plots.test_loss_curve, plots.train_epoch_curve],
         plots.accuracy_plot: [plots.accuracy_curve],
     }

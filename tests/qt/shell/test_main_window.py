@@ -34,9 +34,10 @@ EXPECTED_TABLE = {
     | {"start", "reset", "open", "open_recent", "import_weights"}
     | SAVING
     | PLUGINS
-    | ROLLBACK,
-    "running": HELP | {"pause", "stop"} | SAVING,
-    "paused": HELP | {"pause", "stop"} | SAVING,
+    | ROLLBACK
+    | {"find_lr"},
+    "running": HELP | {"pause", "stop", "find_lr"} | SAVING,
+    "paused": HELP | {"pause", "stop", "find_lr"} | SAVING,
     "stopping": HELP,
 }
 
@@ -83,9 +84,10 @@ def test_menus_shortcuts_and_extension_points(app):
     ]
     shortcuts = {
         name: app.window.actions[name].shortcut().toString()
-        for name in ("start", "stop", "open", "save", "save_as", "quit")
+        for name in ("start", "stop", "open", "save", "save_as", "quit", "find_lr")
     }
     assert shortcuts == {
+        "find_lr": "Ctrl+L",
         "start": "F5",
         "stop": "Shift+F5",
         "open": "Ctrl+O",

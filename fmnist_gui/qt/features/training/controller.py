@@ -18,7 +18,8 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QMessageBox, QStackedWidget
@@ -34,6 +35,7 @@ from fmnist_gui.system.openmp import release_thread_pool
 
 if TYPE_CHECKING:
     from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.qt.features.training.lr_finder_dialog import FinderInputs, LRFinderDialog
     from fmnist_gui.qt.features.training.plots import TrainingPlots
     from fmnist_gui.training.data import FashionMNISTData
     from fmnist_gui.training.driver import RunDriver
@@ -89,6 +91,7 @@ class TrainingController(QObject):
         self.model_panel.use_settings.connect(self._use_model_settings)
         self.model_panel.apply_live.connect(self.apply_live_change)
         self._changes_seen = 0  # the live model's recorded changes already logged and marked
+        self.lr_finder: LRFinderDialog | None = None  # built at the first Find LR
         self.panel.insert_top(self.model_panel)
         self.progress = ProgressPanel()
         window.add_side_widget(self.panel, 1)
@@ -162,6 +165,15 @@ class TrainingController(QObject):
                 + (", with the learning rate halved" if halve else ""),
                 blocker=self._rollback_blocked,
             )
+        w.add_action(
+            "find_lr",
+            "Find &LR…",
+            self.find_lr,
+            states=IDLE | TRAINING,
+            shortcut="Ctrl+L",
+            tip="Find a good learning rate with a range test on a copy of the model",
+            blocker=lambda: "" if self.engine_inputs() else "Finding an lr needs the dataset.",
+        )
         # A diverged model does not train on: Continue waits for a rollback or Reset.
         self.add_blocker(self._diverged_reason)
         menu = w.menus["training"]
@@ -171,7 +183,9 @@ class TrainingController(QObject):
         menu.addAction(w.actions["rollback"])
         menu.addAction(w.actions["rollback_half_lr"])
         menu.addAction(w.actions["reset"])
-        for name in ("start", "pause", "stop", "reset"):
+        menu.addSeparator()
+        menu.addAction(w.actions["find_lr"])
+        for name in ("start", "pause", "stop", "reset", "find_lr"):
             w.toolbar.addAction(w.actions[name])
 
     # ----- what the rest of the app reads --------------------------------------------
@@ -293,8 +307,6 @@ class TrainingController(QObject):
 
     @Slot()
     def _use_model_settings(self) -> None:
-        from dataclasses import replace
-
         if self.trainer is not None and self.window.state == "idle":
             # A new model gets a new random seed unless the user types one.
             self.panel.set_config(replace(self.trainer.config, seed=None))
@@ -402,6 +414,62 @@ class TrainingController(QObject):
         if driver is None:
             self.refresh()
         return True
+
+    # ----- Find LR -------------------------------------------------------------------
+    def find_lr(self) -> LRFinderDialog:
+        """Show the range-test window (one per main window)."""
+        from fmnist_gui.qt.features.training.lr_finder_dialog import LRFinderDialog
+
+        if self.lr_finder is None:
+            self.lr_finder = LRFinderDialog(
+                self._finder_inputs, self._apply_found_lr, self._finder_target, self.window
+            )
+        self.lr_finder.show()
+        self.lr_finder.raise_()
+        return self.lr_finder
+
+    def _finder_on_current(self) -> bool:
+        # The current model when it exists and may be changed; else the form's new model.
+        return self.trainer is not None and not self.imported
+
+    def _finder_target(self) -> str:
+        if self._finder_on_current():
+            return "the current model"
+        return "a new model (the form's settings)"
+
+    def _finder_inputs(self) -> FinderInputs | str:
+        from fmnist_gui.qt.features.training.lr_finder_dialog import FinderInputs
+
+        inputs = self.engine_inputs()
+        if inputs is None:
+            return "the dataset or the plugins are not loaded"
+        t = self.trainer
+        weights: Any
+        if self._finder_on_current() and t is not None:
+            config = replace(t.config, seed=t.seed)
+            driver = self.driver
+            # A training thread owns the weights: it copies them at a batch boundary.
+            weights = driver.request_snapshot() if driver is not None else _copy(t)
+        else:
+            config, errors = self.panel.collect()
+            if config is None:
+                return errors[0].message
+            weights = _copy(t) if t is not None else None  # imported weights
+        return FinderInputs(config, *inputs, weights, self._finder_target())
+
+    def _apply_found_lr(self, lr: float) -> str:
+        if self._finder_on_current():
+            why = self._live_change_blocked()
+            if why:
+                return why
+            if self.apply_live_change({"lr": lr}):
+                return ""
+            return self.model_panel.live_message.text()
+        if self.window.state != "idle":
+            return "wait until the run has stopped"
+        self.panel.lr_edit.setText(f"{lr:.3g}")
+        self.panel.edited.emit()
+        return ""
 
     def _sync_changes(self) -> None:
         """Log and mark the live model's changes recorded since the last look (GUI thread)."""
@@ -952,9 +1020,16 @@ class TrainingController(QObject):
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Stop the training and join its thread (the app calls this after the event loop)."""
+        if self.lr_finder is not None:
+            self.lr_finder.wait(timeout_ms)
         self._request_stop()
         if self.job is not None:
             self.job.wait(timeout_ms)
+
+
+def _copy(trainer: Trainer) -> dict:
+    """A copy of ``trainer``'s weights, taken while no thread trains it."""
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
 def describe_position(trainer: Trainer) -> str:
