@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from fmnist_gui.plugins.host import PluginHost
     from fmnist_gui.qt.features.training.lr_finder_dialog import FinderInputs, LRFinderDialog
     from fmnist_gui.qt.features.training.plots import TrainingPlots
+    from fmnist_gui.training.config import TrainConfig
     from fmnist_gui.training.data import FashionMNISTData
     from fmnist_gui.training.driver import RunDriver
     from fmnist_gui.training.events import EpochEnd, RunEnd
@@ -445,6 +446,7 @@ class TrainingController(QObject):
             return "the dataset or the plugins are not loaded"
         t = self.trainer
         weights: Any
+        config: TrainConfig | None
         if self._finder_on_current() and t is not None:
             config = replace(t.config, seed=t.seed)
             driver = self.driver
