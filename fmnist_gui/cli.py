@@ -368,7 +368,11 @@ def _find_lr(trainer, data, plugins, out: TextIO) -> int:
         print(f"fmnist-train: the range test failed: {end.message}", file=sys.stderr)
         return EXIT_FAILED
     if end.suggestion is None:
-        print("fmnist-train: the range test found no lr where the loss falls", file=sys.stderr)
+        print(
+            "fmnist-train: the range test found no lr where the loss clearly falls "
+            "(a model that has trained already often shows this)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     how = end.message or end.status
     print(f"suggested lr: {end.suggestion:.3g} ({len(finder.curve.lrs)} batches; {how})", file=out)

@@ -94,12 +94,28 @@ class FinderCurve:
     smoothed: list[float] = field(default_factory=list)
 
 
-def steepest_descent(lrs: list[float], smoothed: list[float], skip_start: int = 3) -> float | None:
+def steepest_descent(
+    lrs: list[float],
+    smoothed: list[float],
+    skip_start: int = 3,
+    *,
+    losses: list[float] | None = None,
+    smoothing: float = 0.0,
+) -> float | None:
     """The lr where ``smoothed`` falls fastest against log10(lr), before its minimum.
 
-    Points after the lowest smoothed loss are left out (the loss climbs
-    there), and the first ``skip_start`` too (the average is still settling).
-    None when fewer than three points remain.
+    The slope at each point is taken across a window of about a twentieth of
+    the points on either side, so the batch-to-batch noise left in the
+    smoothed loss does not pass for a descent. Points after the lowest
+    smoothed loss are left out (the loss climbs there), and the first
+    ``skip_start`` too (the average is still settling).
+
+    Given the raw ``losses`` (and the ``smoothing`` weight that made
+    ``smoothed``), the fall across that window must also stand out from the
+    noise: more than ``NOISE_FACTOR`` times the noise the moving average
+    leaves. A curve that is flat but for noise (typical of a model that has
+    trained already) then has no suggestion. None too when fewer than three
+    points remain or nothing falls.
     """
     n = len(smoothed)
     if n != len(lrs) or n == 0:
@@ -114,14 +130,36 @@ def steepest_descent(lrs: list[float], smoothed: list[float], skip_start: int = 
         return None
     x = [math.log10(lrs[i]) for i in index]
     y = [smoothed[i] for i in index]
-    best_slope, best = math.inf, None
+    half = max(1, n // 20)
+    best_slope, best, fall = math.inf, None, 0.0
     for k in range(len(index)):
-        # Central differences inside, one-sided at the ends (as numpy.gradient).
-        lo, hi = max(k - 1, 0), min(k + 1, len(index) - 1)
+        # Central differences across the window inside, one-sided at the ends.
+        lo, hi = max(k - half, 0), min(k + half, len(index) - 1)
         slope = (y[hi] - y[lo]) / (x[hi] - x[lo])
         if slope < best_slope:
-            best_slope, best = slope, index[k]
-    return lrs[best] if best is not None and best_slope < 0 else None
+            best_slope, best, fall = slope, index[k], y[lo] - y[hi]
+    if best is None or best_slope >= 0:
+        return None
+    if losses is not None and fall <= NOISE_FACTOR * _smoothed_noise(
+        losses[first : lowest + 1], y, smoothing
+    ):
+        return None
+    return lrs[best]
+
+
+#: How many times the smoothed loss's own noise a suggested descent must fall.
+NOISE_FACTOR = 4.0
+
+
+def _smoothed_noise(losses: list[float], smoothed: list[float], smoothing: float) -> float:
+    # The raw losses' spread about the average, as a moving average of weight
+    # ``smoothing`` passes it on: sigma * sqrt((1 - b) / (1 + b)) for white noise.
+    residuals = [a - b for a, b in zip(losses, smoothed, strict=True) if math.isfinite(a)]
+    if len(residuals) < 2:
+        return 0.0
+    mean = sum(residuals) / len(residuals)
+    sigma = math.sqrt(sum((r - mean) ** 2 for r in residuals) / len(residuals))
+    return sigma * math.sqrt((1 - smoothing) / (1 + smoothing))
 
 
 class LRFinder:
@@ -184,7 +222,14 @@ class LRFinder:
     @property
     def suggestion(self) -> float | None:
         """The suggested lr for the points so far."""
-        return steepest_descent(self.curve.lrs, self.curve.smoothed)
+        curve = self.curve
+        n = len(curve.smoothed)  # another thread may be appending
+        return steepest_descent(
+            curve.lrs[:n],
+            curve.smoothed[:n],
+            losses=curve.losses[:n],
+            smoothing=self.settings.smoothing,
+        )
 
     def run(self) -> Generator[FinderPoint | FinderEnd, None, None]:
         """A ``FinderPoint`` per batch, then one ``FinderEnd``."""

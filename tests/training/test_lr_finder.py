@@ -105,6 +105,19 @@ def test_the_suggestion_is_the_steepest_fall_before_the_minimum():
     assert steepest_descent(lrs, [1.0] * 25) is None  # nothing falls
 
 
+def test_a_fall_within_the_noise_is_no_suggestion():
+    # A trained model's curve: flat but for noise, as the raw losses show.
+    lrs = [10 ** (-7 + k / 30) for k in range(240)]
+    losses = [0.4 + (0.15 if k % 2 else -0.15) for k in range(240)]
+    smoothed = [0.42 - 0.04 * math.sin(k / 9) - (0.0003 * k if k < 200 else 0) for k in range(240)]
+    assert steepest_descent(lrs, smoothed) is not None  # the noise looks like a descent...
+    assert steepest_descent(lrs, smoothed, losses=losses, smoothing=0.95) is None  # ...but is not
+    # A real fall, far beyond the same noise, still is one.
+    falling = [2.3 - 1.5 / (1 + math.exp(-(k - 120) / 10)) for k in range(240)]
+    found = steepest_descent(lrs, falling, losses=losses, smoothing=0.95)
+    assert found == pytest.approx(lrs[120], rel=0.1)
+
+
 @pytest.mark.parametrize(
     "settings",
     [

@@ -123,6 +123,7 @@ class LRFinderDialog(QDialog):
             axis = item.getAxis(name)
             axis.setPen(foreground)
             axis.setTextPen(foreground)
+            axis.enableAutoSIPrefix(False)  # lrs read as 0.001, not "1 (x0.001)"
         item.showGrid(x=True, y=True, alpha=0.15)
         StripLegend(item, foreground)
         raw = (120, 160, 220, 110) if dark else (70, 110, 190, 90)
@@ -138,7 +139,7 @@ class LRFinderDialog(QDialog):
         )
         self.suggestion_line.hide()
         item.addItem(self.suggestion_line)
-        self.plot.setMinimumSize(360, 220)
+        self.plot.setMinimumSize(320, 160)
 
         self.status = QLabel("Press Start.")
         self.status.setObjectName("finder_status")
@@ -167,7 +168,7 @@ class LRFinderDialog(QDialog):
         column.addWidget(self.plot, 1)
         column.addWidget(self.status)
         column.addLayout(buttons)
-        self.resize(560, 420)
+        self.resize(560, 460)
 
     # ----- the test ---------------------------------------------------------------
     @property
@@ -251,7 +252,10 @@ class LRFinderDialog(QDialog):
             "stopped": "Stopped",
         }.get(end.status, end.status)
         if end.suggestion is None:
-            self.status.setText(f"{how}: too few points for a suggestion.")
+            self.status.setText(
+                f"{how}: the loss does not clearly fall anywhere in this range, so there is "
+                "no suggestion (a model that has trained already often shows this)."
+            )
         else:
             self.status.setText(
                 f"{how}. Suggested learning rate: {end.suggestion:.3g} "
