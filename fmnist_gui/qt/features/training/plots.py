@@ -84,6 +84,7 @@ class TrainingPlots(QWidget):
         self._lrs = _Buffer()
         self._lrs_drawn_at = 0.0
         self._changes_marked = 0
+        self._change_marks: list[tuple[int, pg.InfiniteLine]] = []
         self.planned_steps = 0
         self._fitting = True
         self._build()
@@ -332,6 +333,11 @@ class TrainingPlots(QWidget):
     def show_changes(self, changes: Sequence[Mapping[str, Any]]) -> None:
         """Mark the live changes not marked yet: a labelled line at each change's step."""
         if len(changes) < self._changes_marked:
+            # A rollback took the model back before some changes: mark what it has now.
+            for mark in self._change_marks:
+                self.loss_plot.removeItem(mark[1])
+                self._marks.remove(mark)
+            self._change_marks = []
             self._changes_marked = 0
         by_step: dict[int, list[str]] = {}
         for change in changes[self._changes_marked :]:
@@ -341,6 +347,7 @@ class TrainingPlots(QWidget):
         self._changes_marked = len(changes)
         for step, parts in by_step.items():
             self.mark_step(step, ", ".join(parts), color=CHANGE_COLOR)
+            self._change_marks.append(self._marks[-1])
 
     def mark_step(self, step: int, text: str, color: str = DIVERGENCE_COLOR) -> None:
         """A labelled vertical line on the loss plot at ``step`` (e.g. a divergence)."""
@@ -365,6 +372,7 @@ class TrainingPlots(QWidget):
             self.loss_plot.removeItem(line)
         self._marks = []
         self._changes_marked = 0
+        self._change_marks = []
 
     @property
     def marks(self) -> list[tuple[int, str]]:
