@@ -202,6 +202,12 @@ def test_find_lr_for_a_new_model_sets_the_forms_lr(qtbot, app):
     assert dialog.end.status in ("finished", "exploded")
     lrs, losses = dialog.raw_curve.getData()
     assert len(lrs) == len(dialog.finder.curve.lrs) > 10
+    # The view holds the whole descent, from the first smoothed loss to the lowest.
+    (_, _), (y0, y1) = dialog.plot.getPlotItem().getViewBox().viewRange()
+    smoothed = dialog.finder.curve.smoothed
+    descent = smoothed[: smoothed.index(min(smoothed)) + 1]
+    assert y0 <= min(descent)
+    assert max(descent) <= y1
     assert dialog.suggestion is not None
     assert dialog.suggestion_line.isVisible()
     assert f"{dialog.suggestion:.3g}" in dialog.status.text()

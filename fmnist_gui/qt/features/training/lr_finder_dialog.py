@@ -10,6 +10,7 @@ for a new model, a live change for the current one).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -281,14 +282,26 @@ class LRFinderDialog(QDialog):
                 self._drawn = n
                 self.raw_curve.setData(curve.lrs[:n], curve.losses[:n])
                 self.smooth_curve.setData(curve.lrs[:n], curve.smoothed[:n])
+                self._fit_y(curve.smoothed[:n])
         suggestion = self.suggestion
         if suggestion is not None:
-            import math
-
             self.suggestion_line.setValue(math.log10(suggestion))
             self.suggestion_line.label.setFormat(f"suggested {suggestion:.3g}")
             self.suggestion_line.show()
         self._update_buttons()
+
+    def _fit_y(self, smoothed: list[float]) -> None:
+        # From the lowest smoothed loss to the highest before it, with a margin: the
+        # spike of the raw losses where the test explodes would flatten the descent.
+        finite = [v for v in smoothed if math.isfinite(v)]
+        if len(finite) < 2:
+            return
+        lowest = min(finite)
+        highest = max(finite[: finite.index(lowest) + 1])
+        span = max(highest - lowest, 1e-3)
+        view = self.plot.getPlotItem().getViewBox()
+        bottom = lowest - 0.15 * span
+        view.setYRange(max(bottom, 0.0) if lowest >= 0 else bottom, highest + 0.3 * span, padding=0)
 
     def apply_suggestion(self) -> None:
         """Hand the suggested lr to ``apply``; its answer ("" when done) is shown."""
