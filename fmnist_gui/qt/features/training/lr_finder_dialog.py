@@ -87,9 +87,8 @@ class LRFinderDialog(QDialog):
         foreground = palette.color(QPalette.ColorRole.Text)
         dark = background.lightness() < 128
         self.intro = QLabel(
-            "Trains a copy of the model for a few hundred batches while the learning rate "
-            "rises exponentially, and suggests the lr where the loss falls fastest. The "
-            "model itself is not touched."
+            "Trains a copy of the model while the learning rate rises exponentially, and "
+            "suggests the lr where the loss falls fastest. The model itself is not touched."
         )
         self.intro.setWordWrap(True)
         self.start_edit = QLineEdit("1e-7")
