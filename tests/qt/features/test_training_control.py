@@ -258,3 +258,14 @@ def test_find_lr_can_be_stopped(qtbot, app):
     assert len(dialog.finder.curve.lrs) < 10_000
     assert dialog.start_button.isEnabled()
     dialog.close()
+
+
+def test_tab_reaches_a_newly_chosen_schedules_fields_after_the_chooser(qtbot, app):
+    form = app.training.panel.schedule_form
+    choose(form.combo, "one_cycle")
+    fields = list(form.params.fields.values())
+    assert len(fields) == 4
+    chain = [form.combo]
+    for _ in range(len(fields)):
+        chain.append(chain[-1].nextInFocusChain())
+    assert chain[1:] == fields

@@ -257,6 +257,8 @@ class ControlPanel(QWidget):
 
         self.schedule_form = ScheduleForm()
         self.schedule_form.edited.connect(self._field_edited)
+        # After the form has built the chosen schedule's fields (connected first).
+        self.schedule_form.combo.currentIndexChanged.connect(lambda _i: self._fix_tab_order())
 
         self.message = QLabel()
         self.message.setObjectName("form_message")
@@ -610,7 +612,8 @@ class ControlPanel(QWidget):
                 {k: v for k, v in memory.items() if isinstance(v, dict)}
             )
         name = str(settings.value("scheduler", "") or "")
-        self.schedule_form.set_schedule(name, self.schedule_form.memory.get(name, {}))
+        if name:
+            self.schedule_form.set_schedule(name, self.schedule_form.memory.get(name, {}))
 
     def set_locked(self, locked: bool, *, allow_epochs: bool = False) -> None:
         """Freeze the settings that define the model being trained.
