@@ -52,6 +52,10 @@ def test_the_schedule_chosen_in_the_form_trains_and_is_remembered(qtbot, app, tm
     # The current model says which schedule it trains with.
     assert "Cosine" in app.training.model_panel.rows["schedule"].text()
     assert "1e-05" in app.training.model_panel.rows["schedule"].text()
+    # The live lr hint follows the schedule.
+    last = trainer.optimizer.param_groups[0]["lr"]
+    assert app.training.model_panel.live_fields["lr"].placeholderText() == f"now {last:g}"
+    assert last < 1e-3
     # The lr curve is the schedule's, one value a batch, falling.
     plots = app.training.plots
     assert plots.lr_points == trainer.global_step == 8

@@ -904,6 +904,9 @@ class TrainingController(QObject):
         self.progress.show_position(epoch, batch, num_batches, t.epochs_done, t.config.epochs)
         if not self.imported:
             self.model_panel.show_epochs(t)
+            from fmnist_gui.qt.features.training.model_panel import current_values
+
+            self.model_panel.show_live_values(current_values(t))  # a schedule moves the lr
         elapsed = self._run_elapsed + (
             time.monotonic() - self._run_started if state == "running" else 0.0
         )
