@@ -273,3 +273,46 @@ def test_tab_reaches_a_newly_chosen_schedules_fields_after_the_chooser(qtbot, ap
     for _ in range(len(fields)):
         chain.append(chain[-1].nextInFocusChain())
     assert chain[1:] == fields
+
+
+BOGUS_LIVE = """
+import torch
+from fmnist_gui import OptimizerSpec, Param, hookimpl
+
+def make(params, lr, warmth):
+    return torch.optim.SGD(params, lr=lr)
+
+@hookimpl
+def fmnist_register_optimizers():
+    # "warmth" is marked live, but SGD's param groups have no such key.
+    return [OptimizerSpec(name="warm_sgd", label="Warm SGD", factory=make,
+                          params=(Param("warmth", "float", 1.0, minimum=0, live=True),))]
+"""
+
+
+def test_a_change_the_training_thread_refuses_is_shown(qtbot, app, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from tests.support.plugin_fixtures import write_plugin
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    source = write_plugin(tmp_path / "downloads", "warm_sgd", BOGUS_LIVE)
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(source), ""))
+    )
+    app.plugin_menu.actions["install_file"].trigger()
+    assert app.backend.plugins.records["warm_sgd"].status == "loaded"
+    training = app.training
+    choose(training.panel.optimizer_combo, "warm_sgd")
+    training.start()
+    qtbot.waitUntil(lambda: training.trainer.global_step >= 2, timeout=60_000)
+    model = training.model_panel
+    assert list(model.live_fields) == ["lr", "warmth"]
+    model.live_fields["warmth"].setText("2")
+    model.apply_button.click()  # queued for the training thread, which refuses it
+    qtbot.waitUntil(lambda: "Not applied" in model.live_message.text(), timeout=30_000)
+    assert "warmth" in model.live_message.text()
+    assert training.trainer.history.changes == []
+    training.stop()
+    wait_idle(qtbot, app)
+    training.dirty = False

@@ -18,6 +18,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ class TrainingController(QObject):
     trainer_changed = Signal(object)  # the new live Trainer, or None after Reset
     epoch_finished = Signal(object)  # EpochEnd
     batch_loss = Signal(int, float)  # (step, loss) of every batch, in the GUI thread
+    _change_failed = Signal(str)  # from the training thread: a queued live change was refused
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -91,6 +93,7 @@ class TrainingController(QObject):
         self.model_panel.epochs_edited.connect(self._on_form_edited)
         self.model_panel.use_settings.connect(self._use_model_settings)
         self.model_panel.apply_live.connect(self.apply_live_change)
+        self._change_failed.connect(lambda text: self.model_panel.say_live(text, error=True))
         self._changes_seen = 0  # the live model's recorded changes already logged and marked
         self.lr_finder: LRFinderDialog | None = None  # built at the first Find LR
         self.panel.insert_top(self.model_panel)
@@ -401,7 +404,7 @@ class TrainingController(QObject):
             return False
         try:
             if driver is not None:
-                driver.request_change(values)
+                driver.request_change(values).add_done_callback(self._report_change)
             else:  # no thread trains it: at a batch boundary now
                 t.apply_change(values)
         except (ParamError, RuntimeError) as exc:
@@ -472,6 +475,12 @@ class TrainingController(QObject):
         self.panel.lr_edit.setText(f"{lr:.3g}")
         self.panel.edited.emit()
         return ""
+
+    def _report_change(self, future: Future) -> None:
+        # The training thread (or this one) applied it, or refused it: say why.
+        exc = future.exception()
+        if exc is not None:
+            self._change_failed.emit(f"Not applied: {exc}")
 
     def _sync_changes(self) -> None:
         """Log and mark the live model's changes recorded since the last look (GUI thread)."""
