@@ -272,7 +272,8 @@ class LRFinder:
                     yield FinderPoint(step, lr, loss, smoothed)
                     step += 1
                     best = min(best, smoothed)
-                    if smoothed > settings.explode_factor * best:
+                    # A loss that can go negative (a plugin's) has no "times the best".
+                    if best > 0 and smoothed > settings.explode_factor * best:
                         self._status, self._message = (
                             "exploded",
                             f"the loss exploded at lr {lr:.3g}",
