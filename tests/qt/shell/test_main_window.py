@@ -592,3 +592,4 @@ def test_help_lists_every_shortcut_from_the_action_registry(app):
     app.window.actions["guide"].trigger()
     guide = app.window.help_dialog.findChild(QTextBrowser, "guide_text").toPlainText()
     assert "Start (F5)" in guide and "Current model" in guide
+    assert "Find LR (Ctrl+L)" in guide
