@@ -229,9 +229,12 @@ def test_find_lr_on_a_paused_model_leaves_it_alone_and_applies_live(qtbot, app):
     qtbot.waitUntil(lambda: training.trainer.global_step >= 1, timeout=60_000)
     training.toggle_pause()
     trainer = training.trainer
-    qtbot.waitUntil(lambda: training.driver is not None and training.driver.paused)
+    # Served at the boundary where the paused run waits: from then on nothing moves.
+    at_pause = training.driver.request_snapshot()
+    qtbot.waitUntil(at_pause.done, timeout=30_000)
+    step = at_pause.result()["position"]["global_step"]
+    assert trainer.global_step == step
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    step = trainer.global_step
     dialog = run_finder(qtbot, app, steps=120)
     assert dialog.end is not None
     assert dialog.finder.optimizer_spec.name == "adam"  # the model's own optimizer
