@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="make sure the dataset is under the data folder, then exit",
     )
     p.add_argument(
+        "--find-lr",
+        action="store_true",
+        help="do not train: run a learning-rate range test on a copy of the model these "
+        "options (or --resume) give, and print the suggested lr",
+    )
+    p.add_argument(
         "--metrics-json",
         type=Path,
         default=None,
@@ -299,6 +305,8 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             trainer.plan_changes(changes)
     except FmnistError as exc:
         raise UsageError(str(exc)) from None
+    if args.find_lr:
+        return _find_lr(trainer, data, plugins, out)
     if args.spike_factor is not None:
         try:
             trainer.sentinel = Sentinel(trainer, spike_factor=args.spike_factor)
@@ -345,6 +353,30 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
             if saver.interrupted:
                 return EXIT_INTERRUPTED
             return EXIT_FAILED
+
+
+def _find_lr(trainer, data, plugins, out: TextIO) -> int:
+    """``--find-lr``: the range test on a copy of ``trainer``'s model; prints the suggestion."""
+    from dataclasses import replace
+
+    from fmnist_gui.training.lr_finder import LRFinder
+
+    config = replace(trainer.config, seed=trainer.seed)
+    finder = LRFinder(config, data, plugins, weights=trainer.model.state_dict())
+    end = finder.run_to_end()
+    if end.status == "failed":
+        print(f"fmnist-train: the range test failed: {end.message}", file=sys.stderr)
+        return EXIT_FAILED
+    if end.suggestion is None:
+        print(
+            "fmnist-train: the range test found no lr where the loss clearly falls "
+            "(a model that has trained already often shows this)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    how = end.message or end.status
+    print(f"suggested lr: {end.suggestion:.3g} ({len(finder.curve.lrs)} batches; {how})", file=out)
+    return EXIT_OK
 
 
 def _run_once(driver, out: TextIO, metrics, saver: _Saver) -> RunEnd | None:

@@ -16,13 +16,13 @@ import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.system.fileio import write_atomically
-from fmnist_gui.training.config import TrainConfig
+from fmnist_gui.training.config import ABSENT_MEANS_DEFAULT, TrainConfig
 from fmnist_gui.training.events import EPOCH_FIELDS
 
 RunSource = Literal["training", "race"]
@@ -39,6 +39,8 @@ CONFIG_COLUMNS = (
     "epochs",
     "loss",
     "loss_params",
+    "scheduler",
+    "scheduler_params",
     "seed",
     "shuffle",
     "device",
@@ -256,7 +258,7 @@ class RunList:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for run in self.visible() if runs is None else runs:
-            config = [_csv_value(run.config.get(key, "")) for key in CONFIG_COLUMNS]
+            config = [_csv_value(_config_value(run.config, key)) for key in CONFIG_COLUMNS]
             for epoch in run.epochs:
                 metrics = [repr(float(epoch[key])) for key in METRIC_COLUMNS]
                 writer.writerow(
@@ -402,6 +404,21 @@ class RunStore:
             len(run.epochs),
             run.steps_per_epoch,
         )
+
+
+def _config_value(config: Mapping[str, Any], key: str) -> Any:
+    # A run recorded before a setting existed ran with its default (e.g. the
+    # constant schedule); other missing settings stay empty.
+    if key in config:
+        return config[key]
+    return _ABSENT_DEFAULTS.get(key, "")
+
+
+_ABSENT_DEFAULTS = {
+    f.name: getattr(TrainConfig(), f.name)
+    for f in fields(TrainConfig)
+    if f.metadata.get(ABSENT_MEANS_DEFAULT)
+}
 
 
 def _csv_value(value: Any) -> str:

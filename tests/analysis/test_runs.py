@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import pytest
 
@@ -57,6 +58,8 @@ def test_csv_has_one_row_per_epoch_per_shown_run(tmp_path):
     assert rows[0]["seed"] == "1"
     assert rows[0]["lr"] == "0.001"
     assert rows[2]["optimizer_params"] == '{"betas": [0.8, 0.9]}'
+    assert rows[0]["scheduler"] == "constant"
+    assert rows[0]["scheduler_params"] == "{}"
     assert float(rows[4]["test_accuracy"]) == pytest.approx(0.9)
 
     runs.set_visible(runs.visible()[0].id, False)
@@ -135,3 +138,23 @@ def test_an_unwritable_store_is_explained(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(RunError, match="run history"):
         RunStore(blocker / "runs.sqlite")
+
+
+def test_csv_names_each_runs_schedule_and_an_old_runs_constant_one(tmp_path):
+    runs = RunList()
+    cosine = runs.add(
+        "cosine",
+        TrainConfig(epochs=1, scheduler="cosine", scheduler_params={"eta_min": 1e-4}),
+        "training",
+    )
+    old = runs.add("old", TrainConfig(epochs=1), "training")
+    # Recorded before schedules existed: its config has no schedule at all.
+    old.config.pop("scheduler")
+    old.config.pop("scheduler_params")
+    for run in (cosine, old):
+        runs.record(run.id, epoch=_epoch(1, 0.5))
+    rows = list(csv.DictReader(io.StringIO(runs.csv_text())))
+    assert [(r["run_name"], r["scheduler"], r["scheduler_params"]) for r in rows] == [
+        ("cosine", "cosine", '{"eta_min": 0.0001}'),
+        ("old", "constant", "{}"),
+    ]

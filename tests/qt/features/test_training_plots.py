@@ -45,9 +45,10 @@ def test_legends_cover_no_data(qtbot, size, epochs):
     for n in range(1, epochs + 1):
         plots.add_epoch(_epoch(n, 1.8 - 0.4 * n, 0.4 + 0.1 * n))
     plots.draw(steps_per_epoch=steps, planned_steps=steps * 10)
+    plots.set_lrs([1e-3 * (1 - step / 1000) for step in range(steps * epochs)])
     qtbot.wait(50)  # layouts settle
     curves = {
-        plots.loss_plot: [plots.raw_curve, plots.smooth_curve],
+        plots.loss_plot: [plots.raw_curve, plots.smooth_curve, plots.lr_curve],
         plots.test_loss_plot: [plots.test_loss_curve, plots.train_epoch_curve],
         plots.accuracy_plot: [plots.accuracy_curve],
     }
@@ -112,3 +113,22 @@ def test_axes_refit_after_a_reset_and_an_import(qtbot):
         title = plot.getPlotItem().titleLabel.text
         assert x_fill > 0.5, title
         assert y_fill > 0.3, title
+
+
+def test_change_marks_follow_a_history_that_got_shorter(qtbot):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    changes = [
+        {"step": 10, "name": "lr", "value": 0.1},
+        {"step": 10, "name": "momentum", "value": 0.5},
+        {"step": 30, "name": "lr", "value": 0.01},
+    ]
+    plots.mark_step(20, "diverged")
+    plots.show_changes(changes[:1])
+    plots.show_changes(changes)  # only the new ones are added
+    assert plots.marks == [(20, "diverged"), (10, "lr 0.1"), (10, "momentum 0.5"), (30, "lr 0.01")]
+    plots.show_changes(changes[:2])  # rolled back before step 30: marked again, by step
+    assert plots.marks == [(20, "diverged"), (10, "lr 0.1, momentum 0.5")]
+    plots.clear_marks()
+    plots.show_changes(changes)
+    assert plots.marks == [(10, "lr 0.1, momentum 0.5"), (30, "lr 0.01")]

@@ -39,9 +39,10 @@ EXPECTED_TABLE = {
     | {"start", "reset", "open", "open_recent", "import_weights"}
     | SAVING
     | PLUGINS
-    | ROLLBACK,
-    "running": HELP | {"pause", "stop"} | SAVING,
-    "paused": HELP | {"pause", "stop"} | SAVING,
+    | ROLLBACK
+    | {"find_lr"},
+    "running": HELP | {"pause", "stop", "find_lr"} | SAVING,
+    "paused": HELP | {"pause", "stop", "find_lr"} | SAVING,
     "stopping": HELP,
 }
 
@@ -92,9 +93,10 @@ def test_menus_shortcuts_and_extension_points(app):
     ]
     shortcuts = {
         name: app.window.actions[name].shortcut().toString()
-        for name in ("start", "stop", "open", "save", "save_as", "quit")
+        for name in ("start", "stop", "open", "save", "save_as", "quit", "find_lr")
     }
     assert shortcuts == {
+        "find_lr": "Ctrl+L",
         "start": "F5",
         "stop": "Shift+F5",
         "open": "Ctrl+O",
@@ -620,6 +622,7 @@ def test_help_lists_every_shortcut_from_the_action_registry(app):
     guide = app.window.help_dialog.findChild(QTextBrowser, "guide_text").toPlainText()
     assert "Start (F5)" in guide
     assert "Current model" in guide
+    assert "Find LR (Ctrl+L)" in guide
 
 
 def test_a_window_larger_than_its_screen_is_fitted_into_it(app):

@@ -254,6 +254,12 @@ class ControlPanel(QWidget):
         self.optimizer_description.setEnabled(False)
         self.loss_form = ParamForm("Loss hyperparameters")
         self.loss_form.edited.connect(self._field_edited)
+        from fmnist_gui.qt.features.training.schedule_form import ScheduleForm
+
+        self.schedule_form = ScheduleForm()
+        self.schedule_form.edited.connect(self._field_edited)
+        # After the form has built the chosen schedule's fields (connected first).
+        self.schedule_form.combo.currentIndexChanged.connect(lambda _i: self._fix_tab_order())
 
         self.message = QLabel()
         self.message.setObjectName("form_message")
@@ -276,6 +282,7 @@ class ControlPanel(QWidget):
         new_column.addWidget(self.optimizer_form)
         new_column.addWidget(self.optimizer_description)
         new_column.addWidget(self.loss_form)
+        new_column.addWidget(self.schedule_form)
         new_column.addWidget(self.message)
         self.new_model_box = new_model
 
@@ -332,6 +339,7 @@ class ControlPanel(QWidget):
             combo.setCurrentIndex(max(index, 0))
             combo.setEnabled(plugins is not None)
             combo.blockSignals(False)
+        self.schedule_form.set_plugins(plugins)
         self._optimizer_changed()
         self._loss_changed()
 
@@ -381,6 +389,7 @@ class ControlPanel(QWidget):
             self.shuffle_check,
             *self.optimizer_form.fields.values(),
             *self.loss_form.fields.values(),
+            *self.schedule_form.fields(),
         ]
 
     def _fix_tab_order(self) -> None:
@@ -439,6 +448,7 @@ class ControlPanel(QWidget):
             self.loss_combo,
             *self.optimizer_form.fields.values(),
             *self.loss_form.fields.values(),
+            *self.schedule_form.fields(),
         ]
 
     def collect(self) -> tuple[TrainConfig | None, list[FieldError]]:
@@ -480,7 +490,8 @@ class ControlPanel(QWidget):
                 )
         opt_params, opt_errors = self.optimizer_form.values()
         loss_params, loss_errors = self.loss_form.values()
-        errors += opt_errors + loss_errors
+        scheduler, sched_params, sched_errors = self.schedule_form.values()
+        errors += opt_errors + loss_errors + sched_errors
         config = None
         if not errors:
             config = TrainConfig(
@@ -491,6 +502,8 @@ class ControlPanel(QWidget):
                 optimizer_params=opt_params,
                 loss=loss_spec.name,
                 loss_params=loss_params,
+                scheduler=scheduler,
+                scheduler_params=sched_params,
                 seed=seed,
                 shuffle=self.shuffle_check.isChecked(),
                 device=self.device_combo.currentData(),
@@ -538,6 +551,7 @@ class ControlPanel(QWidget):
         if spec is not None:
             self.loss_form.set_params(spec.params, config.loss_params)
             self._current_loss = spec.name
+        self.schedule_form.set_schedule(config.scheduler, config.scheduler_params)
 
     # ----- settings ---------------------------------------------------------------
     def save_settings(self, settings: QSettings) -> None:
@@ -553,6 +567,9 @@ class ControlPanel(QWidget):
         settings.setValue("shuffle", self.shuffle_check.isChecked())
         settings.setValue("device", self.device_combo.currentData())
         settings.setValue("params", json.dumps(self._param_memory))
+        self.schedule_form.remember()
+        settings.setValue("scheduler", self.schedule_form.combo.currentData() or "")
+        settings.setValue("scheduler_params", json.dumps(self.schedule_form.memory))
         settings.endGroup()
 
     def restore_settings(self, settings: QSettings) -> None:
@@ -582,11 +599,25 @@ class ControlPanel(QWidget):
                 index = combo.findData(settings.value(key, ""))
                 if index >= 0:
                     combo.setCurrentIndex(index)
+            self._restore_schedule(settings)
         finally:
             settings.endGroup()
         self._current_opt = self._current_loss = None
         self._optimizer_changed()
         self._loss_changed()
+
+    def _restore_schedule(self, settings: QSettings) -> None:
+        try:
+            memory = json.loads(settings.value("scheduler_params", "{}") or "{}")
+        except (TypeError, ValueError):
+            memory = {}
+        if isinstance(memory, dict):
+            self.schedule_form.memory.update(
+                {k: v for k, v in memory.items() if isinstance(v, dict)}
+            )
+        name = str(settings.value("scheduler", "") or "")
+        if name:
+            self.schedule_form.set_schedule(name, self.schedule_form.memory.get(name, {}))
 
     def set_locked(self, locked: bool, *, allow_epochs: bool = False) -> None:
         """Freeze the settings that define the model being trained.
@@ -602,6 +633,7 @@ class ControlPanel(QWidget):
         ]:
             widget.setEnabled(not locked)
         self.epochs_spin.setEnabled(not locked or allow_epochs)
+        self.schedule_form.set_locked(locked)
         if self.plugins is None:
             self.optimizer_combo.setEnabled(False)
             self.loss_combo.setEnabled(False)

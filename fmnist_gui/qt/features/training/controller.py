@@ -18,7 +18,9 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QMessageBox, QStackedWidget
@@ -34,7 +36,9 @@ from fmnist_gui.system.openmp import release_thread_pool
 
 if TYPE_CHECKING:
     from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.qt.features.training.lr_finder_dialog import FinderInputs, LRFinderDialog
     from fmnist_gui.qt.features.training.plots import TrainingPlots
+    from fmnist_gui.training.config import TrainConfig
     from fmnist_gui.training.data import FashionMNISTData
     from fmnist_gui.training.driver import RunDriver
     from fmnist_gui.training.events import EpochEnd, RunEnd
@@ -53,6 +57,7 @@ class TrainingController(QObject):
     trainer_changed = Signal(object)  # the new live Trainer, or None after Reset
     epoch_finished = Signal(object)  # EpochEnd
     batch_loss = Signal(int, float)  # (step, loss) of every batch, in the GUI thread
+    _change_failed = Signal(str)  # from the training thread: a queued live change was refused
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -87,6 +92,10 @@ class TrainingController(QObject):
         self.model_panel = ModelPanel()
         self.model_panel.epochs_edited.connect(self._on_form_edited)
         self.model_panel.use_settings.connect(self._use_model_settings)
+        self.model_panel.apply_live.connect(self.apply_live_change)
+        self._change_failed.connect(lambda text: self.model_panel.say_live(text, error=True))
+        self._changes_seen = 0  # the live model's recorded changes already logged and marked
+        self.lr_finder: LRFinderDialog | None = None  # built at the first Find LR
         self.panel.insert_top(self.model_panel)
         self.progress = ProgressPanel()
         window.add_side_widget(self.panel, 1)
@@ -160,6 +169,15 @@ class TrainingController(QObject):
                 + (", with the learning rate halved" if halve else ""),
                 blocker=self._rollback_blocked,
             )
+        w.add_action(
+            "find_lr",
+            "Find &LR…",
+            self.find_lr,
+            states=IDLE | TRAINING,
+            shortcut="Ctrl+L",
+            tip="Find a good learning rate with a range test on a copy of the model",
+            blocker=lambda: "" if self.engine_inputs() else "Finding an lr needs the dataset.",
+        )
         # A diverged model does not train on: Continue waits for a rollback or Reset.
         self.add_blocker(self._diverged_reason)
         menu = w.menus["training"]
@@ -169,7 +187,9 @@ class TrainingController(QObject):
         menu.addAction(w.actions["rollback"])
         menu.addAction(w.actions["rollback_half_lr"])
         menu.addAction(w.actions["reset"])
-        for name in ("start", "pause", "stop", "reset"):
+        menu.addSeparator()
+        menu.addAction(w.actions["find_lr"])
+        for name in ("start", "pause", "stop", "reset", "find_lr"):
             w.toolbar.addAction(w.actions[name])
 
     # ----- what the rest of the app reads --------------------------------------------
@@ -297,8 +317,6 @@ class TrainingController(QObject):
 
     @Slot()
     def _use_model_settings(self) -> None:
-        from dataclasses import replace
-
         if self.trainer is not None and self.window.state == "idle":
             # A new model gets a new random seed unless the user types one.
             self.panel.set_config(replace(self.trainer.config, seed=None))
@@ -355,11 +373,150 @@ class TrainingController(QObject):
         self.panel.set_locked(busy)
         self.model_panel.epochs_target.setEnabled(not busy and self.trainer is not None)
         self.model_panel.use_button.setEnabled(not busy and self.trainer is not None)
+        why = self._live_change_blocked()
+        self.model_panel.set_live_enabled(not why, why)
 
     @Slot()
     def _on_form_edited(self) -> None:
         if self.window.state == "idle":
             self.window.update_actions()
+
+    # ----- live changes -----------------------------------------------------------
+    def _live_change_blocked(self) -> str:
+        t = self.trainer
+        if t is None or self.imported:
+            return "No model yet: set the learning rate of a new model in the form."
+        if t.diverged is not None:
+            return "The model diverged: roll back or Reset first."
+        if self.window.state not in ("idle", "running", "paused"):
+            return "Wait until the run has stopped."
+        return ""
+
+    @Slot(object)
+    def apply_live_change(self, values: dict) -> bool:
+        """Change the live model's hyperparameters (``{"lr": 0.01}``) at the next batch boundary.
+
+        While a run goes (or is paused) its driver applies them between two
+        batches; otherwise they apply at once. Each is recorded with its step,
+        logged, marked on the loss plot and saved with the model. False, with
+        the reason shown, when they cannot be applied.
+        """
+        from fmnist_gui.plugins.specs import ParamError
+
+        why = self._live_change_blocked()
+        t, driver = self.trainer, self.driver
+        if why or t is None:
+            self.model_panel.say_live(why, error=True)
+            return False
+        try:
+            if driver is not None:
+                driver.request_change(values).add_done_callback(self._report_change)
+            else:  # no thread trains it: at a batch boundary now
+                t.apply_change(values)
+        except (ParamError, RuntimeError) as exc:
+            self.model_panel.say_live(str(exc), error=True)
+            return False
+        self.dirty = True
+        self.model_panel.clear_live_fields()
+        when = "at the next batch" if driver is not None else "now"
+        names = ", ".join(f"{k} {v}" for k, v in values.items())
+        self.model_panel.say_live(f"Applied {when}: {names}.")
+        if driver is None:
+            self.refresh()
+        return True
+
+    # ----- Find LR -------------------------------------------------------------------
+    def find_lr(self) -> LRFinderDialog:
+        """Show the range-test window (one per main window)."""
+        from fmnist_gui.qt.features.training.lr_finder_dialog import LRFinderDialog
+
+        if self.lr_finder is None:
+            self.lr_finder = LRFinderDialog(
+                self._finder_inputs, self._apply_found_lr, self._finder_target, self.window
+            )
+        self.lr_finder.show()
+        self.lr_finder.raise_()
+        return self.lr_finder
+
+    def _finder_on_current(self) -> bool:
+        # The current model when it exists and may be changed; else the form's new model.
+        return self.trainer is not None and not self.imported
+
+    def _finder_target(self) -> str:
+        if self._finder_on_current():
+            return "the current model"
+        return "a new model (the form's settings)"
+
+    def _finder_inputs(self) -> FinderInputs | str:
+        from fmnist_gui.qt.features.training.lr_finder_dialog import FinderInputs
+
+        inputs = self.engine_inputs()
+        if inputs is None:
+            return "the dataset or the plugins are not loaded"
+        t = self.trainer
+        weights: Any
+        config: TrainConfig | None
+        if self._finder_on_current() and t is not None:
+            config = replace(t.config, seed=t.seed)
+            driver = self.driver
+            # A training thread owns the weights: it copies them at a batch boundary.
+            weights = driver.request_snapshot() if driver is not None else _copy(t)
+        else:
+            config, errors = self.panel.collect()
+            if config is None:
+                return errors[0].message
+            weights = _copy(t) if t is not None else None  # imported weights
+        return FinderInputs(config, *inputs, weights, self._finder_target())
+
+    def _apply_found_lr(self, lr: float) -> str:
+        if self._finder_on_current():
+            why = self._live_change_blocked()
+            if why:
+                return why
+            if self.apply_live_change({"lr": lr}):
+                return ""
+            return self.model_panel.live_message.text()
+        if self.window.state != "idle":
+            return "wait until the run has stopped"
+        self.panel.lr_edit.setText(f"{lr:.3g}")
+        self.panel.edited.emit()
+        return ""
+
+    def _report_change(self, future: Future) -> None:
+        # The training thread (or this one) applied it, or refused it: say why.
+        exc = future.exception()
+        if exc is not None:
+            self._change_failed.emit(f"Not applied: {exc}")
+
+    def _sync_changes(self) -> None:
+        """Log and mark the live model's changes recorded since the last look (GUI thread)."""
+        t = self.trainer
+        if t is None:
+            return
+        changes = t.history.changes  # appended by the training thread; read-only here
+        count = len(changes)
+        if count == self._changes_seen:
+            return
+        for change in changes[self._changes_seen : count]:
+            self.window.append_log(
+                f"Changed {change['name']} to {change['value']} after step {change['step']}."
+            )
+        self._changes_seen = count
+        if self.plots is not None:
+            self.plots.show_changes(changes[:count])
+        from fmnist_gui.qt.features.training.model_panel import current_values
+
+        self.model_panel.show_live_values(current_values(t))
+
+    def _show_history(self, trainer: Trainer) -> None:
+        """Plots, lr curve and change markers of ``trainer``'s whole history."""
+        if self.plots is None:
+            return
+        self.plots.set_history(trainer.history.batch_losses, trainer.history.epochs)
+        self.plots.draw(len(trainer.train_loader))
+        self.plots.set_lrs(trainer.history.lrs)
+        self.plots.clear_marks()
+        self.plots.show_changes(trainer.history.changes)
 
     # ----- training commands ------------------------------------------------------
     @Slot()
@@ -395,8 +552,10 @@ class TrainingController(QObject):
             self.trainer = trainer
             self._imported = ""
             self.saved_step = 0
+            self._changes_seen = 0
             if self.plots is not None and weights is None:
                 self.plots.clear()
+                self.plots.clear_marks()
             w.append_log(
                 f"New model{' from the imported weights' if weights is not None else ''}: "
                 f"{trainer.optimizer_spec.label} lr={trainer.config.lr:g}"
@@ -530,6 +689,7 @@ class TrainingController(QObject):
             self.divergence_box.close()
         self._imported = ""
         self.saved_step = 0
+        self._changes_seen = 0
         if self.plots is not None:
             self.plots.clear()
             self.plots.clear_marks()
@@ -569,6 +729,7 @@ class TrainingController(QObject):
         if self.plots is not None:
             self.plots.set_history(t.history.batch_losses, t.history.epochs)
             self.plots.draw(len(t.train_loader))
+            self.plots.set_lrs(t.history.lrs)
             self.plots.mark_step(t.global_step, "rollback")
         self.window.append_log(f"{message[0].upper()}{message[1:]}. Continue trains on from there.")
         self._last_position = None
@@ -608,9 +769,8 @@ class TrainingController(QObject):
         self._imported = imported
         self.saved_step = trainer.global_step if saved else 0
         self._forget_run()
-        if self.plots is not None:
-            self.plots.set_history(trainer.history.batch_losses, trainer.history.epochs)
-            self.plots.draw(len(trainer.train_loader))
+        self._show_history(trainer)
+        self._changes_seen = len(trainer.history.changes)  # in the file: not logged again
         self._show_trainer_position()
         self._show_model()
         if not imported:
@@ -733,9 +893,11 @@ class TrainingController(QObject):
             self.pacer.frame()
             release_thread_pool()  # after any torch work this thread did: see openmp.py
         num_batches = len(trainer.train_loader)
+        now = time.monotonic()
         if self.plots is not None:
             self.plots.draw(num_batches, planned_steps=trainer.config.epochs * num_batches)
-        now = time.monotonic()
+            self.plots.set_lrs(trainer.history.lrs, now=now if self.job is not None else None)
+        self._sync_changes()
         if now - self._last_text_time >= TEXT_SECONDS or self.window.state == "idle":
             self._last_text_time = now
             self._show_trainer_position(num_batches)
@@ -757,6 +919,9 @@ class TrainingController(QObject):
         self.progress.show_position(epoch, batch, num_batches, t.epochs_done, t.config.epochs)
         if not self.imported:
             self.model_panel.show_epochs(t)
+            from fmnist_gui.qt.features.training.model_panel import current_values
+
+            self.model_panel.show_live_values(current_values(t))  # a schedule moves the lr
         elapsed = self._run_elapsed + (
             time.monotonic() - self._run_started if state == "running" else 0.0
         )
@@ -875,9 +1040,16 @@ class TrainingController(QObject):
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Stop the training and join its thread (the app calls this after the event loop)."""
+        if self.lr_finder is not None:
+            self.lr_finder.wait(timeout_ms)
         self._request_stop()
         if self.job is not None:
             self.job.wait(timeout_ms)
+
+
+def _copy(trainer: Trainer) -> dict:
+    """A copy of ``trainer``'s weights, taken while no thread trains it."""
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
 def describe_position(trainer: Trainer) -> str:

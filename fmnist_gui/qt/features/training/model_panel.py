@@ -3,8 +3,11 @@
 The live ``Trainer`` is the one source of truth for the model it trains: this
 box shows its config (optimizer and hyperparameters, loss, lr, batch size,
 seed, shuffle, device, schedule if any, epochs done) and never the form's.
-The form below it holds the settings for a *new* model. The only thing that
-can be changed here is how many epochs Continue trains the model to.
+The form below it holds the settings for a *new* model. Two things can be
+changed here: how many epochs Continue trains the model to, and, while it
+trains, is paused or waits to continue, its learning rate and the optimizer
+hyperparameters its plugin marks live (``Param(live=True)``), through
+"Apply now": a live change, applied at a batch boundary and recorded.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QWidget,
 )
 
+from fmnist_gui.plugins.specs import Param, ParamError
 from fmnist_gui.qt.features.training.control_panel import form_label
 
 if TYPE_CHECKING:
@@ -39,6 +44,7 @@ class ModelPanel(QGroupBox):
 
     epochs_edited = Signal()
     use_settings = Signal()  # copy this model's settings into the new-model form
+    apply_live = Signal(object)  # {name: value} to change in the live model now
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Current model", parent)
@@ -89,6 +95,7 @@ class ModelPanel(QGroupBox):
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #d9534f;")
         self.form.addRow(self.problem)
+        self._build_live()
         self.use_button = QPushButton("Use these settings for a new model")
         self.use_button.setObjectName("use_model_settings")
         self.use_button.setToolTip(
@@ -97,6 +104,97 @@ class ModelPanel(QGroupBox):
         self.use_button.clicked.connect(self.use_settings)
         self.form.addRow(self.use_button)
         self.show_trainer(None)
+
+    def _build_live(self) -> None:
+        box = QGroupBox("Change now")
+        box.setObjectName("live_changes")
+        box.setToolTip(
+            "Change the live model's learning rate and the hyperparameters its optimizer "
+            "allows while it trains: applied at the next batch boundary, recorded with its "
+            "step, marked on the loss plot and saved with the model. Under a schedule, the "
+            "schedule goes on from the new lr (one-cycle sets its own lr each batch)."
+        )
+        self.live_form = QFormLayout(box)
+        self.live_form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.live_params: dict[str, Param] = {}
+        self.live_fields: dict[str, QLineEdit] = {}
+        self.apply_button = QPushButton("Apply now")
+        self.apply_button.setObjectName("apply_live")
+        self.apply_button.setToolTip("Apply the values typed above at the next batch boundary")
+        self.apply_button.clicked.connect(self._apply_clicked)
+        self.live_message = QLabel()
+        self.live_message.setObjectName("live_message")
+        self.live_message.setWordWrap(True)
+        self.live_message.hide()
+        self.live_box = box
+        self.form.addRow(box)
+
+    def set_live_params(self, params: dict[str, Param]) -> None:
+        """One field per hyperparameter that may change now (``lr`` first)."""
+        if list(params) == list(self.live_params):
+            return
+        kept = (self.apply_button, self.live_message)
+        while self.live_form.rowCount():
+            row = self.live_form.takeRow(0)
+            for item in (row.labelItem, row.fieldItem):
+                widget = item.widget() if item is not None else None
+                if widget is not None and widget not in kept:
+                    widget.hide()
+                    widget.deleteLater()
+        self.live_params = dict(params)
+        self.live_fields = {}
+        for name, param in params.items():
+            field = QLineEdit()
+            field.setObjectName(f"live_{name}")
+            field.setToolTip(param.help or name)
+            field.returnPressed.connect(self._apply_clicked)
+            self.live_fields[name] = field
+            self.live_form.addRow(form_label(name.replace("_", " ") + ":"), field)
+        self.live_form.addRow(self.live_message)
+        self.live_form.addRow(self.apply_button)
+
+    def show_live_values(self, values: dict[str, Any]) -> None:
+        """The values the model trains with now, as each field's grey hint."""
+        for name, field in self.live_fields.items():
+            if name in values:
+                field.setPlaceholderText(f"now {self.live_params[name].format(values[name])}")
+
+    def live_values(self) -> tuple[dict[str, Any], str]:
+        """The values typed (empty fields change nothing) and what is wrong with them."""
+        values: dict[str, Any] = {}
+        for name, field in self.live_fields.items():
+            text = field.text().strip()
+            if not text:
+                continue
+            try:
+                values[name] = self.live_params[name].parse(text)
+            except ParamError as exc:
+                return {}, str(exc)
+        return values, ("" if values else "Type a new value first.")
+
+    def _apply_clicked(self) -> None:
+        values, problem = self.live_values()
+        if problem:
+            self.say_live(problem, error=True)
+            return
+        self.apply_live.emit(values)
+
+    def say_live(self, text: str, *, error: bool = False) -> None:
+        """A line under the live fields ("" hides it)."""
+        self.live_message.setText(text)
+        self.live_message.setStyleSheet("color: #d9534f;" if error else "")
+        self.live_message.setVisible(bool(text))
+
+    def clear_live_fields(self) -> None:
+        for field in self.live_fields.values():
+            field.clear()
+
+    def set_live_enabled(self, enabled: bool, why: str = "") -> None:
+        """Whether changes may be applied now; ``why`` says why not, in the status tip."""
+        self.live_box.setEnabled(enabled)
+        self.apply_button.setToolTip(
+            why or "Apply the values typed above at the next batch boundary"
+        )
 
     def _set_rows_visible(self, visible: bool) -> None:
         for row in range(self.form.rowCount()):
@@ -133,8 +231,15 @@ class ModelPanel(QGroupBox):
         rows["data"].setText(
             f"{'shuffled each epoch' if config.shuffle else 'in order'}, device {trainer.device}"
         )
-        schedule = getattr(config, "scheduler", None)
-        rows["schedule"].setText(str(schedule) if schedule else "none (constant lr)")
+        schedule = trainer.scheduler_spec
+        schedule_text = schedule.label or schedule.name
+        if trainer.scheduler_params:
+            schedule_text += f" ({_format_params(trainer.scheduler_params)})"
+        rows["schedule"].setText(schedule_text)
+        from fmnist_gui.training.schedule import live_params
+
+        self.set_live_params(live_params(spec))
+        self.show_live_values(current_values(trainer))
         self.show_epochs(trainer)
         self.problem.setText(problem)
         self.problem.setVisible(bool(problem))
@@ -145,3 +250,14 @@ class ModelPanel(QGroupBox):
         self.epochs_target.blockSignals(True)
         self.epochs_target.setValue(trainer.config.epochs)
         self.epochs_target.blockSignals(False)
+
+
+def current_values(trainer: Trainer) -> dict[str, Any]:
+    """The live-changeable values the model's optimizer holds now (its first param group)."""
+    from fmnist_gui.training.schedule import live_params
+
+    try:
+        group = trainer.optimizer.param_groups[0]
+    except (AttributeError, IndexError):
+        return {}
+    return {name: group[name] for name in live_params(trainer.optimizer_spec) if name in group}

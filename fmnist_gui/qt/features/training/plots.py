@@ -10,8 +10,8 @@ clip-to-view and peak downsampling so long runs stay cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from fmnist_gui.training.events import EpochEnd
 
 X_STEPS, X_EPOCHS = "steps", "epochs"
+DIVERGENCE_COLOR = "#d62728"
+CHANGE_COLOR = "#9467bd"  # live hyperparameter changes
+# The lr curve changes slowly (or not at all): redrawn at most this often while training.
+LR_SECONDS = 1.0
 
 
 class _Buffer:
@@ -77,6 +81,10 @@ class TrainingPlots(QWidget):
         self._new_losses: list[float] = []
         self._epochs: list[EpochEnd] = []
         self._epochs_drawn = 0
+        self._lrs = _Buffer()
+        self._lrs_drawn_at = 0.0
+        self._changes_marked = 0
+        self._change_marks: list[tuple[int, pg.InfiniteLine]] = []
         self.planned_steps = 0
         self._fitting = True
         self._build()
@@ -153,6 +161,7 @@ class TrainingPlots(QWidget):
         item.setDownsampling(auto=True, mode="peak")
         self.raw_curve = item.plot(pen=pg.mkPen(self._raw_color, width=1), name="raw")
         self.smooth_curve = item.plot(pen=pg.mkPen(self._smooth_color, width=2), name="smoothed")
+        self._build_lr_axis(item, foreground, dark)
         # A 2 px line was most of a frame's cost (Qt strokes each wide segment). The
         # smoothed curve barely moves from one batch to the next, so one vertex per
         # 2 px of plot, each the mean of the batches it covers, draws the same line
@@ -209,6 +218,37 @@ class TrainingPlots(QWidget):
         layout.addWidget(self.loss_plot, 3)
         layout.addLayout(bottom, 2)
 
+    def _build_lr_axis(self, item: pg.PlotItem, foreground, dark: bool) -> None:
+        # The lr the schedule (or a live change) set, on its own axis at the right of
+        # the loss plot: a view box of its own, its x linked to the loss's.
+        color = (170, 130, 220) if dark else (120, 70, 170)
+        self.lr_view = pg.ViewBox(enableMouse=False)
+        item.showAxis("right")
+        item.scene().addItem(self.lr_view)
+        right = item.getAxis("right")
+        right.linkToView(self.lr_view)
+        right.setPen(foreground)
+        right.setTextPen(color)
+        right.enableAutoSIPrefix(False)
+        right.setLabel("Learning rate", color=pg.mkColor(color).name())
+        self.lr_view.setXLink(item)
+        self.lr_view.enableAutoRange(axis=pg.ViewBox.YAxis)
+        self.lr_curve = pg.PlotDataItem(
+            pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine), name="lr"
+        )
+        self.lr_curve.setDownsampling(auto=True, method="subsample")
+        self.lr_curve.setClipToView(True)
+        self.lr_view.addItem(self.lr_curve)
+        if item.legend is not None:
+            item.legend.addItem(self.lr_curve, "lr")
+        main = item.getViewBox()
+
+        def follow() -> None:
+            self.lr_view.setGeometry(main.sceneBoundingRect())
+
+        main.sigResized.connect(follow)
+        follow()
+
     # ----- data -------------------------------------------------------------------
     @property
     def point_count(self) -> int:
@@ -244,6 +284,7 @@ class TrainingPlots(QWidget):
         if steps_per_epoch and steps_per_epoch != self.steps_per_epoch:
             self.steps_per_epoch = steps_per_epoch
             self._redraw_losses()
+            self._redraw_lrs()
         self.planned_steps = planned_steps
         changed = False
         if self._new_losses:
@@ -260,7 +301,55 @@ class TrainingPlots(QWidget):
             changed = True
         return changed
 
-    def mark_step(self, step: int, text: str) -> None:
+    def set_lrs(self, lrs: Sequence[float], *, now: float | None = None) -> bool:
+        """Show the lr of every batch so far (``lrs[i]`` trained step ``i + 1``).
+
+        Only the new values are copied; while training (``now`` given) the curve
+        is redrawn at most every ``LR_SECONDS``. True when it was redrawn.
+        """
+        n = len(lrs)
+        if n < self._lrs.size:  # a rollback or a new model: the history is shorter
+            self._lrs.clear()
+        if n == self._lrs.size:
+            return False
+        if now is not None and now - self._lrs_drawn_at < LR_SECONDS:
+            return False
+        self._lrs.extend(list(lrs[self._lrs.size : n]))
+        self._lrs_drawn_at = now or 0.0
+        self._redraw_lrs()
+        return True
+
+    @property
+    def lr_points(self) -> int:
+        """How many lr values the lr curve shows."""
+        return self._lrs.size
+
+    def _redraw_lrs(self) -> None:
+        steps = np.arange(1, self._lrs.size + 1, dtype=np.float64)
+        if self.x_mode == X_EPOCHS:
+            steps /= max(self.steps_per_epoch, 1)
+        self.lr_curve.setData(steps, self._lrs.view())
+
+    def show_changes(self, changes: Sequence[Mapping[str, Any]]) -> None:
+        """Mark the live changes not marked yet: a labelled line at each change's step."""
+        if len(changes) < self._changes_marked:
+            # A rollback took the model back before some changes: mark what it has now.
+            for mark in self._change_marks:
+                self.loss_plot.removeItem(mark[1])
+                self._marks.remove(mark)
+            self._change_marks = []
+            self._changes_marked = 0
+        by_step: dict[int, list[str]] = {}
+        for change in changes[self._changes_marked :]:
+            by_step.setdefault(int(change["step"]), []).append(
+                f"{change['name']} {_format_value(change['value'])}"
+            )
+        self._changes_marked = len(changes)
+        for step, parts in by_step.items():
+            self.mark_step(step, ", ".join(parts), color=CHANGE_COLOR)
+            self._change_marks.append(self._marks[-1])
+
+    def mark_step(self, step: int, text: str, color: str = DIVERGENCE_COLOR) -> None:
         """A labelled vertical line on the loss plot at ``step`` (e.g. a divergence)."""
         if not hasattr(self, "_marks"):
             self._marks: list[tuple[int, pg.InfiniteLine]] = []
@@ -268,9 +357,10 @@ class TrainingPlots(QWidget):
         line = pg.InfiniteLine(
             angle=90,
             movable=False,
-            pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine),
+            pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine),
             label=text,
-            labelOpts={"position": 0.9, "color": "#d62728"},
+            # Staggered, so the labels of nearby lines do not cover each other.
+            labelOpts={"position": 0.9 - 0.12 * (len(self._marks) % 3), "color": color},
         )
         self.loss_plot.addItem(line)
         self._marks.append((step, line))
@@ -281,6 +371,8 @@ class TrainingPlots(QWidget):
         for _step, line in getattr(self, "_marks", []):
             self.loss_plot.removeItem(line)
         self._marks = []
+        self._changes_marked = 0
+        self._change_marks = []
 
     @property
     def marks(self) -> list[tuple[int, str]]:
@@ -299,6 +391,8 @@ class TrainingPlots(QWidget):
         self._new_steps, self._new_losses = [], []
         self._ema_state = (0.0, 0)
         self._epochs = []
+        self._lrs.clear()
+        self._redraw_lrs()
         self._redraw_losses()
         self._redraw_epochs()
         for plot in (self.test_loss_plot, self.accuracy_plot):
@@ -369,6 +463,7 @@ class TrainingPlots(QWidget):
         label = "Epoch" if self.x_mode == X_EPOCHS else "Step (batches)"
         self.loss_plot.getPlotItem().setLabel("bottom", label)
         self._redraw_losses()
+        self._redraw_lrs()
         self._fit_loss_view(force=True)
 
     def _x(self) -> np.ndarray:
@@ -396,3 +491,9 @@ class TrainingPlots(QWidget):
                 axis.setTickSpacing(1, 1)
             else:
                 axis.setTickSpacing()
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
