@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import errno
 import os
 import pickle
@@ -138,13 +137,13 @@ def test_a_snapshot_that_would_not_load_back_is_never_written(tmp_path, tiny_dat
 
 # ----- hostile and broken files ---------------------------------------------------------
 class CreatesFile:
-    """Unpickling this calls builtins.open(target, "w"): a stand-in for arbitrary code."""
+    """Unpickling this calls os.mkdir(target): a stand-in for arbitrary code."""
 
     def __init__(self, target: Path) -> None:
         self.target = target
 
     def __reduce__(self):
-        return (builtins.open, (str(self.target), "w"))
+        return (os.mkdir, (str(self.target),))
 
 
 @pytest.mark.parametrize("how", ["torch.save", "pickle protocol 2", "pickle protocol 4"])
@@ -163,7 +162,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, how):
         else:
             pickle.load(f)
     assert sentinel.exists()
-    sentinel.unlink()
+    sentinel.rmdir()
 
     for load in (ckpt.read_checkpoint, ckpt.load_weights):
         with pytest.raises(ckpt.CheckpointError) as info:
@@ -174,7 +173,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, how):
         assert "code" in message
         assert "none of it was loaded" in message
         if how != "pickle protocol 4":  # torch stops earlier, at the protocol's FRAME opcode
-            assert "the Python object io.open" in message  # builtins.open is io.open
+            assert "the Python object posix.mkdir" in message  # os.mkdir, as pickle names it
         assert not sentinel.exists()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
+import os
 import signal
 import textwrap
 from pathlib import Path
@@ -134,7 +134,7 @@ class CreatesFile:
         self.target = target
 
     def __reduce__(self):
-        return (builtins.open, (str(self.target), "w"))
+        return (os.mkdir, (str(self.target),))
 
 
 def hostile_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:

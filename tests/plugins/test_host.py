@@ -537,7 +537,7 @@ def test_enable_and_disable_without_restart(tmp_path):
 
 def test_user_plugin_folder_runs_only_approved_files(tmp_path):
     marker = tmp_path / "imported"
-    source = f"open({str(marker)!r}, 'a').write('x')\n" + good_optimizer_source()
+    source = f"with open({str(marker)!r}, 'a') as f:\n    f.write('x')\n" + good_optimizer_source()
     path = write_plugin(user_plugin_dir(), "mine", source)
     host = get_plugin_manager()
     record = host.records["mine"]

@@ -21,7 +21,7 @@ from fmnist_gui.qt.widgets.tables import schedule_refresh
 
 
 def debiased_ema(
-    values: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
+    values: Sequence[float] | np.ndarray, weight: float, state: tuple[float, int] = (0.0, 0)
 ) -> tuple[np.ndarray, tuple[float, int]]:
     """TensorBoard's smoothing: an exponential moving average divided by ``1 - w**n``.
 

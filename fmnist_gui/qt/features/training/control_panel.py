@@ -9,6 +9,7 @@ so the form cannot accept what the engine would refuse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,7 @@ class ParamForm(QGroupBox):
         self.layout_.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.layout_.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         self.params: tuple[Param, ...] = ()
-        self.fields: dict[str, QWidget] = {}
+        self.fields: dict[str, QCheckBox | QLineEdit] = {}
         self._empty = QLabel("No hyperparameters.")
         self._empty.setEnabled(False)
 
@@ -97,27 +98,30 @@ class ParamForm(QGroupBox):
             if param.describe_range():
                 tip += f"\nAllowed: {param.describe_range()}."
             tip += f"\nDefault: {param.format(param.default)}."
+            field: QCheckBox | QLineEdit
             if param.kind == "bool":
-                field = QCheckBox()
-                field.setChecked(
+                box = QCheckBox()
+                box.setChecked(
                     value if isinstance(value, bool) else str(value).lower() in ("true", "1")
                 )
-                field.toggled.connect(self.edited)
+                box.toggled.connect(self.edited)
+                field = box
             else:
-                field = QLineEdit()
+                edit = QLineEdit()
                 if isinstance(value, str):
-                    field.setText(value)  # as typed (remembered text), checked at Start
+                    edit.setText(value)  # as typed (remembered text), checked at Start
                 else:
                     try:
-                        field.setText(param.format(param.coerce(value)))
+                        edit.setText(param.format(param.coerce(value)))
                     except (ParamError, TypeError, ValueError):
-                        field.setText(param.format(param.default))
-                field.setPlaceholderText(param.format(param.default))
+                        edit.setText(param.format(param.default))
+                edit.setPlaceholderText(param.format(param.default))
                 if param.kind == "int":
-                    field.setValidator(QIntValidator(field))
+                    edit.setValidator(QIntValidator(edit))
                 else:
-                    field.setValidator(QRegularExpressionValidator(_NUMBER_CHARS, field))
-                field.textEdited.connect(self.edited)
+                    edit.setValidator(QRegularExpressionValidator(_NUMBER_CHARS, edit))
+                edit.textEdited.connect(self.edited)
+                field = edit
             field.setToolTip(tip)
             field.setObjectName(f"param_{param.name}")
             label = form_label(param.name.replace("_", " ") + ":")
@@ -216,10 +220,10 @@ class ControlPanel(QWidget):
             self.device_combo.addItem(name, name)
         self.device_combo.setToolTip("auto: CUDA when available, else the CPU.")
 
-        for w in (self.lr_edit, self.seed_edit):
-            w.textEdited.connect(self._field_edited)
-        for w in (self.epochs_spin, self.batch_spin):
-            w.valueChanged.connect(self._field_edited)
+        for edit in (self.lr_edit, self.seed_edit):
+            edit.textEdited.connect(self._field_edited)
+        for spin in (self.epochs_spin, self.batch_spin):
+            spin.valueChanged.connect(self._field_edited)
         self.epochs_spin.refused.connect(
             lambda text: self._refused(self.epochs_spin, "Epochs", text)
         )
@@ -493,7 +497,7 @@ class ControlPanel(QWidget):
         scheduler, sched_params, sched_errors = self.schedule_form.values()
         errors += opt_errors + loss_errors + sched_errors
         config = None
-        if not errors:
+        if not errors and scheduler is not None:  # no schedule is among the errors
             config = TrainConfig(
                 epochs=self.epochs_spin.value(),
                 batch_size=self.batch_spin.value(),
@@ -577,17 +581,15 @@ class ControlPanel(QWidget):
         settings.beginGroup("training")
         try:
             try:
-                memory = json.loads(settings.value("params", "{}") or "{}")
+                memory = json.loads(str(settings.value("params", "{}") or "{}"))
                 if isinstance(memory, dict):
                     self._param_memory.update(memory)
             except (TypeError, ValueError):
                 pass
             self.lr_edit.setText(str(settings.value("lr", self.lr_edit.text())))
             for spin, key in ((self.epochs_spin, "epochs"), (self.batch_spin, "batch_size")):
-                try:
-                    spin.setValue(int(settings.value(key, spin.value())))
-                except (TypeError, ValueError):
-                    pass
+                with contextlib.suppress(TypeError, ValueError):  # unreadable: keep the default
+                    spin.setValue(int(str(settings.value(key, spin.value()))))
             self.shuffle_check.setChecked(
                 str(settings.value("shuffle", False)).lower() in ("true", "1")
             )
@@ -608,7 +610,7 @@ class ControlPanel(QWidget):
 
     def _restore_schedule(self, settings: QSettings) -> None:
         try:
-            memory = json.loads(settings.value("scheduler_params", "{}") or "{}")
+            memory = json.loads(str(settings.value("scheduler_params", "{}") or "{}"))
         except (TypeError, ValueError):
             memory = {}
         if isinstance(memory, dict):
