@@ -9,14 +9,15 @@ them alike. The figures are medians over the rounds:
 * ``import torch``: the floor every start pays before any plugin matters;
   and ``import torch._dynamo`` after it, which torch.optim's first ``step()``
   does, so the first self-test pays it for every plugin;
-* ``built-ins`` / ``+ zoo``: ``get_plugin_manager()`` (entry points found,
-  imported, every spec self-tested) without and with ``fmnist-optimizer-zoo``,
+* ``built-ins`` / ``+ zoo``: ``get_plugin_manager(probe=True, selftest_cache=True)``
+  as the app calls it (entry points found, new ones tried in a child process,
+  imported, every spec self-tested or its cached result reused) without and with ``fmnist-optimizer-zoo``,
   timed inside the child after torch is imported, and the child's whole wall
   time (interpreter start to ready);
 * ``cold`` / ``warm``: a new, empty user data folder (``FMNIST_GUI_HOME``)
-  per sample, or one that a run before the timed rounds has filled. Without a
-  self-test cache the two agree within noise; the report says whether the
-  priming run left any files, i.e. whether a cache exists to be warm.
+  per sample, or one that a run before the timed rounds has filled (the
+  probe's verdicts and the self-test cache, as the app keeps them); the report
+  lists the files the priming run left.
 
 The zoo is made discoverable without installing it: a ``*.dist-info`` with
 its entry point is written to a temporary folder that goes on the child's
@@ -72,7 +73,9 @@ else:
     zoo.optimizer_specs = timed
 from fmnist_gui.plugins.host import get_plugin_manager
 t = time.perf_counter()
-host = get_plugin_manager([])
+# As the app and fmnist-train load them: new third-party plugins tried in a child
+# process first, self-test results reused from the cache when unchanged.
+host = get_plugin_manager([], probe=True, selftest_cache=True)
 ready_s = time.perf_counter() - t
 records = host.records.values()
 print(json.dumps({

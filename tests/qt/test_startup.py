@@ -204,3 +204,23 @@ def test_safe_mode_after_a_start_that_died_loading_plugins(
         managers[0].close()
     finally:
         close_window(qtbot, app)
+
+
+def test_the_window_is_built_without_the_slow_imports(tmp_path):
+    # What build_app imports delays the first paint; torch, pyqtgraph and optuna
+    # (the Sweep tab's engine) each take a good part of a second, so they load
+    # after it (App.start_loading).
+    script = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from fmnist_gui.qt.app import build_app\n"
+        "fmnist = build_app()\n"
+        "fmnist.window.show()\n"
+        "print(sorted(m for m in ('torch', 'pyqtgraph', 'optuna', 'numpy') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FMNIST_GUI_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

@@ -24,6 +24,43 @@ NOT_HYPERPARAMETERS = {"lr", "params", "foreach", "fused", "capturable", "differ
 
 
 # ----- derived specs -----------------------------------------------------------------
+def test_cached_specs_equal_the_derived_ones(tmp_path, monkeypatch):
+    from fmnist_optimizer_zoo import cache
+
+    monkeypatch.setenv("FMNIST_GUI_HOME", str(tmp_path))
+    derived = fmnist_optimizer_zoo.derive_specs()
+    key = cache.cache_key(fmnist_optimizer_zoo.__version__)
+    cache.write(key, derived)
+    assert cache.read(key) == derived  # names, labels, every Param, the factories
+    # Another library version (or other rules) makes another key: derived afresh.
+    assert cache.read(key.replace("pytorch-optimizer==", "pytorch-optimizer==0.0.0+")) is None
+    cache.cache_file().write_text("{not json", encoding="utf-8")
+    assert cache.read(key) is None
+    assert fmnist_optimizer_zoo.optimizer_specs() == derived  # and the damaged file is rewritten
+    assert cache.read(key) == derived
+
+
+def test_a_warm_start_does_not_import_the_library(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, fmnist_optimizer_zoo as zoo\n"
+        "specs = zoo.optimizer_specs()\n"
+        "print(len(specs), 'pytorch_optimizer' in sys.modules)\n"
+    )
+    env = {**os.environ, "FMNIST_GUI_HOME": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs[0][1] == "True"  # the first start derives the specs from the library
+    assert runs[1] == [runs[0][0], "False"]  # the next reads them back, without importing it
+
+
 def test_one_spec_per_library_optimizer_with_prefixed_names():
     specs = fmnist_optimizer_zoo.optimizer_specs()
     assert sorted(s.name for s in specs) == sorted(f"zoo_{n}" for n in get_supported_optimizers())

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.plugins.boundary import describe
-from fmnist_gui.qt.features.sweep.form import FormError, SweepPlan
 from fmnist_gui.qt.features.training.controller import TrainingController
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
@@ -34,6 +33,7 @@ from fmnist_gui.qt.shell.window import MainWindow
 
 if TYPE_CHECKING:
     from fmnist_gui.plugins.host import PluginHost
+    from fmnist_gui.qt.features.sweep.form import FormError, SweepPlan
     from fmnist_gui.qt.features.sweep.view import SweepView
     from fmnist_gui.sweep.pool import WorkerPool, WorkerSetup
     from fmnist_gui.sweep.results import SweepResults
@@ -219,6 +219,8 @@ class SweepController(QObject):
     @Slot()
     def start(self) -> bool:
         """Start the sweep set in the form; False (with a message) when it cannot start."""
+        from fmnist_gui.qt.features.sweep.form import FormError  # optuna: not before Ready
+
         try:
             plan = self.view.form.plan()
         except FormError as exc:
@@ -229,6 +231,8 @@ class SweepController(QObject):
     @Slot()
     def resume(self) -> bool:
         """Continue the sweep chosen in the Existing list."""
+        from fmnist_gui.qt.features.sweep.form import FormError
+
         try:
             plan = self.view.form.resume_plan()
         except FormError as exc:
