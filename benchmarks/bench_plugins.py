@@ -11,7 +11,8 @@ them alike. The figures are medians over the rounds:
   does, so the first self-test pays it for every plugin;
 * ``built-ins`` / ``+ zoo``: ``get_plugin_manager(probe=True, selftest_cache=True)``
   as the app calls it (entry points found, new ones tried in a child process,
-  imported, every spec self-tested or its cached result reused) without and with ``fmnist-optimizer-zoo``,
+  imported, every spec self-tested or its cached result reused) without and with
+  ``fmnist-optimizer-zoo``,
   timed inside the child after torch is imported, and the child's whole wall
   time (interpreter start to ready);
 * ``cold`` / ``warm``: a new, empty user data folder (``FMNIST_GUI_HOME``)

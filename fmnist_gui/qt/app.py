@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fmnist_gui.qt.features.plugins.dialogs import PluginMenu
     from fmnist_gui.qt.features.runs.controller import RunsController
     from fmnist_gui.qt.features.sweep.controller import SweepController
+    from fmnist_gui.qt.features.sweep.view import SweepView
     from fmnist_gui.qt.features.training.controller import TrainingController
     from fmnist_gui.qt.infra.worker import Job
     from fmnist_gui.qt.shell.backend import Backend
@@ -194,7 +195,36 @@ class App:
             tabs.addTab(widget, title)
         tabs.addTab(self.compare.build_view(), "Compare")
         tabs.addTab(self.runs.build_view(self.export_targets), "Runs")
-        tabs.addTab(self.sweep.build_view(), "S&weep")
+        # The Sweep tab's engine (optuna) takes a third of a second to import: its
+        # tab is built the first time it is shown, not before Ready.
+        from PySide6.QtWidgets import QWidget
+
+        placeholder = QWidget()
+        placeholder.setObjectName("sweep_placeholder")
+        tabs.addTab(placeholder, "S&weep")
+        tabs.currentChanged.connect(self._build_sweep_when_shown)
+
+    def _build_sweep_when_shown(self, index: int) -> None:
+        widget = self.window.tabs.widget(index)
+        if widget is not None and widget.objectName() == "sweep_placeholder":
+            self.show_sweep()
+
+    def show_sweep(self) -> SweepView:
+        """Show the Sweep tab, building it first if it never was; returns its view."""
+        tabs = self.window.tabs
+        if not self.sweep.ready:
+            for index in range(tabs.count()):
+                placeholder = tabs.widget(index)
+                if placeholder is not None and placeholder.objectName() == "sweep_placeholder":
+                    view = self.sweep.build_view()
+                    tabs.blockSignals(True)  # one tab swapped for another: not a change of tab
+                    tabs.insertTab(index, view, "S&weep")
+                    tabs.removeTab(index + 1)
+                    tabs.blockSignals(False)
+                    placeholder.deleteLater()
+                    break
+        tabs.setCurrentWidget(self.sweep.view)
+        return self.sweep.view
 
     def export_targets(self) -> list[list[Any]]:
         """The plots that "Export plots" composes, in rows as on screen.

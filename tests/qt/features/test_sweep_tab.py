@@ -25,7 +25,8 @@ def storage_url(tmp_path) -> str:
 
 def _open(qtbot, root, plugins, settings):
     app = open_window(qtbot, root, plugins, settings)
-    app.window.tabs.setCurrentWidget(app.sweep.view)
+    assert not app.sweep.ready  # built when first shown, not before Ready
+    app.show_sweep()
     return app
 
 
@@ -103,7 +104,7 @@ def test_a_sweep_fills_table_and_plots_and_its_best_setting_goes_to_training(
     best = max((o for o in results.optimizers if o.best), key=lambda o: o.best.value)
     sweep.view.select_optimizer(best.optimizer)
     assert sweep.view.use_button.isEnabled()
-    app.window.tabs.setCurrentWidget(sweep.view)
+    app.show_sweep()
     sweep.view.use_button.click()
     assert app.window.tabs.currentIndex() == 0
     config = app.training.panel.config()
@@ -130,7 +131,7 @@ def test_a_sweep_fills_table_and_plots_and_its_best_setting_goes_to_training(
 
 def test_bad_input_says_what_to_fix_and_starts_nothing(qtbot, app, storage_url):
     sweep = app.sweep
-    app.window.tabs.setCurrentWidget(sweep.view)
+    app.show_sweep()
     form = _set_up(app, storage_url, [], trials=2, seeds=1)
     assert not sweep.start()
     assert "no optimizer is ticked" in sweep.view.message()
@@ -163,7 +164,7 @@ def test_a_name_taken_by_a_sweep_with_other_settings_is_refused(
 
     new_sweep(storage_url, tiny_data, plugins, name="gui", trials=4, seeds=1)
     sweep = app.sweep
-    app.window.tabs.setCurrentWidget(sweep.view)
+    app.show_sweep()
     _set_up(app, storage_url, ["sgd"], trials=2, seeds=1)
     form = sweep.view.form
     form.subset_spin.setValue(0)
