@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fmnist_gui.errors import FmnistError
 from fmnist_gui.sweep.space import OptimizerSpace
-from fmnist_gui.training.config import MAX_BATCH_SIZE
+from fmnist_gui.training.config import MAX_BATCH_SIZE, TrainConfig
 
 SPEC_VERSION = 1
 PRUNERS = ("median", "halving", "none")
@@ -83,6 +83,28 @@ class SweepSpec:
     def seed_of_run(self, index: int) -> int:
         """The training seed of protocol run ``index`` (0-based): fresh, not the tuning seed."""
         return self.seed + 1 + index
+
+    def train_config(
+        self,
+        optimizer: str,
+        lr: float,
+        params: Mapping[str, Any],
+        seed: int,
+        *,
+        device: str = "auto",
+    ) -> TrainConfig:
+        """The training settings of one run of this sweep: a trial, a seed run, or its winner."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            optimizer_params=dict(params),
+            loss=self.loss,
+            seed=seed,
+            shuffle=self.shuffle,
+            device=device,
+        )
 
     def validate(self) -> SweepSpec:
         """Raise ``SweepError`` for the first bad setting; return self otherwise."""

@@ -54,7 +54,6 @@ from fmnist_gui.sweep.study import (
     phase_status,
     within_budget,
 )
-from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.data import FashionMNISTData, Split
 from fmnist_gui.training.driver import RunDriver
 from fmnist_gui.training.events import BatchEnd, EpochEnd, RunEnd
@@ -364,17 +363,7 @@ class SweepWorker:
                 me.system_attrs.get("failed_trial"),
             )
         )
-        config = TrainConfig(
-            epochs=spec.epochs,
-            batch_size=spec.batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            optimizer_params=dict(params),
-            loss=spec.loss,
-            seed=seed,
-            shuffle=spec.shuffle,
-            device=self.device,
-        )
+        config = spec.train_config(optimizer, lr, params, seed, device=self.device)
         try:
             trainer = Trainer(config, self.data, self.plugins)
         except FmnistError as exc:

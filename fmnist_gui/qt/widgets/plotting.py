@@ -137,6 +137,29 @@ def run_color(run_id: int, dark: bool) -> QColor:
     return QColor(colors[(run_id - 1) % len(colors)])
 
 
+def style_plot(widget: pg.PlotWidget, palette: QPalette, *, legend_alpha: int = 255) -> None:
+    """Colour a plot's background, title, axes and legend from ``palette`` (light or dark).
+
+    ``legend_alpha`` below 255 lets the grid show through the legend's box.
+    """
+    background = palette.color(QPalette.ColorRole.Base)
+    foreground = palette.color(QPalette.ColorRole.Text)
+    widget.setBackground(background)
+    item = widget.getPlotItem()
+    item.titleLabel.setAttr("color", foreground)
+    item.titleLabel.setText(item.titleLabel.text)
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setPen(foreground)
+        axis.setTextPen(foreground)
+        axis.label.setDefaultTextColor(foreground)
+    if item.legend is not None:
+        veil = QColor(background)
+        veil.setAlpha(legend_alpha)
+        item.legend.setBrush(pg.mkBrush(veil))
+        item.legend.setLabelTextColor(foreground)
+
+
 class RunPlots(QWidget):
     """The shown runs overlaid: smoothed training loss and test accuracy, both per epoch.
 
@@ -182,30 +205,13 @@ class RunPlots(QWidget):
         item.setDownsampling(auto=True, mode="peak")
         widget.setMinimumHeight(180)
         widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self._style(widget)
+        style_plot(widget, self.palette())
         return widget
-
-    def _style(self, widget: pg.PlotWidget) -> None:
-        palette = self.palette()
-        background = palette.color(QPalette.ColorRole.Base)
-        foreground = palette.color(QPalette.ColorRole.Text)
-        widget.setBackground(background)
-        item = widget.getPlotItem()
-        item.titleLabel.setAttr("color", foreground)
-        item.titleLabel.setText(item.titleLabel.text)
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.setPen(foreground)
-            axis.setTextPen(foreground)
-            axis.label.setDefaultTextColor(foreground)
-        if item.legend is not None:
-            item.legend.setBrush(pg.mkBrush(background))
-            item.legend.setLabelTextColor(foreground)
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if event.type() == event.Type.PaletteChange:
             for plot in (self.loss_plot, self.accuracy_plot):
-                self._style(plot)
+                style_plot(plot, self.palette())
             self._drawn.clear()  # colours depend on the palette
             self.redraw()
         super().changeEvent(event)

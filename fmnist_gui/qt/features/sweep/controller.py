@@ -427,8 +427,6 @@ class SweepController(QObject):
     # ----- use and export ------------------------------------------------------------------
     def best_config(self, optimizer: str) -> dict[str, Any] | None:
         """``optimizer``'s best tuning setting as a ``TrainConfig.to_dict()``, or None."""
-        from fmnist_gui.training.config import TrainConfig
-
         results = self.results
         if results is None:
             return None
@@ -437,17 +435,8 @@ class SweepController(QObject):
             return None
         lr, params = found
         spec = results.spec
-        config = TrainConfig(
-            epochs=spec.epochs,
-            batch_size=spec.batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            optimizer_params=dict(params),
-            loss=spec.loss,
-            seed=spec.seed,  # the seed the tuning trials trained with
-            shuffle=spec.shuffle,
-        )
-        return config.to_dict()
+        # The seed the tuning trials trained with.
+        return spec.train_config(optimizer, lr, params, spec.seed).to_dict()
 
     @Slot()
     def use_selected(self) -> None:

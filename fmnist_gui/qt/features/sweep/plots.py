@@ -16,10 +16,10 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 
-from fmnist_gui.qt.widgets.plotting import is_dark, run_color
+from fmnist_gui.qt.widgets.plotting import is_dark, run_color, style_plot
 from fmnist_gui.sweep.results import SweepResults
 from fmnist_gui.sweep.space import LR
 from fmnist_gui.sweep.stats import best_so_far
@@ -100,32 +100,13 @@ class SweepPlots(QWidget):
             item.addLegend(offset=(-4, -4), labelTextSize="8pt", verSpacing=-6)
         widget.setMinimumSize(MIN_WIDTH, 180)
         widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self._style(widget)
+        style_plot(widget, self.palette(), legend_alpha=210)
         return widget
-
-    def _style(self, widget: pg.PlotWidget) -> None:
-        palette = self.palette()
-        background = palette.color(QPalette.ColorRole.Base)
-        foreground = palette.color(QPalette.ColorRole.Text)
-        widget.setBackground(background)
-        item = widget.getPlotItem()
-        item.titleLabel.setAttr("color", foreground)
-        item.titleLabel.setText(item.titleLabel.text)
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            axis.setPen(foreground)
-            axis.setTextPen(foreground)
-            axis.label.setDefaultTextColor(foreground)
-        if item.legend is not None:
-            veil = QColor(background)
-            veil.setAlpha(210)  # the grid shows through, the labels stay readable
-            item.legend.setBrush(pg.mkBrush(veil))
-            item.legend.setLabelTextColor(foreground)
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if event.type() == event.Type.PaletteChange:
             for plot in self.plots():
-                self._style(plot)
+                style_plot(plot, self.palette(), legend_alpha=210)
             if self.results is not None:
                 self._items_for = None  # colours depend on the palette
                 self.show_results(self.results)
