@@ -77,8 +77,8 @@ def format_table(results: SweepResults) -> str:
                 f"{s.std * 100:.2f}" if s else "-",
                 _pct(s.min if s else None),
                 _pct(s.max if s else None),
-                _reached(s, "epochs"),
-                _reached(s, "seconds"),
+                describe_reached(s, "epochs"),
+                describe_reached(s, "seconds"),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -93,9 +93,10 @@ def format_table(results: SweepResults) -> str:
     return "\n".join(lines)
 
 
-def _reached(stats, what: str) -> str:
+def describe_reached(stats, what: str, missing: str = "-") -> str:
+    """Epochs or seconds (``what``) to the target accuracy, with how many seed runs got there."""
     if stats is None:
-        return "-"
+        return missing
     value = stats.epochs_to_target if what == "epochs" else stats.seconds_to_target
     if value is None:
         return f"never (0/{stats.runs})"

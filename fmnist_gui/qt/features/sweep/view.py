@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from fmnist_gui.qt.features.sweep.form import SweepForm
 from fmnist_gui.qt.features.sweep.plots import SweepPlots
 from fmnist_gui.qt.widgets.tables import table_item
-from fmnist_gui.sweep.report import describe_settings
+from fmnist_gui.sweep.report import describe_reached, describe_settings
 from fmnist_gui.sweep.results import SweepResults
 
 ERROR_STYLE = "color: #c9302c;"
@@ -215,8 +215,8 @@ class SweepView(QWidget):
                 f"{s.std * 100:.2f}" if s else "–",
                 _pct(s.min if s else None),
                 _pct(s.max if s else None),
-                _reached(s, "epochs"),
-                _reached(s, "seconds"),
+                describe_reached(s, "epochs", missing="–"),
+                describe_reached(s, "seconds", missing="–"),
             )
             for column, text in enumerate(cells):
                 item = table_item(self.table, row, column, text)
@@ -264,13 +264,3 @@ class SweepView(QWidget):
             self.csv_button,
             self.plots_button,
         ]
-
-
-def _reached(stats, what: str) -> str:
-    if stats is None:
-        return "–"
-    value = stats.epochs_to_target if what == "epochs" else stats.seconds_to_target
-    if value is None:
-        return f"never (0/{stats.runs})"
-    shown = f"{value:.1f}"
-    return shown if stats.reached == stats.runs else f"{shown} ({stats.reached}/{stats.runs})"
