@@ -163,11 +163,10 @@ class App:
         """
         from fmnist_gui.qt.features.plugins.safe_mode import choose_safe_mode
 
+        self.training.build_plots()
         safe_mode = self.backend.plugins is None and choose_safe_mode(self.window)
         self._on_progress("Loading PyTorch, the plugins and the dataset…")
-        # The loader first: importing pyqtgraph here then overlaps its torch import.
         self.backend.start_loading(safe_mode=safe_mode)
-        self.training.build_plots()
 
     def _on_backend_loaded(self) -> None:
         self._queue_start.setEnabled(False)
