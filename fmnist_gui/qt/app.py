@@ -344,6 +344,10 @@ def app_icon():
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fmnist_gui.system import collector
+
+    # No cyclic garbage collection until loaded: start-up is faster without (see collector).
+    collector.pause()
     args, qt_args = build_parser().parse_known_args(argv)
 
     from fmnist_gui.qt.infra import preflight
@@ -351,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before any Qt module loads: a missing X11 library makes Qt abort the process.
     problem = preflight.check()
     if problem is not None:
+        collector.resume()
         print(problem.message, file=sys.stderr)
         return 1
 
@@ -370,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     fmnist = build_app(args.data_dir, plugin_dirs=args.plugin_dir)
     fmnist.warm_up = True
     window = fmnist.window
+    # Connected before the ready report: the report's line comes after the collector is back.
+    fmnist.backend.loaded.connect(collector.resume)
     report = bool(os.environ.get("FMNIST_GUI_REPORT_STARTUP"))
     if report:
         fmnist.backend.loaded.connect(lambda: _report_ready(fmnist))

@@ -224,3 +224,52 @@ def test_the_window_is_built_without_the_slow_imports(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+COLLECTOR_STATES = textwrap.dedent(
+    """
+    import gc, sys
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    import fmnist_gui.qt.app as app_module
+
+    app = QApplication([sys.argv[0]])
+    real_build = app_module.build_app
+
+    def build(*args, **kwargs):
+        fmnist = real_build(*args, **kwargs)
+        print("loading", gc.isenabled(), flush=True)
+
+        def ready():
+            print("ready", gc.isenabled(), gc.get_freeze_count() > 100_000, flush=True)
+            fmnist.window.close()
+
+        # On the next turn of the event loop: after every slot of "loaded" has run.
+        fmnist.backend.loaded.connect(lambda: QTimer.singleShot(0, ready))
+        return fmnist
+
+    app_module.build_app = build
+    sys.exit(app_module.main(sys.argv[1:]))
+    """
+)
+
+
+def test_collector_is_off_while_loading_then_on_with_start_up_frozen(tmp_path, tiny_root):
+    """A real app process: no cyclic collection until Ready, then start-up's objects frozen."""
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        FMNIST_GUI_HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_STATES, "--data-dir", str(tiny_root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert ["loading", "False"] in lines, done.stdout + done.stderr
+    assert ["ready", "True", "True"] in lines, done.stdout + done.stderr
+    assert done.returncode == 0
