@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fmnist-installed
 
-.PHONY: setup data gui-libs run test lint bench clean
+.PHONY: setup data gui-libs bytecode run test lint bench clean
 
 setup: $(STAMP)
 
@@ -38,7 +38,13 @@ gui-libs: setup
 	  echo "note: could not install Qt's X11 libraries ($$pkgs)"; \
 	fi
 
-run: data gui-libs
+# Bytecode for our own modules (the editable install's sources): Python writes it on
+# first import, except where PYTHONDONTWRITEBYTECODE is set; then every launch would
+# compile some 100 modules again (0.25 s of the 3 s to Ready). Up-to-date files are skipped.
+bytecode: setup
+	$(BIN)/python -m compileall -q fmnist_gui plugins/fmnist_builtins >/dev/null
+
+run: data gui-libs bytecode
 	$(BIN)/fmnist-gui
 
 test: data
