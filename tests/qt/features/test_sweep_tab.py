@@ -277,3 +277,44 @@ def test_best_so_far_has_a_point_per_finished_trial_not_per_running_one(qtbot):
     plots.show_results(results)
     assert plots.drawn["best"] == {"sgd": 1}
     assert plots.drawn["lr"] == {"sgd": 1}
+
+
+def test_the_optimizer_list_is_the_shared_chooser_grouped_searchable_and_tickable(
+    qtbot, tmp_path, tiny_root, settings
+):
+    """Built-ins first, a third-party plugin as its own group; search; Space ticks."""
+    from PySide6.QtCore import Qt
+
+    from fmnist_gui.plugins.host import get_plugin_manager
+    from fmnist_gui.qt.widgets.spec_chooser import HEADER_ROLE
+    from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
+
+    folder = tmp_path / "plugins"
+    write_plugin(folder, "my_adagrad", good_optimizer_source())
+    app = _open(qtbot, tiny_root, get_plugin_manager([folder]), settings)
+    try:
+        form = app.sweep.view.form
+        model = form.optimizer_model
+        headers = [
+            model.item(r).text() for r in range(model.rowCount()) if model.item(r).data(HEADER_ROLE)
+        ]
+        assert len(headers) == 2
+        assert "(built-in)" in headers[0]
+        assert headers[1].startswith("my_adagrad")
+        assert form.checked_optimizers() == ["sgd", "adam", "rmsprop"]
+
+        form.filter_edit.setText("ADAGRAD")
+        assert form.shown_optimizers() == ["my_adagrad"]
+        view = form.optimizer_list
+        view.setFocus()
+        last = form.optimizer_filter.rowCount() - 1  # the spec row below its header
+        view.setCurrentIndex(form.optimizer_filter.index(last, 0))
+        qtbot.keyClick(view, Qt.Key.Key_Space)
+        assert form.checked_optimizers() == ["sgd", "adam", "rmsprop", "my_adagrad"]
+        assert form.row_of("weight_decay") >= 0  # its schema's hyperparameter is offered
+
+        form.filter_edit.clear()
+        assert len(form.shown_optimizers()) == len(app.backend.plugins.optimizers)
+        assert form.plan().optimizers == ("sgd", "adam", "rmsprop", "my_adagrad")
+    finally:
+        close_window(qtbot, app)

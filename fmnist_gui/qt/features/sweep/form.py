@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -24,8 +25,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
+    QListView,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -35,8 +35,15 @@ from PySide6.QtWidgets import (
 )
 
 from fmnist_gui.errors import FmnistError
-from fmnist_gui.plugins.host import BUILTIN_MODULES, PluginHost
+from fmnist_gui.plugins.host import PluginHost
 from fmnist_gui.plugins.specs import OptimizerSpec
+from fmnist_gui.qt.widgets.spec_chooser import (
+    HEADER_ROLE,
+    NAME_ROLE,
+    SpecFilterModel,
+    build_spec_model,
+    spec_entries,
+)
 from fmnist_gui.sweep.pool import default_jobs
 from fmnist_gui.sweep.space import LR, Dimension, Range, TuneRequest, build_spaces, candidates
 from fmnist_gui.sweep.spec import DEFAULT_OPTIMIZERS, PRUNERS, SweepSpec
@@ -83,13 +90,6 @@ def _number(value: float | None) -> str:
     return f"{value:g}"
 
 
-def sorted_specs(plugins: PluginHost) -> list[OptimizerSpec]:
-    """Every installed optimizer, built-ins first, each group by name."""
-    return sorted(
-        plugins.optimizers.values(), key=lambda s: (s.plugin not in BUILTIN_MODULES, s.name)
-    )
-
-
 class SweepForm(QWidget):
     """Optimizers (checkable, filtered), hyperparameters to tune, budget, study and storage."""
 
@@ -108,13 +108,18 @@ class SweepForm(QWidget):
         box = QVBoxLayout(optimizers)
         self.filter_edit = QLineEdit()
         self.filter_edit.setObjectName("sweep_filter")
-        self.filter_edit.setPlaceholderText("Filter by name…")
+        self.filter_edit.setPlaceholderText("Search by name, label or plugin…")
         self.filter_edit.setClearButtonEnabled(True)
-        self.filter_edit.textChanged.connect(self._apply_filter)
-        self.optimizer_list = QListWidget()
+        # The optimizer chooser's model, grouped by plugin (built-ins first), with check boxes.
+        self.optimizer_model = QStandardItemModel(self)
+        self.optimizer_filter = SpecFilterModel(self)
+        self.optimizer_filter.setSourceModel(self.optimizer_model)
+        self.filter_edit.textChanged.connect(self.optimizer_filter.set_search)
+        self.optimizer_list = QListView()
         self.optimizer_list.setObjectName("sweep_optimizers")
+        self.optimizer_list.setModel(self.optimizer_filter)
         self.optimizer_list.setMinimumHeight(90)
-        self.optimizer_list.itemChanged.connect(self._on_optimizer_ticked)
+        self.optimizer_list.setToolTip("Tick the optimizers to compare (Space ticks the current)")
         optimizers.setFocusProxy(self.optimizer_list)
         box.addWidget(self.filter_edit)
         box.addWidget(self.optimizer_list, 1)
@@ -228,55 +233,51 @@ class SweepForm(QWidget):
         ticked = set(self.checked_optimizers())
         first = not self._specs
         self.plugins = plugins
-        self._specs = {s.name: s for s in sorted_specs(plugins)}
-        self._filling = True
-        try:
-            self.optimizer_list.clear()
-            for spec in self._specs.values():
-                builtin = spec.plugin in BUILTIN_MODULES
-                text = f"{spec.name} ({spec.label})" if spec.label != spec.name else spec.name
-                item = QListWidgetItem(text if builtin else f"{text}  [{spec.plugin}]")
-                item.setData(Qt.ItemDataRole.UserRole, spec.name)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                wanted = spec.name in DEFAULT_OPTIMIZERS if first else spec.name in ticked
-                item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
-                item.setToolTip(spec.description or spec.label)
-                self.optimizer_list.addItem(item)
-        finally:
-            self._filling = False
-        self._apply_filter(self.filter_edit.text())
+        entries = spec_entries(plugins.optimizers, plugins.records)
+        self._specs = {entry.name: plugins.optimizers[entry.name] for entry in entries}
+        wanted = set(DEFAULT_OPTIMIZERS) if first else ticked
+        model = build_spec_model(entries, checkable=True, parent=self)
+        for item in self._spec_items(model):
+            if item.data(NAME_ROLE) in wanted:
+                item.setCheckState(Qt.CheckState.Checked)
+        model.itemChanged.connect(self._on_optimizer_ticked)
+        old, self.optimizer_model = self.optimizer_model, model
+        self.optimizer_filter.setSourceModel(model)
+        self.optimizer_filter.set_search(self.filter_edit.text())
+        old.deleteLater()
         self._rebuild_tune_rows()
+
+    @staticmethod
+    def _spec_items(model: QStandardItemModel) -> list[QStandardItem]:
+        """The model's spec rows (not the plugin headers), in order."""
+        items = (model.item(row) for row in range(model.rowCount()))
+        return [item for item in items if not item.data(HEADER_ROLE)]
 
     def checked_optimizers(self) -> list[str]:
         """Ticked optimizer names, in the list's order (built-ins first)."""
-        out = []
-        for row in range(self.optimizer_list.count()):
-            item = self.optimizer_list.item(row)
-            if item.checkState() == Qt.CheckState.Checked:
-                out.append(item.data(Qt.ItemDataRole.UserRole))
-        return out
+        return [
+            item.data(NAME_ROLE)
+            for item in self._spec_items(self.optimizer_model)
+            if item.checkState() == Qt.CheckState.Checked
+        ]
 
     def set_checked(self, names: list[str]) -> None:
         """Tick exactly ``names`` (tests and the settings use it)."""
         self._filling = True
         try:
-            for row in range(self.optimizer_list.count()):
-                item = self.optimizer_list.item(row)
-                on = item.data(Qt.ItemDataRole.UserRole) in names
+            for item in self._spec_items(self.optimizer_model):
+                on = item.data(NAME_ROLE) in names
                 item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
         finally:
             self._filling = False
         self._rebuild_tune_rows()
         self._changed()
 
-    def _apply_filter(self, text: str) -> None:
-        words = text.lower().split()
-        for row in range(self.optimizer_list.count()):
-            item = self.optimizer_list.item(row)
-            haystack = f"{item.text()} {item.toolTip()}".lower()
-            item.setHidden(not all(w in haystack for w in words))
+    def shown_optimizers(self) -> list[str]:
+        """The optimizers the search leaves in the list, in order."""
+        return self.optimizer_filter.spec_names()
 
-    def _on_optimizer_ticked(self, _item: QListWidgetItem) -> None:
+    def _on_optimizer_ticked(self, _item: QStandardItem) -> None:
         if self._filling:
             return
         self._rebuild_tune_rows()
