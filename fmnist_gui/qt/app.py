@@ -317,6 +317,19 @@ def build_app(
 
     runs.use_settings_requested.connect(use_settings)
     sweep.use_settings_requested.connect(use_settings)
+    # A race and a sweep each use every CPU: one waits for the other (training is
+    # blocked by either, through the training controller's blockers).
+    sweep.add_blocker(
+        lambda: (
+            "a race is running in the Compare tab; stop it there or let it finish"
+            if compare.running
+            else ""
+        )
+    )
+    compare.add_blocker(
+        lambda: "a sweep is running in the Sweep tab; stop it there first" if sweep.running else ""
+    )
+    sweep.running_changed.connect(lambda _running: compare.refresh_blocked())
     return App(window, training, insight, compare, runs, plugin_menu, checkpoints, sweep)
 
 

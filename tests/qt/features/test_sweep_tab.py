@@ -318,3 +318,38 @@ def test_the_optimizer_list_is_the_shared_chooser_grouped_searchable_and_tickabl
         assert form.plan().optimizers == ("sgd", "adam", "rmsprop", "my_adagrad")
     finally:
         close_window(qtbot, app)
+
+
+def test_a_sweep_and_training_or_a_race_never_run_at_once(qtbot, real_app, storage_url):
+    """Each uses every CPU: while one runs, the others' Start is refused with the reason."""
+    app, sweep = real_app, real_app.sweep
+    window = app.window
+    app.training.panel.epochs_spin.setValue(1)
+    window.actions["start"].trigger()
+    assert window.state == "running"
+    _set_up(app, storage_url, ["sgd"], trials=1, seeds=0)
+    assert not sweep.start()
+    assert "training is running; stop or pause it first" in sweep.view.message()
+    assert sweep.job is None
+    window.actions["stop"].trigger()
+    qtbot.waitUntil(lambda: window.state == "idle" and app.training.job is None, timeout=60_000)
+
+    assert sweep.start()
+    assert not window.actions["start"].isEnabled()
+    assert "A sweep is running" in app.training.training_blocked()
+    assert "a sweep is running" in app.compare.race_view.blocked_reason
+    assert not app.compare.race_view.start_button.isEnabled()
+    _wait_done(qtbot, app)
+    assert app.training.training_blocked() == ""
+    assert window.actions["start"].isEnabled()
+    assert app.compare.race_view.blocked_reason == ""
+
+    race = app.compare.race_view
+    race.epochs_spin.setValue(1)
+    with qtbot.waitSignal(race.race_started):
+        race.start_button.click()
+    assert not sweep.start()
+    assert "a race is running in the Compare tab" in sweep.view.message()
+    assert sweep.job is None
+    race.stop_button.click()
+    qtbot.waitUntil(lambda: not race.running, timeout=60_000)

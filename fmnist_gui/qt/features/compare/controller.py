@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Slot
 
 from fmnist_gui.analysis.runs import RunList
 from fmnist_gui.qt.features.training.controller import TrainingController
+from fmnist_gui.qt.shell.actions import Blocker
 from fmnist_gui.qt.shell.window import MainWindow
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class CompareController(QObject):
         self._close_after_race = False
         self._plugins_stale = False
         training.add_blocker(self._race_blocks_training)
+        # Other work that keeps a race from starting (a sweep); training is checked below.
+        self._blockers: list[Blocker] = []
 
     def build_view(self) -> RaceView:
         """Build the Compare tab (imports pyqtgraph and torch); once, after the backend loaded."""
@@ -65,13 +68,27 @@ class CompareController(QObject):
             )
         return ""
 
+    def add_blocker(self, blocker: Blocker) -> None:
+        """``blocker()`` says why a race may not start now ("" when it may).
+
+        Call ``refresh_blocked()`` when its answer may have changed.
+        """
+        self._blockers.append(blocker)
+
+    def refresh_blocked(self) -> None:
+        """Enable or block the race's Start for what runs now."""
+        if not self.ready:
+            return
+        reason = ""
+        if self.window.state in ("running", "stopping"):
+            reason = "training is running; stop or pause it first"
+        for blocker in self._blockers:
+            reason = reason or blocker()
+        self.race_view.set_blocked(reason)
+
     @Slot(str)
-    def _on_state(self, state: str) -> None:
-        self.race_view.set_blocked(
-            "training is running; stop or pause it first"
-            if state in ("running", "stopping")
-            else ""
-        )
+    def _on_state(self, _state: str) -> None:
+        self.refresh_blocked()
         self._sync_backend()
 
     def _sync_backend(self) -> None:

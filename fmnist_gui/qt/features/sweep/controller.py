@@ -29,6 +29,7 @@ from fmnist_gui.plugins.boundary import describe
 from fmnist_gui.qt.features.training.controller import TrainingController
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
+from fmnist_gui.qt.shell.actions import Blocker
 from fmnist_gui.qt.shell.window import MainWindow
 
 if TYPE_CHECKING:
@@ -147,6 +148,8 @@ class SweepController(QObject):
 
     # The chosen optimizer's best setting (a TrainConfig.to_dict()) for the training form.
     use_settings_requested = Signal(object)
+    # A sweep started (True) or ended (False): the app re-checks what it blocks.
+    running_changed = Signal(bool)
 
     view: SweepView
 
@@ -169,6 +172,9 @@ class SweepController(QObject):
         self.frame_timer.timeout.connect(self._frame)
         self.pacer = FramePacer(self.frame_timer)
         window.closing.connect(self._on_closing)
+        # A sweep takes every CPU: training waits for it, and it waits for training.
+        self._blockers: list[Blocker] = [self._training_blocks_sweep]
+        training.add_blocker(self._sweep_blocks_training)
 
     # ----- building -------------------------------------------------------------------
     def build_view(self) -> SweepView:
@@ -211,6 +217,31 @@ class SweepController(QObject):
         self.view.show_message(text, error=True)
         self.window.statusBar().showMessage(f"Sweep: {text}", 10000)
 
+    # ----- what a sweep and the other CPU-heavy work block ------------------------------
+    def add_blocker(self, blocker: Blocker) -> None:
+        """``blocker()`` says why a sweep may not start now ("" when it may), e.g. a race."""
+        self._blockers.append(blocker)
+
+    def sweep_blocked(self) -> str:
+        """Why a sweep may not start or resume now ("" when it may)."""
+        for blocker in self._blockers:
+            reason = blocker()
+            if reason:
+                return reason
+        return ""
+
+    def _training_blocks_sweep(self) -> str:
+        if self.window.state in ("running", "stopping"):
+            return "training is running; stop or pause it first (a sweep uses every CPU)"
+        return ""
+
+    def _sweep_blocks_training(self) -> str:
+        if self.job is not None:
+            return (
+                "A sweep is running in the Sweep tab: stop it there or let it finish, then train."
+            )
+        return ""
+
     # ----- start, stop, resume ----------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -248,6 +279,10 @@ class SweepController(QObject):
     def _launch(self, plan: SweepPlan) -> bool:
         if self.job is not None:
             return False
+        blocked = self.sweep_blocked()
+        if blocked:
+            self._show_error(f"Cannot start: {blocked}")
+            return False
         plugins, data = self.training.plugins, self.training.data
         if plugins is None or data is None:
             self._show_error(
@@ -274,6 +309,8 @@ class SweepController(QObject):
         self.pacer.restart()
         self.frame_timer.start()
         self.job.start()
+        self.running_changed.emit(True)
+        self.window.update_actions()
         return True
 
     @Slot()
@@ -399,6 +436,7 @@ class SweepController(QObject):
                     f"Sweep {status.name!r} stopped at {status.trials_finished}/"
                     f"{status.trials_budget} tuning trials: Resume continues it."
                 )
+        self.running_changed.emit(False)
         self.window.update_actions()
         if self._close_requested:
             self.window.close()
