@@ -22,7 +22,12 @@ from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
 from fmnist_gui.plugins.probe import Prober, cache_path
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.trainer import BatchEnd, RunEnd, Trainer
-from tests.support.plugin_fixtures import good_optimizer_source, make_distribution, write_plugin
+from tests.support.plugin_fixtures import (
+    forgetting_plugin_modules,
+    good_optimizer_source,
+    make_distribution,
+    write_plugin,
+)
 
 # What a plugin may raise that ``except Exception`` does not catch.
 BASE_EXCEPTIONS = {
@@ -96,11 +101,8 @@ def fmnist_register_losses():
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith((FILE_MODULE_PREFIX, "fmnist_test_")):
-            del sys.modules[name]
+    with forgetting_plugin_modules("fmnist_test_"):
+        yield
 
 
 def survive(call):

@@ -8,12 +8,10 @@ closes within 5 s.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
+from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.qt.app import build_app
 from tests.plugins.test_plugin_faults import (
     AT_IMPORT,
@@ -22,7 +20,7 @@ from tests.plugins.test_plugin_faults import (
     IN_STEP,
     source,
 )
-from tests.support.plugin_fixtures import write_plugin
+from tests.support.plugin_fixtures import forgetting_plugin_modules, write_plugin
 from tests.support.qt_helpers import close_window
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -33,11 +31,8 @@ FAULTS = {"SystemExit": "import sys; sys.exit(3)", "KeyboardInterrupt": "raise K
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(FILE_MODULE_PREFIX):
-            del sys.modules[name]
+    with forgetting_plugin_modules():
+        yield
 
 
 @pytest.fixture

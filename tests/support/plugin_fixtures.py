@@ -8,8 +8,13 @@ is on ``sys.path``. Nothing of pluggy or importlib is mocked.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+
+from fmnist_gui.plugins.host import FILE_MODULE_PREFIX
 
 GOOD_OPTIMIZER = """
 import torch
@@ -109,3 +114,18 @@ def fmnist_register_optimizers():
         for what in ("nan_weights", "nan_momentum", "scale_weights")
     ]
 """
+
+
+@contextlib.contextmanager
+def forgetting_plugin_modules(*prefixes: str) -> Iterator[None]:
+    """Forget, on leaving, the plugin modules imported inside: file plugins and ``prefixes``.
+
+    The next test then imports its own plugin files afresh, even under a name used before.
+    """
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - before:
+            if name.startswith((FILE_MODULE_PREFIX, *prefixes)):
+                del sys.modules[name]

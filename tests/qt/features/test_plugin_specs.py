@@ -6,18 +6,16 @@ optimizers, one of which the self-test refuses), real training.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
-from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
+from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.plugins.installer import PluginSettings
 from fmnist_gui.qt.features.plugins.dialogs import PluginManagerDialog
 from tests.plugins.test_spec_disable import TWO
 from tests.support import qt_helpers
-from tests.support.plugin_fixtures import write_plugin
+from tests.support.plugin_fixtures import forgetting_plugin_modules, write_plugin
 from tests.support.qt_helpers import close_window
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -25,11 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(FILE_MODULE_PREFIX):
-            del sys.modules[name]
+    with forgetting_plugin_modules():
+        yield
 
 
 @pytest.fixture

@@ -15,14 +15,18 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
+from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.plugins.installer import PluginSettings
 from fmnist_gui.qt.app import App
 from fmnist_gui.qt.features.plugins import dialogs as plugin_dialogs
 from fmnist_gui.qt.features.plugins.dialogs import PackageInstallDialog, PluginManagerDialog
 from fmnist_gui.system.paths import user_plugin_dir
 from tests.support import qt_helpers
-from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
+from tests.support.plugin_fixtures import (
+    forgetting_plugin_modules,
+    good_optimizer_source,
+    write_plugin,
+)
 from tests.support.qt_helpers import close_window
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,11 +36,8 @@ YES, NO = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith((FILE_MODULE_PREFIX, "fmnist_nadam")):
-            del sys.modules[name]
+    with forgetting_plugin_modules("fmnist_nadam"):
+        yield
 
 
 @pytest.fixture

@@ -7,20 +7,22 @@ Reset and restarts never move one into the other.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from fmnist_gui import checkpoint as ckpt
-from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
+from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.qt.features.plugins.dialogs import PluginManagerDialog
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.trainer import Trainer
 from tests.conftest import run_stopping_after
-from tests.support.plugin_fixtures import good_optimizer_source, write_plugin
+from tests.support.plugin_fixtures import (
+    forgetting_plugin_modules,
+    good_optimizer_source,
+    write_plugin,
+)
 from tests.support.qt_helpers import close_window, open_window
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -29,11 +31,8 @@ Buttons = QMessageBox.StandardButton
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(FILE_MODULE_PREFIX):
-            del sys.modules[name]
+    with forgetting_plugin_modules():
+        yield
 
 
 def choose(combo, name: str) -> None:
