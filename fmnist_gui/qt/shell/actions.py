@@ -25,6 +25,15 @@ TRAINING: frozenset[AppState] = frozenset({"running", "paused"})
 Blocker = Callable[[], str]
 
 
+def first_reason(blockers: Iterable[Blocker]) -> str:
+    """The reason of the first blocker that holds now ("" when none does)."""
+    for blocker in blockers:
+        reason = blocker()
+        if reason:
+            return reason
+    return ""
+
+
 @dataclass
 class _Entry:
     action: QAction

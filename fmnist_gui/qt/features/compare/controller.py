@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Slot
 
 from fmnist_gui.analysis.runs import RunList
 from fmnist_gui.qt.features.training.controller import TrainingController
-from fmnist_gui.qt.shell.actions import Blocker
+from fmnist_gui.qt.shell.actions import Blocker, first_reason
 from fmnist_gui.qt.shell.window import MainWindow
 
 if TYPE_CHECKING:
@@ -79,12 +79,12 @@ class CompareController(QObject):
         """Enable or block the race's Start for what runs now."""
         if not self.ready:
             return
-        reason = ""
-        if self.window.state in ("running", "stopping"):
-            reason = "training is running; stop or pause it first"
-        for blocker in self._blockers:
-            reason = reason or blocker()
-        self.race_view.set_blocked(reason)
+        training = self.window.state in ("running", "stopping")
+        self.race_view.set_blocked(
+            "training is running; stop or pause it first"
+            if training
+            else first_reason(self._blockers)
+        )
 
     @Slot(str)
     def _on_state(self, _state: str) -> None:

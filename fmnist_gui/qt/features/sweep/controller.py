@@ -29,7 +29,7 @@ from fmnist_gui.plugins.boundary import describe
 from fmnist_gui.qt.features.training.controller import TrainingController
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job
-from fmnist_gui.qt.shell.actions import Blocker
+from fmnist_gui.qt.shell.actions import Blocker, first_reason
 from fmnist_gui.qt.shell.window import MainWindow
 
 if TYPE_CHECKING:
@@ -224,11 +224,7 @@ class SweepController(QObject):
 
     def sweep_blocked(self) -> str:
         """Why a sweep may not start or resume now ("" when it may)."""
-        for blocker in self._blockers:
-            reason = blocker()
-            if reason:
-                return reason
-        return ""
+        return first_reason(self._blockers)
 
     def _training_blocks_sweep(self) -> str:
         if self.window.state in ("running", "stopping"):

@@ -30,7 +30,7 @@ from fmnist_gui.qt.features.training.model_panel import ModelPanel
 from fmnist_gui.qt.features.training.progress import ProgressPanel, format_duration
 from fmnist_gui.qt.infra.pacing import FramePacer
 from fmnist_gui.qt.infra.worker import Job, TrainingWorker
-from fmnist_gui.qt.shell.actions import IDLE, TRAINING, Blocker
+from fmnist_gui.qt.shell.actions import IDLE, TRAINING, Blocker, first_reason
 from fmnist_gui.qt.shell.window import MainWindow
 from fmnist_gui.system.openmp import release_thread_pool
 
@@ -263,11 +263,7 @@ class TrainingController(QObject):
 
     def training_blocked(self) -> str:
         """Why training may not start or resume now ("" when it may), e.g. a race runs."""
-        for blocker in self._blockers:
-            reason = blocker()
-            if reason:
-                return reason
-        return ""
+        return first_reason(self._blockers)
 
     # ----- start-up -------------------------------------------------------------------
     def build_plots(self) -> None:
