@@ -92,6 +92,45 @@ def plugins(tmp_path):
     return get_plugin_manager([tmp_path / "no-plugins"])
 
 
+_collector_timer: list = []  # the Qt timer of _collect_in_main_thread, once a QApplication exists
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _collect_in_main_thread():
+    """Cyclic garbage is collected by the main thread only, as in the app.
+
+    A collection that a worker thread happens to run can destroy old windows'
+    Qt objects there and deadlock with the GUI thread (it did, twice, in this
+    suite; see ``fmnist_gui/system/collector.py``). So the automatic collector
+    is off for the session; the main thread collects what is due after each
+    test, and every 250 ms while a test waits in Qt's event loop.
+    """
+    from fmnist_gui.system import collector
+
+    collector.stop_automatic()
+    yield
+    for timer in _collector_timer:
+        timer.stop()
+    collector.restore_automatic()
+
+
+@pytest.fixture(autouse=True)
+def _collect_due_garbage(_collect_in_main_thread):
+    yield
+    from fmnist_gui.system.collector import collect_due
+
+    collect_due()
+    if not _collector_timer and "PySide6.QtWidgets" in sys.modules:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+
+        if QApplication.instance() is not None:
+            timer = QTimer()
+            timer.timeout.connect(collect_due)
+            timer.start(250)
+            _collector_timer.append(timer)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Keep every test away from the real user folders and settings."""

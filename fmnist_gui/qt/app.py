@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 _LAUNCHED = time.perf_counter()
 
 
+#: How often the GUI thread runs the garbage collections that are due (see collector).
+COLLECT_EVERY_MS = 250
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fmnist_gui import __version__
     from fmnist_gui.system.options import add_data_options, add_plugin_dir_option
@@ -356,11 +360,27 @@ def app_icon():
         return QIcon(str(path))
 
 
+def _collect_in_gui_thread(window: MainWindow) -> None:
+    """At Ready: freeze start-up's objects, then collect due garbage from this thread's timer."""
+    from PySide6.QtCore import QTimer
+
+    from fmnist_gui.system import collector
+
+    if window.findChild(QTimer, "collector_timer") is not None:
+        return
+    collector.freeze_start_up()
+    timer = QTimer(window)  # the window owns it
+    timer.setObjectName("collector_timer")
+    timer.timeout.connect(collector.collect_due)
+    timer.start(COLLECT_EVERY_MS)
+
+
 def main(argv: list[str] | None = None) -> int:
     from fmnist_gui.system import collector
 
-    # No cyclic garbage collection until loaded: start-up is faster without (see collector).
-    collector.pause()
+    # Cyclic garbage is collected by the GUI thread only, never by a worker thread
+    # (where destroying Qt objects can deadlock), and not at all until loaded: see collector.
+    collector.stop_automatic()
     args, qt_args = build_parser().parse_known_args(argv)
 
     from fmnist_gui.qt.infra import preflight
@@ -368,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before any Qt module loads: a missing X11 library makes Qt abort the process.
     problem = preflight.check()
     if problem is not None:
-        collector.resume()
+        collector.restore_automatic()
         print(problem.message, file=sys.stderr)
         return 1
 
@@ -389,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     fmnist.warm_up = True
     window = fmnist.window
     # Connected before the ready report: the report's line comes after the collector is back.
-    fmnist.backend.loaded.connect(collector.resume)
+    fmnist.backend.loaded.connect(lambda: _collect_in_gui_thread(fmnist.window))
     report = bool(os.environ.get("FMNIST_GUI_REPORT_STARTUP"))
     if report:
         fmnist.backend.loaded.connect(lambda: _report_ready(fmnist))

@@ -1,45 +1,68 @@
-"""Python's cyclic garbage collector, paused while the app starts, then frozen.
+"""Python's cyclic garbage collector, run by the GUI thread only, and paused at start-up.
 
-Start-up imports torch, pyqtgraph and the plugins: some 225,000 objects that
-live as long as the process, and almost no garbage cycles. The collector still
-runs its generations over and over as those allocations pile up. Measured on
-this 2-core machine (medians of 8, interleaved): ``import torch, pyqtgraph``
-takes 2.20 s with the collector and 1.80 s without, and Ready comes 0.7 s
-sooner (``benchmarks/bench_gui.py --startup-only``).
+**Which thread collects.** Python's automatic collector runs in whichever
+thread happens to allocate when a generation's threshold is crossed: a
+training, loading or sweep thread as often as the GUI thread. When that
+collection finds a dead cycle that holds Qt objects (a closed dialog, an old
+window's menu), their C++ destructors run in that thread: each takes Qt's lock
+for the object and then asks for the GIL, while the GUI thread, holding the GIL,
+may be deleting a neighbour and waiting for that very lock. That deadlock was
+caught twice in the test suite, and `py-spy dump --native` showed it: one thread
+in ``gc_collect_main`` -> ``QObject::~QObject`` -> ``GilState::acquire``, the
+GUI thread in ``QObject::~QObject`` -> ``QBasicMutex::lockInternal``. The app
+could hit it too. The cure is an old one for Python Qt apps: turn the automatic
+collector off, and let the GUI thread run :func:`collect_due` from a timer,
+which does what the automatic collector would, generation by generation.
 
-Once loaded, :func:`resume` turns it back on and freezes what start-up left
-(``gc.freeze``): those objects move to a permanent generation that collections
-no longer scan. Without that, each full collection walks them all, 130 ms in
-whichever thread triggers it, the GUI thread included, where it is a visible
-stall while training draws. Objects made after start-up are collected as usual.
+**Start-up.** Until Ready nothing is collected at all. Start-up imports torch,
+pyqtgraph and the plugins: some 225,000 objects that live as long as the
+process, and almost no garbage cycles; the collector would scan them over and
+over. Measured on a 2-core machine (medians of 8, interleaved): ``import torch,
+pyqtgraph`` takes 2.20 s with the collector and 1.80 s without. At Ready,
+:func:`freeze_start_up` moves them into the permanent generation, which no
+collection scans again: a full collection took 130 ms with them, 0 ms after.
 
-Only the app's ``main`` uses this; a test process that builds many windows
-keeps the collector as it is.
+Nothing here imports Qt: the app owns the timer, tests call it between tests.
 """
 
 from __future__ import annotations
 
 import gc
 
-_paused = False
+_disabled_by_us = False
 
 
-def pause() -> None:
-    """Turn the collector off until :func:`resume`, unless it was off already."""
-    global _paused
+def stop_automatic() -> None:
+    """Turn the automatic collector off: from now on only :func:`collect_due` collects."""
+    global _disabled_by_us
     if gc.isenabled():
         gc.disable()
-        _paused = True
+        _disabled_by_us = True
 
 
-def resume() -> None:
-    """Turn the collector back on if :func:`pause` turned it off, and freeze the survivors.
+def restore_automatic() -> None:
+    """Turn the automatic collector back on, if :func:`stop_automatic` turned it off."""
+    global _disabled_by_us
+    if _disabled_by_us:
+        _disabled_by_us = False
+        gc.enable()
 
-    Called once start-up is over; calling it again does nothing.
-    """
-    global _paused
-    if not _paused:
-        return
-    _paused = False
+
+def freeze_start_up() -> None:
+    """Move every object alive now into the permanent generation (``gc.freeze``)."""
     gc.freeze()
-    gc.enable()
+
+
+def collect_due() -> int:
+    """Collect what the automatic collector would collect now, in this thread.
+
+    As CPython decides: nothing until generation 0's count passes its threshold;
+    then the oldest generation whose count passes its own (a collection of a
+    generation takes the younger ones with it). Returns the unreachable objects found.
+    """
+    thresholds = gc.get_threshold()
+    counts = gc.get_count()
+    if not thresholds[0] or counts[0] <= thresholds[0]:
+        return 0
+    generation = max(g for g in range(3) if counts[g] > thresholds[g])
+    return gc.collect(generation)

@@ -228,13 +228,25 @@ def test_the_window_is_built_without_the_slow_imports(tmp_path):
 
 COLLECTOR_STATES = textwrap.dedent(
     """
-    import gc, sys
+    import gc, sys, threading
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
     import fmnist_gui.qt.app as app_module
 
-    app = QApplication([sys.argv[0]])
-    real_build = app_module.build_app
+    collected_in = []
+    kept = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            collected_in.append(threading.current_thread().name)
+
+    def make_garbage():
+        for _ in range(3):
+            Cycle()  # unreachable at once, but only a collection frees a cycle
+        kept.append([[] for _ in range(5000)])  # allocations enough to make a collection due
 
     def build(*args, **kwargs):
         fmnist = real_build(*args, **kwargs)
@@ -242,20 +254,34 @@ COLLECTOR_STATES = textwrap.dedent(
 
         def ready():
             print("ready", gc.isenabled(), gc.get_freeze_count() > 100_000, flush=True)
+            worker = threading.Thread(target=make_garbage, name="worker")
+            worker.start()
+            worker.join()
+            QTimer.singleShot(0, wait_for_collection)
+
+        def wait_for_collection():
+            if not collected_in:
+                QTimer.singleShot(50, wait_for_collection)
+                return
+            print("collected-in", *sorted(set(collected_in)), flush=True)
             fmnist.window.close()
 
         # On the next turn of the event loop: after every slot of "loaded" has run.
         fmnist.backend.loaded.connect(lambda: QTimer.singleShot(0, ready))
         return fmnist
 
+    app = QApplication([sys.argv[0]])
+    real_build = app_module.build_app
     app_module.build_app = build
     sys.exit(app_module.main(sys.argv[1:]))
     """
 )
 
 
-def test_collector_is_off_while_loading_then_on_with_start_up_frozen(tmp_path, tiny_root):
-    """A real app process: no cyclic collection until Ready, then start-up's objects frozen."""
+def test_garbage_is_collected_by_the_gui_thread_only_and_start_up_is_frozen(tmp_path, tiny_root):
+    """A real app process: no automatic collection (none until Ready, then only the GUI
+    thread's timer collects), start-up's objects frozen, and a worker thread's dead
+    cycles collected in the GUI thread."""
     env = dict(
         os.environ,
         QT_QPA_PLATFORM="offscreen",
@@ -271,5 +297,6 @@ def test_collector_is_off_while_loading_then_on_with_start_up_frozen(tmp_path, t
     )
     lines = [line.split() for line in done.stdout.splitlines()]
     assert ["loading", "False"] in lines, done.stdout + done.stderr
-    assert ["ready", "True", "True"] in lines, done.stdout + done.stderr
+    assert ["ready", "False", "True"] in lines, done.stdout + done.stderr
+    assert ["collected-in", "MainThread"] in lines, done.stdout + done.stderr
     assert done.returncode == 0
