@@ -174,7 +174,7 @@ class SweepController(QObject):
         window.closing.connect(self._on_closing)
         # A sweep takes every CPU: training waits for it, and it waits for training.
         self._blockers: list[Blocker] = [self._training_blocks_sweep]
-        training.add_blocker(self._sweep_blocks_training)
+        training.add_blocker(self._sweep_blocks_training, asked_on_quit=False)  # asks its own
 
     # ----- building -------------------------------------------------------------------
     def build_view(self) -> SweepView:

@@ -69,6 +69,7 @@ class TrainingController(QObject):
         self.job: Job | None = None
         self.worker: TrainingWorker | None = None
         self._blockers: list[Blocker] = []
+        self._not_asked_on_quit: list[Blocker] = []  # blockers whose owners ask their own
         self._run_end: RunEnd | str | None = None
         self.divergence_box: QMessageBox | None = None  # open while a rollback is offered
         self._close_requested = False
@@ -179,7 +180,7 @@ class TrainingController(QObject):
             blocker=lambda: "" if self.engine_inputs() else "Finding an lr needs the dataset.",
         )
         # A diverged model does not train on: Continue waits for a rollback or Reset.
-        self.add_blocker(self._diverged_reason)
+        self.add_blocker(self._diverged_reason, asked_on_quit=False)
         menu = w.menus["training"]
         for name in ("start", "pause", "stop"):
             menu.addAction(w.actions[name])
@@ -221,13 +222,17 @@ class TrainingController(QObject):
         """True once the user agreed to quit while training (unsaved work included)."""
         return self._close_requested
 
-    def add_blocker(self, blocker: Blocker) -> None:
+    def add_blocker(self, blocker: Blocker, *, asked_on_quit: bool = True) -> None:
         """``blocker()`` says why training may not start or resume now ("" when it may).
 
         Asked afresh each time, so a block ends when its cause does, not when
-        someone remembers to lift it.
+        someone remembers to lift it. ``asked_on_quit``: quitting while it holds
+        asks training's question about that other run (a race); False where the
+        blocker's owner asks its own (a sweep).
         """
         self._blockers.append(blocker)
+        if not asked_on_quit:
+            self._not_asked_on_quit.append(blocker)
 
     @property
     def imported(self) -> bool:
@@ -958,13 +963,7 @@ class TrainingController(QObject):
         A diverged model also blocks training, but it is a state, not a run:
         quitting loses nothing of it that the unsaved-training question does not cover.
         """
-        for blocker in self._blockers:
-            if blocker == self._diverged_reason:
-                continue
-            reason = blocker()
-            if reason:
-                return reason
-        return ""
+        return first_reason(b for b in self._blockers if b not in self._not_asked_on_quit)
 
     def _ask_before_quit(self) -> None:
         if self.quit_box is not None:
