@@ -22,6 +22,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,15 +44,26 @@ PLUGIN_SECONDS = 30.0
 #: Seconds the child may take to start (Python, torch) before its first plugin.
 STARTUP_SECONDS = 120.0
 _POLL_SECONDS = 0.05
-# Trial processes running now, so that a process leaving in a hurry can end them.
+# Trial processes running now, and their folders, so that a process leaving in a
+# hurry (without the loader thread's clean-up) can end them and remove the folders.
 _RUNNING: set[subprocess.Popen] = set()
+_FOLDERS: set[Path] = set()
 
 
 def kill_trials() -> None:
-    """Kill the trial processes still running (an app quitting while it loads plugins)."""
+    """Kill the trial processes still running and remove their temporary folders.
+
+    For an app quitting while it loads plugins: it leaves at once, so the
+    loader thread's own clean-up never runs.
+    """
     for child in list(_RUNNING):
         with contextlib.suppress(OSError):
             child.kill()
+    for child in list(_RUNNING):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            child.wait(timeout=2)  # its output file is closed before the folder goes
+    for folder in list(_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -144,55 +156,66 @@ class Prober:
 
 def _trial(targets: list[ProbeTarget], timeout: float) -> tuple[dict[str, Verdict], str]:
     """Try ``targets`` in one child process: the verdicts it reached, and a problem or ""."""
-    with tempfile.TemporaryDirectory(prefix="fmnist-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fmnist-probe-", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
-        request, progress, output = (folder / n for n in ("request", "progress", "output"))
-        request.write_text(
-            json.dumps(
-                [
-                    {
-                        "key": t.key,
-                        "path": t.path,
-                        "data": base64.b64encode(t.data).decode(),
-                        "distribution": t.distribution,
-                    }
-                    for t in targets
-                ]
-            ),
-            encoding="utf-8",
-        )
-        progress.touch()
-        env = dict(os.environ)
-        # The child must import what this process imports, including paths added at run time.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        command = [sys.executable, "-m", __name__, str(request), str(progress), str(os.getpid())]
-        with open(output, "wb") as out:
-            try:
-                child = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
-                )
-            except OSError as exc:
-                return {}, f"could not start {sys.executable}: {exc.strerror or exc}"
-            _RUNNING.add(child)
-            try:
-                code, timed_out, events = _watch(child, progress, timeout)
-            finally:
-                _RUNNING.discard(child)
-                if child.poll() is None:  # interrupted while waiting: leave no child behind
-                    child.kill()
-                    child.wait()
-        started = [e["start"] for e in events if "start" in e]
-        done = {e["done"] for e in events if "done" in e}
-        verdicts = {key: Verdict(True) for key in done}
-        busy = [key for key in started if key not in done]
-        if busy:
-            verdicts[busy[0]] = Verdict(False, _how_it_ended(code, timed_out, timeout, output))
-            return verdicts, ""
-        if len(done) == len(targets) and any("end" in e for e in events):
-            return verdicts, ""
-        when = "between two plugins" if started else "before trying any"
-        how = _how_it_ended(code, timed_out, STARTUP_SECONDS, output)
-        return verdicts, f"the process trying plugins {how} {when}"
+        _FOLDERS.add(folder)
+        try:
+            return _trial_in(folder, targets, timeout)
+        finally:
+            _FOLDERS.discard(folder)
+
+
+def _trial_in(
+    folder: Path, targets: list[ProbeTarget], timeout: float
+) -> tuple[dict[str, Verdict], str]:
+    """``_trial`` in ``folder``: the request, progress and output files of one child."""
+    request, progress, output = (folder / n for n in ("request", "progress", "output"))
+    request.write_text(
+        json.dumps(
+            [
+                {
+                    "key": t.key,
+                    "path": t.path,
+                    "data": base64.b64encode(t.data).decode(),
+                    "distribution": t.distribution,
+                }
+                for t in targets
+            ]
+        ),
+        encoding="utf-8",
+    )
+    progress.touch()
+    env = dict(os.environ)
+    # The child must import what this process imports, including paths added at run time.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    command = [sys.executable, "-m", __name__, str(request), str(progress), str(os.getpid())]
+    with open(output, "wb") as out:
+        try:
+            child = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+            )
+        except OSError as exc:
+            return {}, f"could not start {sys.executable}: {exc.strerror or exc}"
+        _RUNNING.add(child)
+        try:
+            code, timed_out, events = _watch(child, progress, timeout)
+        finally:
+            _RUNNING.discard(child)
+            if child.poll() is None:  # interrupted while waiting: leave no child behind
+                child.kill()
+                child.wait()
+    started = [e["start"] for e in events if "start" in e]
+    done = {e["done"] for e in events if "done" in e}
+    verdicts = {key: Verdict(True) for key in done}
+    busy = [key for key in started if key not in done]
+    if busy:
+        verdicts[busy[0]] = Verdict(False, _how_it_ended(code, timed_out, timeout, output))
+        return verdicts, ""
+    if len(done) == len(targets) and any("end" in e for e in events):
+        return verdicts, ""
+    when = "between two plugins" if started else "before trying any"
+    how = _how_it_ended(code, timed_out, STARTUP_SECONDS, output)
+    return verdicts, f"the process trying plugins {how} {when}"
 
 
 def _watch(child: subprocess.Popen, progress: Path, timeout: float) -> tuple[int, bool, list]:

@@ -95,7 +95,8 @@ def test_warm_up_imports_what_the_first_optimizer_would():
 
 QUIT_DURING_LOADING = textwrap.dedent(
     """
-    import os, sys, time
+    import os, sys, tempfile, time
+    from pathlib import Path
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
     import fmnist_gui.qt.app as app_module
@@ -107,7 +108,9 @@ QUIT_DURING_LOADING = textwrap.dedent(
         fmnist = real_build(*args, **kwargs)
 
         def quit_when_loading():
-            if not fmnist.backend.loading:
+            # Once the plugin trial process runs (its folder exists): the loader is stuck in it.
+            trying = any(Path(tempfile.gettempdir()).glob("fmnist-probe-*"))
+            if not (fmnist.backend.loading and trying):
                 QTimer.singleShot(20, quit_when_loading)
                 return
             print("quit asked", time.monotonic(), flush=True)
@@ -138,10 +141,13 @@ def test_quitting_while_loading_leaves_at_once(tmp_path, tiny_root):
     write_plugin(folder, "slow", SLOW_PLUGIN)
     env = dict(os.environ)
     env.pop("FMNIST_GUI_FULL_TEARDOWN", None)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     env.update(
         QT_QPA_PLATFORM="offscreen",
         FMNIST_GUI_HOME=str(tmp_path / "home"),
         XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+        TMPDIR=str(temp),
     )
     command = [sys.executable, "-c", QUIT_DURING_LOADING, "--data-dir", str(tiny_root)]
     command += ["--plugin-dir", str(folder)]
@@ -168,6 +174,7 @@ def test_quitting_while_loading_leaves_at_once(tmp_path, tiny_root):
         child.wait()
         child.stdout.close()
     assert child.returncode == 0
+    assert not list(temp.glob("fmnist-probe-*")), "the plugin trial's folder was left behind"
 
 
 def test_safe_mode_after_a_start_that_died_loading_plugins(
