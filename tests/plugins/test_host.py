@@ -13,7 +13,6 @@ import torch
 
 from fmnist_gui.plugins import host as plugin_manager
 from fmnist_gui.plugins.host import (
-    FILE_MODULE_PREFIX,
     PluginHost,
     UnknownPluginError,
     get_plugin_manager,
@@ -23,7 +22,12 @@ from fmnist_gui.system.paths import user_plugin_dir
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.events import BatchEnd, RunEnd
 from fmnist_gui.training.trainer import Trainer
-from tests.support.plugin_fixtures import good_optimizer_source, make_distribution, write_plugin
+from tests.support.plugin_fixtures import (
+    forgetting_plugin_modules,
+    good_optimizer_source,
+    make_distribution,
+    write_plugin,
+)
 
 BUILTIN_OPTIMIZERS = {"sgd", "adam", "rmsprop"}
 BUILTIN_LOSSES = {"cross_entropy", "nll", "mse"}
@@ -32,11 +36,8 @@ BUILTIN_LOSSES = {"cross_entropy", "nll", "mse"}
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
     """Plugin modules imported by a test must not leak into the next one."""
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(("fmnist_test_", FILE_MODULE_PREFIX)):
-            del sys.modules[name]
+    with forgetting_plugin_modules("fmnist_test_"):
+        yield
 
 
 def host_with(tmp_path, **files: str):

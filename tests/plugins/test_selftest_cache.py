@@ -17,21 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, get_plugin_manager
+from fmnist_gui.plugins.host import get_plugin_manager
 from fmnist_gui.plugins.selftest import SelfTestCache
 from fmnist_gui.plugins.specs import Param
-from tests.support.plugin_fixtures import good_optimizer_source, make_distribution, write_plugin
+from tests.support.plugin_fixtures import (
+    forgetting_plugin_modules,
+    good_optimizer_source,
+    make_distribution,
+    write_plugin,
+)
 
 BUILTIN_SPECS = 11  # sgd, adam, rmsprop; cross_entropy, nll, mse; five schedules
 
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(("fmnist_test_", FILE_MODULE_PREFIX)):
-            del sys.modules[name]
+    with forgetting_plugin_modules("fmnist_test_"):
+        yield
 
 
 def _load(folder: Path, cache: Path):

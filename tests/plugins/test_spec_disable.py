@@ -7,14 +7,13 @@ plugin host is the real one, loaded afresh for every "start".
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 
-from fmnist_gui.plugins.host import FILE_MODULE_PREFIX, UnknownPluginError, get_plugin_manager
+from fmnist_gui.plugins.host import UnknownPluginError, get_plugin_manager
 from fmnist_gui.plugins.installer import PluginSettings
 from fmnist_gui.plugins.selftest import SelfTestCache
-from tests.support.plugin_fixtures import make_distribution, write_plugin
+from tests.support.plugin_fixtures import forgetting_plugin_modules, make_distribution, write_plugin
 
 TWO = """
 import torch
@@ -35,11 +34,8 @@ def fmnist_register_optimizers():
 
 @pytest.fixture(autouse=True)
 def _forget_plugin_modules():
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if name.startswith(("fmnist_test_", FILE_MODULE_PREFIX)):
-            del sys.modules[name]
+    with forgetting_plugin_modules("fmnist_test_"):
+        yield
 
 
 @pytest.fixture
