@@ -58,11 +58,14 @@ def collect_due() -> int:
 
     As CPython decides: nothing until generation 0's count passes its threshold;
     then the oldest generation whose count passes its own (a collection of a
-    generation takes the younger ones with it). Returns the unreachable objects found.
+    generation takes the younger ones with it). A threshold of 0 is never passed:
+    Python 3.14's incremental collector reports a third threshold of 0 that means
+    nothing, and generation 2 there would be a full collection on every call.
+    Returns the unreachable objects found.
     """
     thresholds = gc.get_threshold()
     counts = gc.get_count()
-    if not thresholds[0] or counts[0] <= thresholds[0]:
+    due = [g for g in range(3) if thresholds[g] and counts[g] > thresholds[g]]
+    if not due or due[0] != 0:
         return 0
-    generation = max(g for g in range(3) if counts[g] > thresholds[g])
-    return gc.collect(generation)
+    return gc.collect(due[-1])

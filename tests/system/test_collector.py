@@ -39,3 +39,29 @@ def test_a_due_older_generation_is_collected_with_the_younger_ones():
     kept.append([[] for _ in range(threshold0 + 10)])
     collector.collect_due()
     assert gc.get_count()[:2] == (0, 0)  # generation 1 was collected, and 0 with it
+
+
+def test_a_generation_whose_threshold_is_zero_is_never_due():
+    # Python 3.14's incremental collector reports its third threshold as 0: that
+    # must not turn every due collection into a full one.
+    saved = gc.get_threshold()
+    full: list[int] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    gc.collect()
+    gc.callbacks.append(note)
+    try:
+        gc.set_threshold(saved[0], saved[1], 0)
+        kept = []
+        for _ in range(2 * saved[1] + 3):  # enough to make generation 1 due twice
+            kept.append([[] for _ in range(saved[0] + 10)])
+            collector.collect_due()
+        assert gc.get_count()[2] > 0  # counted: "count > threshold 0" would call it due
+        assert full == []
+        assert gc.get_count()[0] == 0  # the young generation was still collected
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*saved)
