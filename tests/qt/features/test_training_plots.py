@@ -1,4 +1,4 @@
-"""The Training tab's plots: legends stay clear of the data at any window size."""
+"""The Training tab's plots: legends clear of the data at any size, axes that fit, lr from 0."""
 
 from __future__ import annotations
 
@@ -132,3 +132,32 @@ def test_change_marks_follow_a_history_that_got_shorter(qtbot):
     plots.clear_marks()
     plots.show_changes(changes)
     assert plots.marks == [(10, "lr 0.1, momentum 0.5"), (30, "lr 0.01")]
+
+
+@pytest.mark.parametrize(
+    "lrs",
+    [
+        [1e-3] * 300,  # the tutorial's constant lr
+        [1e-3 * (1 + math.cos(math.pi * i / 300)) / 2 for i in range(300)],  # cosine to 0
+        [0.5] * 10 + [0.05] * 290,  # a live change to a tenth
+    ],
+    ids=["constant", "cosine", "live-change"],
+)
+def test_the_lr_axis_starts_at_zero_and_shows_the_whole_curve(qtbot, lrs):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 650)
+    plots.show()
+    qtbot.waitExposed(plots)
+    for step, _ in enumerate(lrs, start=1):
+        plots.add_loss(step, 1.0)
+    plots.draw(steps_per_epoch=100, planned_steps=len(lrs))
+    plots.set_lrs(lrs)
+    qtbot.wait(50)
+    low, high = plots.lr_view.viewRange()[1]
+    # No negative learning rates on the axis, and the curve is in view, in its
+    # upper part (a flat line used to sit at "0" in the middle of -0.5..0.5).
+    assert low == 0.0
+    assert max(lrs) <= high <= 1.5 * max(lrs)
+    _, shown = plots.lr_curve.getData()
+    assert list(shown) == lrs

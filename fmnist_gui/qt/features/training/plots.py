@@ -37,6 +37,9 @@ DIVERGENCE_COLOR = "#d62728"
 CHANGE_COLOR = "#9467bd"  # live hyperparameter changes
 # The lr curve changes slowly (or not at all): redrawn at most this often while training.
 LR_SECONDS = 1.0
+# The lr axis runs from 0 to this much above the largest lr shown: a constant lr is a
+# line clear of the plot's top edge, and a schedule's fall reads as a fall toward 0.
+LR_HEADROOM = 1.25
 
 
 class _Buffer:
@@ -232,7 +235,9 @@ class TrainingPlots(QWidget):
         right.enableAutoSIPrefix(False)
         right.setLabel("Learning rate", color=pg.mkColor(color).name())
         self.lr_view.setXLink(item)
-        self.lr_view.enableAutoRange(axis=pg.ViewBox.YAxis)
+        # Not fitted automatically: a flat line (a constant lr) would get an axis
+        # centred on it, half of it negative (see _redraw_lrs).
+        self.lr_view.disableAutoRange(axis=pg.ViewBox.YAxis)
         self.lr_curve = pg.PlotDataItem(
             pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine), name="lr"
         )
@@ -328,7 +333,13 @@ class TrainingPlots(QWidget):
         steps = np.arange(1, self._lrs.size + 1, dtype=np.float64)
         if self.x_mode == X_EPOCHS:
             steps /= max(self.steps_per_epoch, 1)
-        self.lr_curve.setData(steps, self._lrs.view())
+        lrs = self._lrs.view()
+        self.lr_curve.setData(steps, lrs)
+        finite = lrs[np.isfinite(lrs)]
+        top = float(finite.max()) if finite.size else 0.0
+        if top <= 0:  # nothing to show yet: any range will do
+            top = 1.0
+        self.lr_view.setYRange(0.0, top * LR_HEADROOM, padding=0)
 
     def show_changes(self, changes: Sequence[Mapping[str, Any]]) -> None:
         """Mark the live changes not marked yet: a labelled line at each change's step."""
