@@ -78,22 +78,42 @@ class StripLegend(pg.LegendItem):
         self.updateSize()
 
     def _natural_size(self) -> tuple[float, float]:
+        # From the entries' preferred sizes, not their current ones: a label may be
+        # stretched to its column, and a size read back from the layout that this
+        # size sets would grow with every pass (to millions of pixels in Compare).
         width = height = 0.0
         for row in range(self.layout.rowCount()):
             row_width = row_height = 0.0
             for col in range(self.layout.columnCount()):
                 entry = self.layout.itemAt(row, col)
                 if entry is not None:
-                    row_width += entry.width() + self.layout.horizontalSpacing()
-                    row_height = max(row_height, entry.height())
+                    hint = entry.effectiveSizeHint(Qt.SizeHint.PreferredSize)
+                    row_width += hint.width() + self.layout.horizontalSpacing()
+                    row_height = max(row_height, hint.height())
             width, height = max(width, row_width), height + row_height
         return width, height
 
+    def _widest_entry(self) -> float:
+        """The width of the widest entry alone: what one column needs."""
+        spacing = self.layout.horizontalSpacing()
+        preferred = Qt.SizeHint.PreferredSize
+        return max(
+            (
+                sample.effectiveSizeHint(preferred).width()
+                + label.effectiveSizeHint(preferred).width()
+                + 2 * spacing
+                for sample, label in self.items
+            ),
+            default=0.0,
+        )
+
     def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
-        # A fixed size the parent layout honours (pyqtgraph's sets a geometry, which
-        # a layout would overwrite).
+        # A size the parent layout honours (pyqtgraph's sets a geometry, which a
+        # layout would overwrite). Its minimum width is one column's, not this
+        # row's: a minimum as wide as the row would make the plot wider than its
+        # window, and _reflow, which reads the plot's width, would never wrap.
         width, height = self._natural_size()
-        self.setMinimumSize(width, height)
+        self.setMinimumSize(min(width, self._widest_entry()), height)
         self.setMaximumSize(width, height)
         self.resize(width, height)
 
