@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QFontMetricsF, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QWidget
 
 from fmnist_gui.analysis.runs import Run, RunList
@@ -44,13 +44,18 @@ class StripLegend(pg.LegendItem):
     """A legend in a row between a plot's title and its data, so it never covers a curve.
 
     It takes the place of the (hidden) top axis in the ``PlotItem``'s layout and
-    wraps onto more rows when the plot is too narrow for one.
+    wraps onto more rows when the plot is too narrow for one. When even one
+    entry a row is too wide, the names are shortened with "…" (``names()`` keeps
+    them whole), so the legend never widens the plot past its window.
     """
+
+    #: The narrowest the legend lets its plot's layout make it; _reflow then wraps.
+    MINIMUM_WIDTH = 80.0
 
     def __init__(self, item: pg.PlotItem, text_color=None) -> None:
         super().__init__(offset=None, labelTextColor=text_color, colCount=1, frame=False)
         self._plot_item = item
-        self._columns = 1
+        self._names: dict[pg.LabelItem, str] = {}  # each label's whole name
         self.layout.setHorizontalSpacing(12)
         item.layout.removeItem(item.getAxis("top"))
         item.layout.addItem(self, 1, 1)
@@ -60,14 +65,22 @@ class StripLegend(pg.LegendItem):
 
     def addItem(self, item, name) -> None:  # noqa: N802 - pyqtgraph's name
         super().addItem(item, name)
+        self._names[self.items[-1][1]] = name
         self._reflow()
 
     def removeItem(self, item) -> None:  # noqa: N802 - pyqtgraph's name
         super().removeItem(item)
+        labels = {label for _, label in self.items}
+        self._names = {k: v for k, v in self._names.items() if k in labels}
         self._reflow()
 
+    def names(self) -> list[str]:
+        """The entries' names, whole, in order (shown shortened when the plot is narrow)."""
+        return [self._names.get(label, label.text) for _, label in self.items]
+
     def _reflow(self) -> None:
-        # As many entries per row as the plot's width allows, at least one.
+        # As many entries per row as the plot's width allows, at least one; names
+        # shortened when one entry a row is still too wide.
         available = self._plot_item.width() - 60
         count = len(self.items)
         for columns in range(max(count, 1), 0, -1):
@@ -75,45 +88,60 @@ class StripLegend(pg.LegendItem):
                 self.setColumnCount(columns)
             if self._natural_size()[0] <= available or columns == 1:
                 break
+        room = None
+        if self.columnCount == 1 and self._natural_size()[0] > available:
+            room = max(available - 20 - 2 * self.layout.horizontalSpacing(), 40.0)
+        for _, label in self.items:
+            name = self._names.get(label, label.text)
+            text = name if room is None else self._shortened(label, name, room)
+            if text != label.text:
+                label.setText(text)
+                label.setToolTip(name if text != name else "")
         self.updateSize()
 
+    @staticmethod
+    def _text_width(label: pg.LabelItem, text: str) -> float:
+        # As LabelItem measures itself: the text plus its document's margins.
+        margin = label.item.document().documentMargin()
+        return QFontMetricsF(label.item.font()).horizontalAdvance(text) + 2 * margin
+
+    def _shortened(self, label: pg.LabelItem, name: str, room: float) -> str:
+        margin = label.item.document().documentMargin()
+        metrics = QFontMetricsF(label.item.font())
+        return metrics.elidedText(name, Qt.TextElideMode.ElideRight, room - 2 * margin)
+
     def _natural_size(self) -> tuple[float, float]:
-        # From the entries' preferred sizes, not their current ones: a label may be
-        # stretched to its column, and a size read back from the layout that this
-        # size sets would grow with every pass (to millions of pixels in Compare).
+        """The legend's size with every name whole."""
+        return self._size(whole=True)
+
+    def _size(self, *, whole: bool) -> tuple[float, float]:
+        # From the entries' preferred sizes (and whole names), not their current
+        # sizes: a label may be stretched to its column, and a size read back from
+        # the layout that this size sets would grow with every pass (it reached
+        # millions of pixels in Compare).
         width = height = 0.0
+        preferred = Qt.SizeHint.PreferredSize
         for row in range(self.layout.rowCount()):
             row_width = row_height = 0.0
             for col in range(self.layout.columnCount()):
                 entry = self.layout.itemAt(row, col)
-                if entry is not None:
-                    hint = entry.effectiveSizeHint(Qt.SizeHint.PreferredSize)
-                    row_width += hint.width() + self.layout.horizontalSpacing()
-                    row_height = max(row_height, hint.height())
+                if entry is None:
+                    continue
+                hint = entry.effectiveSizeHint(preferred)
+                name = self._names.get(entry) if whole else None
+                entry_width = hint.width() if name is None else self._text_width(entry, name)
+                row_width += entry_width + self.layout.horizontalSpacing()
+                row_height = max(row_height, hint.height())
             width, height = max(width, row_width), height + row_height
         return width, height
 
-    def _widest_entry(self) -> float:
-        """The width of the widest entry alone: what one column needs."""
-        spacing = self.layout.horizontalSpacing()
-        preferred = Qt.SizeHint.PreferredSize
-        return max(
-            (
-                sample.effectiveSizeHint(preferred).width()
-                + label.effectiveSizeHint(preferred).width()
-                + 2 * spacing
-                for sample, label in self.items
-            ),
-            default=0.0,
-        )
-
     def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
         # A size the parent layout honours (pyqtgraph's sets a geometry, which a
-        # layout would overwrite). Its minimum width is one column's, not this
-        # row's: a minimum as wide as the row would make the plot wider than its
-        # window, and _reflow, which reads the plot's width, would never wrap.
-        width, height = self._natural_size()
-        self.setMinimumSize(min(width, self._widest_entry()), height)
+        # layout would overwrite), from what the labels show now. Its minimum width
+        # is small: a legend may never keep its plot wider than the window, or the
+        # plot's width, which _reflow reads, would never shrink to make it wrap.
+        width, height = self._size(whole=False)
+        self.setMinimumSize(min(width, self.MINIMUM_WIDTH), height)
         self.setMaximumSize(width, height)
         self.resize(width, height)
 
@@ -245,8 +273,7 @@ class RunPlots(QWidget):
 
     def curve_names(self) -> list[str]:
         """Legend entries of the loss plot, in order (tests read them)."""
-        legend = self.loss_plot.getPlotItem().legend
-        return [label.text for _, label in legend.items]
+        return self.loss_plot.getPlotItem().legend.names()
 
     def _remove_curves(self, run_id: int) -> None:
         curves = self._curves.pop(run_id, None)

@@ -56,7 +56,7 @@ def test_legends_cover_no_data(qtbot, size, epochs):
         item = plot.getPlotItem()
         legend = item.legend.sceneBoundingRect()
         assert legend.height() >= 10, "the legend is readable"
-        names = [label.text for _, label in item.legend.items]
+        names = item.legend.names()
         assert names == [c.name() for c in plot_curves]
         # Outside the data area altogether, and so clear of every point.
         assert not legend.intersects(item.getViewBox().sceneBoundingRect())
