@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -85,6 +87,40 @@ def test_svg_renders_back_as_the_png(tmp_path, plots):
         for i in (image, back)
     ]
     assert np.abs(small[0] - small[1]).mean() < 8
+    # No line is drawn in a scaled group: a renderer without non-scaling strokes
+    # (librsvg 2.54, ImageMagick's own) would scale its width with the data.
+    assert _scaled_lines(svg) == []
+
+
+def _scaled_lines(svg) -> list[str]:
+    ns = "{http://www.w3.org/2000/svg}"
+    found = []
+    for group in ET.parse(svg).getroot().iter(f"{ns}g"):
+        matrix = re.fullmatch(r"matrix\(([^)]*)\)", group.get("transform", ""))
+        if matrix is None:
+            continue
+        a, b, c, d = (float(v) for v in matrix.group(1).split(",")[:4])
+        scaled = (abs(a), b, c, abs(d)) != (1.0, 0.0, 0.0, 1.0)
+        found += [group.get("transform") for child in group if scaled and child.tag != f"{ns}text"]
+    return found
+
+
+def test_exporting_a_small_plot_leaves_the_window_as_it_was(tmp_path, qtbot):
+    # A plot too small to read is exported at a readable size, then put back.
+    runs = RunList()
+    small = RunPlots(runs)
+    qtbot.addWidget(small)
+    small.resize(300, 200)
+    small.show()
+    qtbot.waitExposed(small)
+    item = small.loss_plot.getPlotItem()
+    before = item.geometry()
+    assert before.width() < 240
+    for suffix in ("png", "svg"):
+        export_plots([[small.loss_plot]], tmp_path / f"small.{suffix}")
+        assert item.geometry() == before
+    image = QImage(str(tmp_path / "small.png"))
+    assert image.width() >= PNG_SCALE * 480
 
 
 def test_runs_view_writes_the_one_file_the_user_named(tmp_path, qtbot, plots):
