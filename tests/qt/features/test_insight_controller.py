@@ -301,7 +301,8 @@ def test_past_runs_come_back_with_details_and_their_settings(qtbot, app, tmp_pat
 
 @pytest.mark.parametrize("size", [(1024, 640), (1280, 800)])
 def test_insight_tabs_clip_nothing(qtbot, app, size):
-    from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QTableView
 
     app.window.resize(*size)
     assert app.window.minimumSizeHint().width() <= size[0]
@@ -329,3 +330,13 @@ def test_insight_tabs_clip_nothing(qtbot, app, size):
         for group in view.findChildren(QGroupBox):
             if group.isVisibleTo(view):
                 assert group.height() >= group.minimumSizeHint().height(), group.title()
+        for table in view.findChildren(QTableView):
+            header = table.horizontalHeader()
+            if not table.isVisibleTo(view) or header.isHidden():
+                continue
+            for column in range(header.count()):  # a table scrolls; its headers stay whole
+                if not header.isSectionHidden(column):
+                    assert header.sectionSize(column) >= header.sectionSizeHint(column), (
+                        view.objectName(),
+                        table.model().headerData(column, Qt.Orientation.Horizontal),
+                    )

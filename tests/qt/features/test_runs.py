@@ -151,3 +151,27 @@ def test_overlay_axes_refit_when_the_run_list_is_replaced(qtbot, views):
     assert x1 >= 8
     assert y0 <= 81
     assert y1 >= 88
+
+
+def test_a_narrow_runs_table_clips_no_header(qtbot):
+    # The Runs tab at 1024x640: the table is about 675 px wide.
+    runs = _runs()
+    runs.add(
+        "Training: Adam lr=0.001",
+        TrainConfig(
+            optimizer="adam",
+            optimizer_params={"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+        ),
+        "training",
+    )
+    view = RunsView(runs)
+    qtbot.addWidget(view)
+    view.resize(675, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    header = view.table.horizontalHeader()
+    for column, title in enumerate(view.COLUMNS):
+        assert header.sectionSize(column) >= header.sectionSizeHint(column), title
+    # The settings' whole text is in the tooltip.
+    settings = view.COLUMNS.index("Settings")
+    assert "betas=0.9,0.999" in view.table.item(2, settings).toolTip()
