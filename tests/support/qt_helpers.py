@@ -1,4 +1,4 @@
-"""Opening and closing the real app (its window and features) in tests, offscreen."""
+"""Opening and closing the real app (its window and features), and showing widgets, in tests."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ def close_window(qtbot, app: App) -> None:
     # A job queued by the run's last signals (a prediction refresh, an autosave write)
     # may start after shutdown(); it ends by itself. One that never ends still fails.
     qtbot.waitUntil(lambda: not threads.live_threads(), timeout=30_000)
+
+
+def show_widget(qtbot, widget, width: int, height: int):
+    """Show ``widget`` at ``width`` x ``height`` and wait until it is on screen; returns it."""
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget

@@ -19,15 +19,13 @@ from fmnist_gui.qt.widgets.export import PNG_SCALE, export_plots
 from fmnist_gui.qt.widgets.plotting import RunPlots
 from fmnist_gui.training.config import TrainConfig
 from fmnist_gui.training.events import EpochEnd
+from tests.support.qt_helpers import show_widget
 
 
 @pytest.fixture
 def plots(qtbot):
     widget = TrainingPlots()
-    qtbot.addWidget(widget)
-    widget.resize(1000, 560)
-    widget.show()
-    qtbot.waitExposed(widget)
+    show_widget(qtbot, widget, 1000, 560)
     for step in range(1, 301):
         widget.add_loss(step, 2.3 * math.exp(-step / 150) + 0.3)
     for n in (1, 2, 3):
@@ -109,10 +107,7 @@ def test_exporting_a_small_plot_leaves_the_window_as_it_was(tmp_path, qtbot):
     # A plot too small to read is exported at a readable size, then put back.
     runs = RunList()
     small = RunPlots(runs)
-    qtbot.addWidget(small)
-    small.resize(300, 200)
-    small.show()
-    qtbot.waitExposed(small)
+    show_widget(qtbot, small, 300, 200)
     item = small.loss_plot.getPlotItem()
     before = item.geometry()
     assert before.width() < 240

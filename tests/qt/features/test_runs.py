@@ -13,6 +13,7 @@ from fmnist_gui.qt.features.runs.runs_view import RunsView
 from fmnist_gui.qt.widgets.export import export_plot
 from fmnist_gui.qt.widgets.plotting import RunPlots
 from fmnist_gui.training.config import TrainConfig
+from tests.support.qt_helpers import show_widget
 
 
 def _runs() -> RunList:
@@ -165,10 +166,7 @@ def test_a_narrow_runs_table_clips_no_header(qtbot):
         "training",
     )
     view = RunsView(runs)
-    qtbot.addWidget(view)
-    view.resize(675, 300)
-    view.show()
-    qtbot.waitExposed(view)
+    show_widget(qtbot, view, 675, 300)
     header = view.table.horizontalHeader()
     for column, title in enumerate(view.COLUMNS):
         assert header.sectionSize(column) >= header.sectionSizeHint(column), title

@@ -9,6 +9,7 @@ from PySide6.QtCore import QPointF
 
 from fmnist_gui.qt.features.training.plots import TrainingPlots
 from fmnist_gui.training.events import EpochEnd
+from tests.support.qt_helpers import show_widget
 
 
 def _epoch(n: int, test_loss: float, accuracy: float) -> EpochEnd:
@@ -35,10 +36,7 @@ def _data_points(curve) -> list[QPointF]:
 @pytest.mark.parametrize("epochs", [1, 3])
 def test_legends_cover_no_data(qtbot, size, epochs):
     plots = TrainingPlots()
-    qtbot.addWidget(plots)
-    plots.resize(*size)
-    plots.show()
-    qtbot.waitExposed(plots)
+    show_widget(qtbot, plots, *size)
     steps = 100
     for step in range(1, steps * epochs + 1):
         plots.add_loss(step, 2.3 * math.exp(-step / 150) + 0.3)
@@ -79,10 +77,7 @@ def _spans(plot, xs, ys) -> tuple[float, float]:
 
 def test_axes_refit_after_a_reset_and_an_import(qtbot):
     plots = TrainingPlots()
-    qtbot.addWidget(plots)
-    plots.resize(1000, 650)
-    plots.show()
-    qtbot.waitExposed(plots)
+    show_widget(qtbot, plots, 1000, 650)
     # A long first run with high losses, zoomed by the user.
     for step in range(1, 3001):
         plots.add_loss(step, 5.0 + math.sin(step))
@@ -145,10 +140,7 @@ def test_change_marks_follow_a_history_that_got_shorter(qtbot):
 )
 def test_the_lr_axis_starts_at_zero_and_shows_the_whole_curve(qtbot, lrs):
     plots = TrainingPlots()
-    qtbot.addWidget(plots)
-    plots.resize(1000, 650)
-    plots.show()
-    qtbot.waitExposed(plots)
+    show_widget(qtbot, plots, 1000, 650)
     for step, _ in enumerate(lrs, start=1):
         plots.add_loss(step, 1.0)
     plots.draw(steps_per_epoch=100, planned_steps=len(lrs))

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QMessageBox, QTableWidget, QTextBrowser
 
 from fmnist_gui.qt.app import App
 from fmnist_gui.qt.infra import threads
-from tests.support.qt_helpers import close_window, open_window
+from tests.support.qt_helpers import close_window, open_window, show_widget
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -586,10 +586,7 @@ def test_smoothed_line_is_downsampled_and_ends_within_3_px_of_the_newest_batch(q
     from fmnist_gui.qt.features.training.plots import TrainingPlots
 
     plots = TrainingPlots()
-    qtbot.addWidget(plots)
-    plots.resize(700, 500)
-    plots.show()
-    qtbot.waitExposed(plots)
+    show_widget(qtbot, plots, 700, 500)
     losses = list(np.linspace(2.3, 0.4, 9380) + 0.05 * np.sin(np.arange(9380)))
     feed(plots, losses)
     plots.draw(steps_per_epoch=938, planned_steps=9380)

@@ -6,6 +6,7 @@ import pyqtgraph as pg
 import pytest
 
 from fmnist_gui.qt.widgets.plotting import StripLegend
+from tests.support.qt_helpers import show_widget
 
 NAMES = ["Training: Adam lr=0.001", "SGD lr=0.001", "Adam lr=0.001", "RMSProp lr=0.001"]
 
@@ -14,15 +15,12 @@ NAMES = ["Training: Adam lr=0.001", "SGD lr=0.001", "Adam lr=0.001", "RMSProp lr
 def test_the_legend_fits_its_plot_and_keeps_its_size(qtbot, width):
     # Four long names in a plot too narrow for one row: the Compare tab after a race.
     widget = pg.PlotWidget()
-    qtbot.addWidget(widget)
     item = widget.getPlotItem()
     item.setTitle("Training loss")
     legend = StripLegend(item)
     for i, name in enumerate(NAMES):
         item.plot([0, 1, 2], [3 - i, 2 - i, 1], name=name)
-    widget.resize(width, 360)
-    widget.show()
-    qtbot.waitExposed(widget)
+    show_widget(qtbot, widget, width, 360)
     qtbot.wait(200)  # layouts settle
     sizes = []
     for _ in range(5):
