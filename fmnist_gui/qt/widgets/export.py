@@ -165,7 +165,9 @@ def _title(plot: pg.PlotWidget) -> str:
 
 _SVG = "http://www.w3.org/2000/svg"
 _MATRIX = re.compile(r"matrix\(([^)]*)\)")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# What QSvgGenerator writes in path data and point lists: absolute commands and numbers.
+_TOKEN = re.compile(r"[MLCZ]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NOT_ABSOLUTE = re.compile(r"[^MLCZ\d\s,.eE+-]")
 _LINES = {f"{{{_SVG}}}path", f"{{{_SVG}}}polyline", f"{{{_SVG}}}polygon"}
 
 
@@ -194,7 +196,7 @@ def flatten_scaled_strokes(path: Path) -> None:
         for child in group:
             key = "d" if child.tag.endswith("}path") else "points"
             text = child.get(key, "")
-            if key == "d" and re.search(r"[^MLCZ\d\s,.eE+-]", text):
+            if key == "d" and _NOT_ABSOLUTE.search(text):
                 break  # relative or other commands: leave this group as Qt wrote it
             rewritten.append((child, key, _map_points(text, matrix)))
         else:
@@ -211,7 +213,7 @@ def _map_points(text: str, matrix: tuple[float, ...]) -> str:
     a, b, c, d, e, f = matrix
     out: list[str] = []
     pending: list[float] = []
-    for token in re.findall(r"[MLCZ]|" + _NUMBER.pattern, text):
+    for token in _TOKEN.findall(text):
         if token.isalpha():
             out.append(token)
             continue

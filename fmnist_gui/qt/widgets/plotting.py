@@ -86,11 +86,13 @@ class StripLegend(pg.LegendItem):
         for columns in range(max(count, 1), 0, -1):
             if columns != self.columnCount:
                 self.setColumnCount(columns)
-            if self._natural_size()[0] <= available or columns == 1:
+            whole_width = self._size(whole=True)[0]
+            if whole_width <= available or columns == 1:
                 break
         room = None
-        if self.columnCount == 1 and self._natural_size()[0] > available:
-            room = max(available - 20 - 2 * self.layout.horizontalSpacing(), 40.0)
+        if self.items and whole_width > available:  # one entry a row, and still too wide
+            sample = self.items[0][0].effectiveSizeHint(Qt.SizeHint.PreferredSize).width()
+            room = max(available - sample - 2 * self.layout.horizontalSpacing(), 40.0)
         for _, label in self.items:
             name = self._names.get(label, label.text)
             text = name if room is None else self._shortened(label, name, room)
@@ -100,19 +102,17 @@ class StripLegend(pg.LegendItem):
         self.updateSize()
 
     @staticmethod
-    def _text_width(label: pg.LabelItem, text: str) -> float:
-        # As LabelItem measures itself: the text plus its document's margins.
-        margin = label.item.document().documentMargin()
-        return QFontMetricsF(label.item.font()).horizontalAdvance(text) + 2 * margin
+    def _metrics(label: pg.LabelItem) -> tuple[QFontMetricsF, float]:
+        # As LabelItem measures itself: its font, and its document's margin each side.
+        return QFontMetricsF(label.item.font()), 2 * label.item.document().documentMargin()
+
+    def _text_width(self, label: pg.LabelItem, text: str) -> float:
+        metrics, margins = self._metrics(label)
+        return metrics.horizontalAdvance(text) + margins
 
     def _shortened(self, label: pg.LabelItem, name: str, room: float) -> str:
-        margin = label.item.document().documentMargin()
-        metrics = QFontMetricsF(label.item.font())
-        return metrics.elidedText(name, Qt.TextElideMode.ElideRight, room - 2 * margin)
-
-    def _natural_size(self) -> tuple[float, float]:
-        """The legend's size with every name whole."""
-        return self._size(whole=True)
+        metrics, margins = self._metrics(label)
+        return metrics.elidedText(name, Qt.TextElideMode.ElideRight, room - margins)
 
     def _size(self, *, whole: bool) -> tuple[float, float]:
         # From the entries' preferred sizes (and whole names), not their current

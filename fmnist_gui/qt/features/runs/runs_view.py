@@ -52,6 +52,7 @@ class RunsView(QWidget):
         "Test loss",
         "Status",
     )
+    SETTINGS = COLUMNS.index("Settings")
     SETTINGS_WIDTH = 170  # the Settings column's first width, in pixels
     message = Signal(str)  # what an export did, for the status bar or log
     # A run's settings (a TrainConfig.to_dict()) for the training form's new model.
@@ -81,9 +82,10 @@ class RunsView(QWidget):
         # Names stay whole; long settings lists are elided (the whole list in the
         # tooltip) in a column of their own width, which the user may drag. In a
         # narrow window the table scrolls sideways rather than squeeze any header.
-        settings = self.COLUMNS.index("Settings")
-        header.setSectionResizeMode(settings, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(settings, max(self.SETTINGS_WIDTH, header.sectionSizeHint(settings)))
+        header.setSectionResizeMode(self.SETTINGS, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(
+            self.SETTINGS, max(self.SETTINGS_WIDTH, header.sectionSizeHint(self.SETTINGS))
+        )
         header.setStretchLastSection(True)
         self.table.setWordWrap(False)
         self.table.itemChanged.connect(self._on_item_changed)
@@ -177,7 +179,7 @@ class RunsView(QWidget):
                 ]
                 for column, text in enumerate(cells):
                     item = table_item(self.table, row, column, text)
-                    if column == self.COLUMNS.index("Settings"):
+                    if column == self.SETTINGS:
                         item.setToolTip(text)
                     flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
                     if column == 0:
